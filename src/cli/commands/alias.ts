@@ -1,0 +1,209 @@
+// fe alias: addresses this host accepts, where their mail goes, and mailbox passwords.
+import type { Command } from 'commander';
+import { rmSync } from 'node:fs';
+import { takeAliasCreation } from '../../config/alias-quota.js';
+import { removeAlias, removePgpKey, setAlias } from '../../config/edit.js';
+import { editConfig, loadConfig } from '../../config/file.js';
+import { acquireLock } from '../../config/lock.js';
+import { aliasAddress, displayDomain, formatAddress, mailboxAddress } from '../../config/names.js';
+import { resolveRecipient } from '../../config/resolve.js';
+import type { AliasConfig } from '../../config/schema.js';
+import { changeMailboxPassword, createMailboxKey, generatePassword, hasMailboxKey, keyFilePath, unlockMailboxKey, WrongPassword } from '../../crypto/mailbox-key.js';
+import { mailboxDir } from '../../store/paths.js';
+import { UsageError, UserError } from '../../util/errors.js';
+import { configFile, JSON_HELP, parseName, servedDomain } from '../context.js';
+import { print, printJson, printTable, readStdin, style } from '../output.js';
+
+const MIN_PASSWORD = 12;
+
+function checkPassword(pw: string): string {
+  if (pw.length < MIN_PASSWORD) throw new UserError(`the password is shorter than ${MIN_PASSWORD} characters; nothing was changed`);
+  return pw;
+}
+
+/** Lines of stdin without their line ends; for --password-stdin. */
+async function stdinLines(): Promise<string[]> {
+  if (process.stdin.isTTY) process.stderr.write('reading from standard input (end with Ctrl-D)\n');
+  return (await readStdin()).toString('utf8').split(/\r?\n/);
+}
+
+function describe(alias: AliasConfig): string {
+  const parts = [];
+  if (alias.mailbox) parts.push('mailbox');
+  if (alias.forward.length > 0) parts.push(`forward to ${alias.forward.join(', ')}`);
+  return parts.join(' + ');
+}
+
+export function registerAlias(program: Command): void {
+  const alias = program
+    .command('alias')
+    .description('add, list and remove aliases; change mailbox passwords; see where an address goes')
+    .addHelpText(
+      'after',
+      `
+An alias forwards, stores in a mailbox, or both. Matching ignores case; me+anything@ reaches
+me@ (sub-addressing); *@example.org is the catch-all for names with no alias of their own.
+Mailbox passwords unlock the mailbox's encryption key: fe cannot read or reset them.`,
+    );
+
+  alias
+    .command('add')
+    .description('accept mail for an address: forward it, store it in a mailbox, or both')
+    .argument('<address>', 'e.g. me@example.org, or *@example.org for the catch-all')
+    .option('--forward <targets>', 'comma-separated addresses to forward to')
+    .option('--mailbox', 'store mail in an encrypted mailbox (prints its password once)')
+    .option('--password-stdin', 'read the mailbox password from standard input instead of generating one')
+    .addHelpText('after', '\nExamples:\n  fe alias add me@example.org --mailbox\n  fe alias add shop@example.org --forward me@gmail.example,me@example.org\n  printf "%s\\n" "$PW" | fe alias add you@example.org --mailbox --password-stdin')
+    .action(async (input: string, opts: { forward?: string; mailbox?: boolean; passwordStdin?: boolean }, cmd: Command) => {
+      const address = parseName(aliasAddress, input);
+      const canonical = formatAddress(address);
+      const forward = (opts.forward ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')
+        .map((s) => parseName(mailboxAddress, s));
+      if (!opts.mailbox && forward.length === 0) throw new UsageError('give --forward ADDRESSES, --mailbox, or both');
+      if (opts.passwordStdin && !opts.mailbox) throw new UsageError('--password-stdin needs --mailbox');
+      if (forward.some((f) => f.toLowerCase() === canonical)) throw new UserError(`${canonical} cannot forward to itself`);
+      const given = opts.passwordStdin ? checkPassword((await stdinLines())[0] ?? '') : null;
+      const password = given ?? (opts.mailbox ? generatePassword() : null);
+
+      let reattached = false;
+      let created: string | null = null;
+      await editConfig(configFile(cmd), ({ doc, config }) => {
+        const domain = servedDomain(config, address.domain);
+        const existing = domain.aliases.get(address.local);
+        if (existing) throw new UserError(`${canonical} already exists (${describe(existing)}); nothing was changed`);
+        if (password !== null) {
+          const dir = mailboxDir(config.dataDir, domain.name, address.local);
+          if (hasMailboxKey(dir)) {
+            // Mail from an earlier alias of this name is still there: only its own password may reopen it.
+            if (given === null) {
+              throw new UserError(`a mailbox for ${canonical} already exists in ${dir} (from an earlier alias); give its password with --password-stdin to attach it again, or move that folder away`);
+            }
+            try {
+              unlockMailboxKey(dir, given);
+            } catch (e) {
+              if (e instanceof WrongPassword) throw new UserError(`a mailbox for ${canonical} already exists in ${dir} and this is not its password; nothing was changed`);
+              throw e;
+            }
+            reattached = true;
+          } else {
+            createMailboxKey(dir, canonical, password);
+            created = dir;
+          }
+        }
+        takeAliasCreation(config.dataDir, domain.name, config.limits.aliasCreationsPerDomainPerDay);
+        setAlias(doc, domain, address.local, { forward, mailbox: opts.mailbox === true });
+      }).catch((e: unknown) => {
+        // A key whose password was never shown would only block a later attempt: take it back.
+        if (created) rmSync(keyFilePath(created), { force: true });
+        throw e;
+      });
+      const what = describe({ forward, mailbox: opts.mailbox === true });
+      print(`added ${canonical}: ${what}${reattached ? ' (its existing mailbox was attached again)' : ''}`);
+      if (password !== null && given === null) {
+        print(`password for ${canonical} (shown this once; fe keeps no copy and cannot reset it):`);
+        print(`  ${style.bold(password)}`);
+      }
+    });
+
+  alias
+    .command('list')
+    .description('list aliases, of one domain or all')
+    .argument('[domain]', 'only this domain')
+    .option('--json', JSON_HELP)
+    .action((input: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const config = loadConfig(configFile(cmd));
+      const domains = input ? [servedDomain(config, input)] : [...config.domains.values()];
+      const rows = domains.flatMap((d) =>
+        [...d.aliases.entries()].map(([local, a]) => ({
+          address: `${local}@${d.name}`,
+          display: `${local}@${displayDomain(d.name)}`,
+          mailbox: a.mailbox,
+          forward: a.forward,
+          pgpFingerprint: config.keys.get(`${local}@${d.name}`)?.fingerprint ?? null,
+        })),
+      );
+      if (opts.json) return printJson(rows.map(({ display: _d, ...r }) => r));
+      if (rows.length === 0) return print('no aliases yet: fe alias add me@DOMAIN --mailbox');
+      printTable(
+        ['ADDRESS', 'MAILBOX', 'FORWARD TO', 'OPENPGP'],
+        rows.map((r) => [r.display, r.mailbox ? 'yes' : 'no', r.forward.join(', ') || '-', r.pgpFingerprint ? r.pgpFingerprint.slice(-16) : '-']),
+      );
+    });
+
+  alias
+    .command('remove')
+    .description('stop accepting mail for an address (a mailbox stays on disk)')
+    .argument('<address>', 'the alias, exactly as listed (e.g. *@example.org for the catch-all)')
+    .action(async (input: string, _opts: unknown, cmd: Command) => {
+      const address = parseName(aliasAddress, input);
+      const canonical = formatAddress(address);
+      const { wasMailbox, dir } = await editConfig(configFile(cmd), ({ doc, config }) => {
+        const domain = servedDomain(config, address.domain);
+        const existing = domain.aliases.get(address.local);
+        if (!existing) throw new UserError(`${canonical} is not an alias (see fe alias list ${domain.name}); nothing was changed`);
+        removeAlias(doc, domain, domain.aliasKeys.get(address.local)!);
+        const key = config.keys.get(canonical);
+        if (key) removePgpKey(doc, key.key);
+        return { wasMailbox: existing.mailbox, dir: mailboxDir(config.dataDir, domain.name, address.local) };
+      });
+      print(`removed ${canonical}`);
+      if (wasMailbox) print(`its mailbox stays in ${dir}; adding the alias again with its password attaches it again`);
+    });
+
+  alias
+    .command('passwd')
+    .description("change a mailbox's password (needs the current one: fe cannot read the mailbox without it)")
+    .argument('<address>', 'a mailbox alias')
+    .requiredOption('--password-stdin', 'read the current password from the first line of standard input and the new one from the second (no second line: a new one is generated and printed)')
+    .action(async (input: string, _opts: unknown, cmd: Command) => {
+      const address = parseName(aliasAddress, input);
+      const canonical = formatAddress(address);
+      const config = loadConfig(configFile(cmd));
+      const domain = servedDomain(config, address.domain);
+      if (!domain.aliases.get(address.local)?.mailbox) throw new UserError(`${canonical} is not a mailbox alias`);
+      const dir = mailboxDir(config.dataDir, domain.name, address.local);
+      if (!hasMailboxKey(dir)) throw new UserError(`the mailbox key of ${canonical} is missing (${keyFilePath(dir)})`);
+      const [current = '', next = ''] = await stdinLines();
+      if (current === '') throw new UserError('no current password on standard input');
+      const generated = next === '';
+      const password = generated ? generatePassword() : checkPassword(next);
+      const release = await acquireLock(keyFilePath(dir), 10_000);
+      try {
+        changeMailboxPassword(dir, current, password);
+      } catch (e) {
+        if (e instanceof WrongPassword) throw new UserError(`wrong password for ${canonical}; nothing was changed`);
+        throw e;
+      } finally {
+        release();
+      }
+      print(`changed the password of ${canonical}`);
+      if (generated) print(`new password (shown this once):\n  ${style.bold(password)}`);
+    });
+
+  alias
+    .command('resolve')
+    .description('show where mail to an address would go (sub-addressing and catch-all applied)')
+    .argument('<address>', 'any address, e.g. Me+News@example.org')
+    .option('--json', JSON_HELP)
+    .action((input: string, opts: { json?: boolean }, cmd: Command) => {
+      const config = loadConfig(configFile(cmd));
+      const result = resolveRecipient(config, input);
+      if (!result.ok) {
+        if (opts.json) printJson({ address: input, accepted: false, reason: result.reason, message: result.message });
+        else print(`${input}: rejected (${result.message})`);
+        process.exitCode = 1;
+        return;
+      }
+      const r = result.resolution;
+      const alias = `${r.local}@${r.domain.name}`;
+      if (opts.json) {
+        printJson({ address: input, accepted: true, alias, via: r.via, tag: r.tag, mailbox: r.alias.mailbox, forward: r.alias.forward });
+        return;
+      }
+      const via = r.via === 'exact' ? '' : r.via === 'subaddress' ? ` (sub-address, tag "${r.tag}")` : ' (catch-all)';
+      print(`${input} -> ${alias}${via}: ${describe(r.alias)}`);
+    });
+}

@@ -1,0 +1,85 @@
+// The `fe` command: a thin face over the config, crypto and daemon modules.
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../config/schema.js';
+import { UsageError, UserError } from '../util/errors.js';
+import { style } from './output.js';
+import { registerConfig } from './commands/config.js';
+import { registerDomain } from './commands/domain.js';
+import { registerDkim } from './commands/dkim.js';
+import { registerAlias } from './commands/alias.js';
+import { registerKey } from './commands/key.js';
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('fe');
+  program
+    .description('fe: a self-hosted, privacy-first mail appliance.\nDomains, aliases and keys live in fe.yml; these commands edit it safely.')
+    .version(version(), '-V, --version', 'print the fe version')
+    .addOption(new Option('-c, --config <path>', 'the config file (default: $FE_CONFIG, else /etc/fe/fe.yml)'))
+    .helpOption('-h, --help', 'show help for a command')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      outputError: (s, write) => write(s.replace(/^error:/, `${style.red('error:', process.stderr)}`)),
+    })
+    .addHelpText(
+      'after',
+      `
+Exit status: 0 success, 1 a problem with the input or the system, 2 a usage error.
+Colour is used only on a terminal and never when NO_COLOR is set.
+
+Examples:
+  fe domain add example.org          serve a domain (creates its DKIM key)
+  fe domain dns example.org          the DNS records to publish
+  fe alias add me@example.org --mailbox
+  fe alias add shop@example.org --forward me@gmail.example
+  fe key add me@example.org key.asc  encrypt mail to me@ with this OpenPGP key`,
+    );
+  registerConfig(program);
+  registerDomain(program);
+  registerDkim(program);
+  registerAlias(program);
+  registerKey(program);
+  return program;
+}
+
+/** Runs the CLI; returns the exit code instead of exiting so tests and the launcher share it. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  if (argv.length === 0) {
+    program.outputHelp({ error: true });
+    return 2;
+  }
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0; // a check that found problems sets 1
+
+  } catch (e) {
+    const err = (s: string) => process.stderr.write(`${style.red('fe: error:', process.stderr)} ${s}\n`);
+    if (e instanceof CommanderError) {
+      // --help and --version end here with exit code 0; commander already printed any message
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    if (e instanceof UsageError) {
+      err(e.message);
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${style.red('fe: error:', process.stderr)} the config file has problems; nothing was changed\n${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof UserError) {
+      err(e.message);
+      return 1;
+    }
+    err(`unexpected failure: ${(e as Error).message}`);
+    if (process.env.FE_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+    return 1;
+  }
+}

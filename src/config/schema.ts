@@ -1,0 +1,365 @@
+// fe.yml: the typed model, its defaults, and validation that points at file:line and the field.
+import path from 'node:path';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair } from 'yaml';
+import { aliasLocalPart, asciiDomain, didYouMean, mailboxAddress, NameError, splitAddress } from './names.js';
+
+export interface AliasConfig {
+  forward: string[];
+  mailbox: boolean;
+}
+
+export interface DkimConfig {
+  active: string | null;
+  published: string[];
+}
+
+export interface DomainConfig {
+  name: string; // ASCII form, the key fe compares with
+  key: string; // the key as written in fe.yml (may be Unicode)
+  aliases: Map<string, AliasConfig>; // canonical local part -> alias
+  aliasKeys: Map<string, string>; // canonical local part -> key as written
+  dkim: DkimConfig;
+}
+
+export interface PgpKeyConfig {
+  address: string;
+  key: string; // as written
+  fingerprint: string;
+  armored: string;
+}
+
+export type MtaStsMode = 'enforce' | 'testing' | 'none';
+
+export interface Ports {
+  smtp: number | null;
+  submission: number | null;
+  submissions: number | null;
+  imap: number | null;
+  imaps: number | null;
+  pop3: number | null;
+  pop3s: number | null;
+}
+
+export interface FeConfig {
+  file: string;
+  hostname: string; // ASCII
+  dataDir: string; // absolute
+  admin: string | null;
+  mtaSts: { mode: MtaStsMode; maxAgeSeconds: number };
+  limits: { aliasCreationsPerDomainPerDay: number };
+  ports: Ports;
+  domains: Map<string, DomainConfig>; // ASCII domain -> config
+  keys: Map<string, PgpKeyConfig>; // canonical address -> key
+}
+
+export const DEFAULT_DATA_DIR = '/var/lib/fe';
+export const DEFAULT_PORTS: Ports = { smtp: 25, submission: 587, submissions: 465, imap: null, imaps: 993, pop3: null, pop3s: 995 };
+
+export interface Problem {
+  file: string;
+  line: number;
+  col: number;
+  field: string;
+  message: string;
+  severity: 'error' | 'warning';
+}
+
+export function formatProblem(p: Problem): string {
+  const where = p.line > 0 ? `${p.file}:${p.line}:${p.col}` : p.file;
+  const field = p.field ? ` ${p.field}:` : '';
+  return `${where}:${field} ${p.severity === 'warning' ? 'warning: ' : ''}${p.message}`;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: Problem[]) {
+    super(problems.map(formatProblem).join('\n'));
+  }
+}
+
+/** Parses and validates. Returns the model and the document (for editing), or the problems found. */
+export function parseConfig(text: string, file: string): { config: FeConfig | null; doc: Document; problems: Problem[] } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const v = new Validator(file, lines);
+  for (const e of doc.errors) {
+    const pos = lines.linePos(e.pos[0]);
+    v.problems.push({ file, line: pos.line, col: pos.col, field: '', message: `YAML syntax: ${e.message.split('\n')[0]}`, severity: 'error' });
+  }
+  if (doc.errors.length > 0) return { config: null, doc, problems: v.problems };
+  const config = v.root(doc.contents, file);
+  const errors = v.problems.filter((p) => p.severity === 'error');
+  return { config: errors.length === 0 ? config : null, doc, problems: v.problems };
+}
+
+const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'domains', 'keys'] as const;
+const DOMAIN_KEYS = ['aliases', 'dkim'] as const;
+const ALIAS_KEYS = ['forward', 'mailbox'] as const;
+const DKIM_KEYS = ['active', 'published'] as const;
+const KEY_KEYS = ['fingerprint', 'key'] as const;
+const MTA_STS_KEYS = ['mode', 'max_age'] as const;
+const LIMIT_KEYS = ['alias_creations_per_domain_per_day'] as const;
+const PORT_KEYS = Object.keys(DEFAULT_PORTS);
+const SELECTOR = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+class Validator {
+  problems: Problem[] = [];
+  constructor(
+    private file: string,
+    private lines: LineCounter,
+  ) {}
+
+  private fail(node: Node | Pair | null | undefined, field: string, message: string, severity: Problem['severity'] = 'error'): void {
+    const range = node && 'range' in node ? node.range : node && 'key' in node ? (node.key as Node | null)?.range : undefined;
+    const pos = range ? this.lines.linePos(range[0]) : { line: 0, col: 0 };
+    this.problems.push({ file: this.file, line: pos.line, col: pos.col, field, message, severity });
+  }
+
+  /** Entries of a mapping, flagging keys not in `known` (with a did-you-mean). */
+  private entries(node: unknown, field: string, known: readonly string[] | null): [string, Node | null, Pair][] {
+    if (node === null || node === undefined || (isScalar(node) && node.value === null)) return [];
+    if (!isMap(node)) {
+      this.fail(node as Node, field, 'must be a mapping (key: value lines)');
+      return [];
+    }
+    const out: [string, Node | null, Pair][] = [];
+    for (const pair of node.items) {
+      const keyNode = pair.key as Node | null;
+      if (!isScalar(keyNode) || (typeof keyNode.value !== 'string' && typeof keyNode.value !== 'number')) {
+        this.fail(keyNode, field, 'keys must be plain names');
+        continue;
+      }
+      const key = String(keyNode.value);
+      if (known && !known.includes(key)) {
+        const hint = didYouMean(key, known);
+        this.fail(keyNode, field ? `${field}.${key}` : key, `unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ''}; known keys: ${known.join(', ')}`);
+        continue;
+      }
+      out.push([key, (pair.value as Node | null) ?? null, pair as Pair]);
+    }
+    return out;
+  }
+
+  private string(node: Node | null, field: string): string | undefined {
+    if (isScalar(node) && typeof node.value === 'string' && node.value.trim() !== '') return node.value;
+    this.fail(node, field, 'must be a non-empty string');
+    return undefined;
+  }
+
+  private integer(node: Node | null, field: string, min: number, max: number): number | undefined {
+    if (isScalar(node) && typeof node.value === 'number' && Number.isInteger(node.value) && node.value >= min && node.value <= max) return node.value;
+    this.fail(node, field, `must be a whole number from ${min} to ${max}`);
+    return undefined;
+  }
+
+  private bool(node: Node | null, field: string): boolean | undefined {
+    if (isScalar(node) && typeof node.value === 'boolean') return node.value;
+    this.fail(node, field, 'must be true or false');
+    return undefined;
+  }
+
+  private named<T>(node: Node | null, field: string, parse: (s: string) => T): T | undefined {
+    const s = this.string(node, field);
+    if (s === undefined) return undefined;
+    try {
+      return parse(s);
+    } catch (e) {
+      if (e instanceof NameError) this.fail(node, field, e.message);
+      else throw e;
+      return undefined;
+    }
+  }
+
+  private stringList(node: Node | null, field: string): { value: string; node: Node | null }[] {
+    if (isSeq(node)) return node.items.map((n, i) => ({ value: this.string(n as Node, `${field}[${i}]`) ?? '', node: n as Node }));
+    if (isScalar(node) && typeof node.value === 'string') return [{ value: node.value, node }];
+    this.fail(node, field, 'must be a list of strings');
+    return [];
+  }
+
+  root(node: unknown, file: string): FeConfig {
+    const config: FeConfig = {
+      file,
+      hostname: '',
+      dataDir: DEFAULT_DATA_DIR,
+      admin: null,
+      mtaSts: { mode: 'testing', maxAgeSeconds: 604800 },
+      limits: { aliasCreationsPerDomainPerDay: 50 },
+      ports: { ...DEFAULT_PORTS },
+      domains: new Map(),
+      keys: new Map(),
+    };
+    if (node === null || node === undefined || (isScalar(node) && node.value === null)) {
+      this.fail(null, '', 'the file is empty; it needs at least "hostname:" (see templates/fe.yml)');
+      return config;
+    }
+    const seen = new Set<string>();
+    for (const [key, value] of this.entries(node, '', TOP_KEYS)) {
+      seen.add(key);
+      switch (key) {
+        case 'hostname':
+          config.hostname = this.named(value, key, asciiDomain) ?? '';
+          break;
+        case 'data_dir': {
+          const dir = this.string(value, key);
+          if (dir !== undefined) config.dataDir = path.resolve(path.dirname(path.resolve(file)), dir);
+          break;
+        }
+        case 'admin':
+          if (!(isScalar(value) && value.value === null)) config.admin = this.named(value, key, mailboxAddress) ?? null;
+          break;
+        case 'mta_sts':
+          for (const [k, v] of this.entries(value, key, MTA_STS_KEYS)) {
+            if (k === 'mode') {
+              const mode = this.string(v, `${key}.${k}`);
+              if (mode === 'enforce' || mode === 'testing' || mode === 'none') config.mtaSts.mode = mode;
+              else if (mode !== undefined) this.fail(v, `${key}.${k}`, 'must be one of enforce, testing, none');
+            } else config.mtaSts.maxAgeSeconds = this.integer(v, `${key}.${k}`, 86400, 31557600) ?? config.mtaSts.maxAgeSeconds;
+          }
+          break;
+        case 'limits':
+          for (const [k, v] of this.entries(value, key, LIMIT_KEYS)) {
+            config.limits.aliasCreationsPerDomainPerDay = this.integer(v, `${key}.${k}`, 0, 1_000_000) ?? config.limits.aliasCreationsPerDomainPerDay;
+          }
+          break;
+        case 'ports':
+          for (const [k, v] of this.entries(value, key, PORT_KEYS)) {
+            const name = k as keyof Ports;
+            if ((isScalar(v) && (v.value === false || v.value === null || v.value === 'off'))) config.ports[name] = null;
+            else config.ports[name] = this.integer(v, `${key}.${k}`, 1, 65535) ?? null;
+          }
+          break;
+        case 'domains':
+          this.domains(value, config);
+          break;
+        case 'keys':
+          this.keys(value, config);
+          break;
+      }
+    }
+    this.finish(config);
+    if (!seen.has('hostname')) this.fail(null, 'hostname', 'is required: the mail host\'s own name, e.g. mail.example.org');
+    return config;
+  }
+
+  private domains(node: Node | null, config: FeConfig): void {
+    for (const [key, value, pair] of this.entries(node, 'domains', null)) {
+      const field = `domains.${key}`;
+      let name: string;
+      try {
+        name = asciiDomain(key);
+      } catch (e) {
+        if (!(e instanceof NameError)) throw e;
+        this.fail(pair, field, e.message);
+        continue;
+      }
+      if (config.domains.has(name)) {
+        this.fail(pair, field, `is the same domain as "${config.domains.get(name)!.key}" (${name})`);
+        continue;
+      }
+      const domain: DomainConfig = { name, key, aliases: new Map(), aliasKeys: new Map(), dkim: { active: null, published: [] } };
+      config.domains.set(name, domain);
+      for (const [k, v] of this.entries(value, field, DOMAIN_KEYS)) {
+        if (k === 'aliases') this.aliases(v, `${field}.aliases`, domain);
+        else this.dkim(v, `${field}.dkim`, domain);
+      }
+    }
+  }
+
+  private aliases(node: Node | null, field: string, domain: DomainConfig): void {
+    for (const [key, value, pair] of this.entries(node, field, null)) {
+      const f = `${field}.${key}`;
+      let local: string;
+      try {
+        local = aliasLocalPart(key);
+      } catch (e) {
+        if (!(e instanceof NameError)) throw e;
+        this.fail(pair, f, e.message);
+        continue;
+      }
+      if (domain.aliases.has(local)) {
+        this.fail(pair, f, `duplicates alias "${domain.aliasKeys.get(local)}" (names are case-insensitive)`);
+        continue;
+      }
+      const alias: AliasConfig = { forward: [], mailbox: false };
+      for (const [k, v] of this.entries(value, f, ALIAS_KEYS)) {
+        if (k === 'mailbox') alias.mailbox = this.bool(v, `${f}.mailbox`) ?? false;
+        else {
+          alias.forward = this.stringList(v, `${f}.forward`).flatMap(({ value: s, node: n }, i) => {
+            try {
+              return [mailboxAddress(s)];
+            } catch (e) {
+              if (!(e instanceof NameError)) throw e;
+              this.fail(n, `${f}.forward[${i}]`, e.message);
+              return [];
+            }
+          });
+        }
+      }
+      if (!alias.mailbox && alias.forward.length === 0) this.fail(pair, f, 'does nothing: give it "mailbox: true", a "forward:" list, or both');
+      domain.aliases.set(local, alias);
+      domain.aliasKeys.set(local, key);
+    }
+  }
+
+  private dkim(node: Node | null, field: string, domain: DomainConfig): void {
+    for (const [k, v] of this.entries(node, field, DKIM_KEYS)) {
+      if (k === 'active') {
+        if (isScalar(v) && v.value === null) continue;
+        const s = this.string(v, `${field}.active`);
+        if (s !== undefined && !SELECTOR.test(s)) this.fail(v, `${field}.active`, `"${s}" is not a valid selector (lower-case letters, digits, -)`);
+        else if (s !== undefined) domain.dkim.active = s;
+      } else {
+        for (const { value: s, node: n } of this.stringList(v, `${field}.published`)) {
+          if (!SELECTOR.test(s)) this.fail(n, `${field}.published`, `"${s}" is not a valid selector (lower-case letters, digits, -)`);
+          else domain.dkim.published.push(s);
+        }
+      }
+    }
+    if (domain.dkim.active && !domain.dkim.published.includes(domain.dkim.active)) {
+      this.fail(node, `${field}.active`, `selector "${domain.dkim.active}" signs mail but is not in published, so receivers could not verify it`);
+    }
+  }
+
+  private pendingKeys: [PgpKeyConfig, Pair][] = [];
+
+  private keys(node: Node | null, config: FeConfig): void {
+    for (const [key, value, pair] of this.entries(node, 'keys', null)) {
+      const f = `keys.${key}`;
+      let address: string;
+      try {
+        const { local, domain } = splitAddress(key);
+        address = `${aliasLocalPart(local)}@${asciiDomain(domain)}`;
+      } catch (e) {
+        if (!(e instanceof NameError)) throw e;
+        this.fail(pair, f, e.message);
+        continue;
+      }
+      const entry: PgpKeyConfig = { address, key, fingerprint: '', armored: '' };
+      for (const [k, v] of this.entries(value, f, KEY_KEYS)) {
+        const s = this.string(v, `${f}.${k}`);
+        if (s === undefined) continue;
+        if (k === 'fingerprint') {
+          if (!/^([0-9A-F]{40}|[0-9A-F]{64})$/i.test(s.replace(/\s/g, ''))) this.fail(v, `${f}.fingerprint`, 'must be a 40- or 64-digit hex fingerprint');
+          else entry.fingerprint = s.replace(/\s/g, '').toUpperCase();
+        } else if (!s.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')) {
+          this.fail(v, `${f}.key`, 'must be an ASCII-armored OpenPGP public key block');
+        } else entry.armored = s;
+      }
+      if (!entry.fingerprint || !entry.armored) {
+        if (isMap(value)) this.fail(pair, f, 'needs both "fingerprint" and "key" (use `fe key add`)');
+        else if (!this.problems.some((p) => p.field.startsWith(f))) this.fail(pair, f, 'needs both "fingerprint" and "key" (use `fe key add`)');
+        continue;
+      }
+      config.keys.set(address, entry);
+      this.pendingKeys.push([entry, pair]);
+    }
+  }
+
+  /** Cross-checks that need the whole file read (keys may come before domains). */
+  finish(config: FeConfig): void {
+    for (const [entry, pair] of this.pendingKeys) {
+      const domain = entry.address.slice(entry.address.lastIndexOf('@') + 1);
+      if (!config.domains.has(domain)) this.fail(pair, `keys.${entry.key}`, `domain ${domain} is not in domains`);
+    }
+  }
+}

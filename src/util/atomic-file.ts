@@ -1,0 +1,51 @@
+// Crash-safe file replacement: write a sibling temp file, fsync it, rename over, fsync the folder.
+// A reader (or a crash at any instant) sees either the old content or the new, never a mix.
+import { closeSync, fchmodSync, fchownSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600, owner?: Owner): void {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  // The mode is set at creation so a secret is never readable by others, not even briefly.
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    fchmodSync(fd, mode); // exact mode, whatever the umask
+    if (owner && process.getuid?.() === 0) fchownSync(fd, owner.uid, owner.gid); // keep the file's owner when root edits it
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
+  try {
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  fsyncDir(dir);
+}
+
+/** mkdir -p with a private mode for every folder it creates. */
+export function ensurePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+}
