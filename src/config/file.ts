@@ -59,7 +59,7 @@ export async function editConfig<T>(file: string, change: (ctx: EditContext) => 
       throw new ConfigError(parsed.problems.filter((p) => p.severity === 'error'));
     }
     const result = await change({ doc: parsed.doc, config: parsed.config });
-    const text = parsed.doc.toString({ lineWidth: 0 });
+    const text = parsed.doc.toString({ lineWidth: 0, flowCollectionPadding: false });
     const after = parseConfig(text, file);
     if (!after.config) {
       // Our own edit produced something invalid: a bug, but the owner's file must not pay for it.

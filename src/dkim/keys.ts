@@ -1,7 +1,7 @@
 // DKIM signing keys: one RSA key per dated selector, the private half a 0600 file under the data
 // directory (never in fe.yml), the public half beside it so DNS output needs no secret.
 import { generateKeyPairSync, createPublicKey } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { dkimDir } from '../store/paths.js';
 import { ensurePrivateDir, writeFileAtomic } from '../util/atomic-file.js';
@@ -49,7 +49,19 @@ export function readDkimPublicKey(dataDir: string, domain: string, selector: str
   return { selector, keyType: 'rsa', publicKeyDerBase64: key.export({ type: 'spki', format: 'der' }).toString('base64') };
 }
 
-export function deleteDkimKey(dataDir: string, domain: string, selector: string): void {
+/**
+ * Deletes the private key; the public half is kept as SELECTOR.retired so the name is never
+ * handed out again (resolvers may still cache the old record under it).
+ */
+export function retireDkimKey(dataDir: string, domain: string, selector: string): void {
   rmSync(privateKeyPath(dataDir, domain, selector), { force: true });
-  rmSync(publicKeyPath(dataDir, domain, selector), { force: true });
+  const pub = publicKeyPath(dataDir, domain, selector);
+  if (existsSync(pub)) renameSync(pub, pub.replace(/\.pub$/, '.retired'));
+}
+
+/** Every selector ever created for the domain: published, retired, or left over from a removal. */
+export function usedSelectors(dataDir: string, domain: string): string[] {
+  const dir = dkimDir(dataDir, domain);
+  if (!existsSync(dir)) return [];
+  return [...new Set(readdirSync(dir).map((f) => f.replace(/\.(key|pub|retired)$/, '')))];
 }

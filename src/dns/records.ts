@@ -227,17 +227,16 @@ export function domainRecords(input: DomainDnsInput): DomainDns {
   // mode none is still published: it is how a domain withdraws an earlier policy (RFC 8461 8.3).
   const mtaStsPolicy = mtaStsPolicyText(mode, hostname, maxAgeSeconds);
   addTxt(`_mta-sts.${domain}`, `v=STSv1; id=${mtaStsPolicyId(mtaStsPolicy)}`, PURPOSE.mtaSts);
-  const aliases: [string, string][] = [
-    [`mta-sts.${domain}`, PURPOSE.mtaSts],
-    [`autoconfig.${domain}`, PURPOSE.autoconfig],
-    [`autodiscover.${domain}`, PURPOSE.autoconfig],
-  ];
-  for (const [owner, purpose] of aliases) {
+  const alias = (owner: string, purpose: string): void => {
     // A CNAME at the host's own name would loop and clash with its A records.
     if (owner !== hostname) add(owner, 'CNAME', host, purpose);
-  }
+  };
+  alias(`mta-sts.${domain}`, PURPOSE.mtaSts);
 
   addTxt(`_smtp._tls.${domain}`, `v=TLSRPTv1; rua=${rua}`, PURPOSE.tlsRpt);
+
+  alias(`autoconfig.${domain}`, PURPOSE.autoconfig);
+  alias(`autodiscover.${domain}`, PURPOSE.autoconfig);
 
   const services: [string, number | null, number][] = [
     ['imaps', input.ports.imaps, PRIORITY_IMPLICIT_TLS],

@@ -71,7 +71,7 @@ function unparseable(address: string, why: string): KeyRejected {
 async function parseArmored(text: string, address: string): Promise<Key[]> {
   const headers = [...text.matchAll(ARMOR_HEADER)];
   if (headers.length === 0) {
-    throw unparseable(address, 'no "-----BEGIN PGP PUBLIC KEY BLOCK-----" line and not binary OpenPGP data');
+    throw unparseable(address, 'expected ASCII armor ("BEGIN PGP PUBLIC KEY BLOCK") or binary OpenPGP data');
   }
   // Check every block's type before parsing so private material is never handed on.
   for (const h of headers) {

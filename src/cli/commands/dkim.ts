@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { editConfig, loadConfig } from '../../config/file.js';
 import { setDkim } from '../../config/edit.js';
-import { createDkimKey, deleteDkimKey, nextSelector, privateKeyPath } from '../../dkim/keys.js';
+import { createDkimKey, nextSelector, privateKeyPath, retireDkimKey, usedSelectors } from '../../dkim/keys.js';
 import { UserError } from '../../util/errors.js';
 import { configFile, JSON_HELP, servedDomain } from '../context.js';
 import { print, printJson, printTable } from '../output.js';
@@ -36,7 +36,7 @@ Private keys are 0600 files under the data directory, never in fe.yml.`,
       const file = configFile(cmd);
       const { name, selector, previous } = await editConfig(file, ({ doc, config }) => {
         const d = servedDomain(config, input);
-        const selector = nextSelector(d.dkim.published);
+        const selector = nextSelector([...d.dkim.published, ...usedSelectors(config.dataDir, d.name)]);
         createDkimKey(config.dataDir, d.name, selector);
         const active = opts.stage && d.dkim.active ? d.dkim.active : selector;
         setDkim(doc, d, { active, published: [...d.dkim.published, selector] });
@@ -78,7 +78,7 @@ Private keys are 0600 files under the data directory, never in fe.yml.`,
         setDkim(doc, d, { active: d.dkim.active, published: d.dkim.published.filter((s) => s !== selector) });
         return { name: d.name, dataDir: config.dataDir };
       });
-      deleteDkimKey(dataDir, name, selector); // only once fe.yml no longer names it
+      retireDkimKey(dataDir, name, selector); // only once fe.yml no longer names it
       print(`retired ${selector}: remove ${selector}._domainkey.${name} from DNS`);
     });
 

@@ -5,7 +5,7 @@ import { addDomain, removeDomain, removePgpKey, setDkim } from '../../config/edi
 import { asciiDomain, displayDomain } from '../../config/names.js';
 import type { FeConfig } from '../../config/schema.js';
 import { domainRecords, renderZone, type DomainDns } from '../../dns/records.js';
-import { createDkimKey, nextSelector, readDkimPublicKey } from '../../dkim/keys.js';
+import { createDkimKey, nextSelector, readDkimPublicKey, usedSelectors } from '../../dkim/keys.js';
 import { dkimDir } from '../../store/paths.js';
 import { UserError } from '../../util/errors.js';
 import { configFile, JSON_HELP, parseName, servedDomain } from '../context.js';
@@ -43,7 +43,7 @@ export function registerDomain(program: Command): void {
       const selector = await editConfig(file, ({ doc, config }) => {
         if (config.domains.has(name)) throw new UserError(`${name} is already served (as "${config.domains.get(name)!.key}"); nothing was changed`);
         addDomain(doc, written);
-        const selector = nextSelector([]);
+        const selector = nextSelector(usedSelectors(config.dataDir, name)); // a re-added domain never reuses an old name
         createDkimKey(config.dataDir, name, selector);
         setDkim(doc, { name, key: written, aliases: new Map(), aliasKeys: new Map(), dkim: { active: null, published: [] } }, { active: selector, published: [selector] });
         return selector;
