@@ -16,14 +16,14 @@ const COMMANDS: Record<string, string[]> = {
 test('fe --help lists every command group and explains exit codes', async () => {
   const r = await runFe(['--help']);
   assert.equal(r.code, 0);
-  for (const group of Object.keys(COMMANDS)) assert.match(r.stdout, new RegExp(`^  ${group}\\b`, 'm'), group);
+  for (const group of [...Object.keys(COMMANDS), 'dev']) assert.match(r.stdout, new RegExp(`^  ${group}\\b`, 'm'), group);
   assert.match(r.stdout, /--config <path>/);
   assert.match(r.stdout, /Exit status: 0 success, 1 .*, 2 a usage error/);
   assert.match(r.stdout, /NO_COLOR/);
 });
 
 test('every subcommand has --help with a usage line, a description and its arguments', async () => {
-  const runs = Object.entries(COMMANDS).flatMap(([group, subs]) => subs.map((sub) => [group, sub] as const));
+  const runs: (readonly [string, string])[] = Object.entries(COMMANDS).flatMap(([group, subs]) => subs.map((sub) => [group, sub] as const));
   await Promise.all(
     runs.map(async ([group, sub]) => {
       const r = await runFe([group, sub, '--help']);

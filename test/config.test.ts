@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { workspace } from './helpers/fe.js';
 
@@ -184,4 +184,11 @@ test('config init writes a commented skeleton that checks clean, and never overw
   const again = await w.fe(['--config', fresh, 'config', 'init', '--hostname', 'other.example.net']);
   assert.equal(again.code, 1);
   assert.match(again.stderr, /already exists; nothing was changed/);
+  // the skeleton's comments, including the commented-out examples under an empty `domains:`, survive edits
+  const template = readFileSync(fresh, 'utf8');
+  await w.ok(['--config', fresh, 'domain', 'add', 'example.net']);
+  await w.ok(['--config', fresh, 'alias', 'add', 'me@example.net', '--forward', 'x@y.example']);
+  const edited = readFileSync(fresh, 'utf8');
+  for (const line of template.split('\n').filter((l) => l.trim().startsWith('#'))) assert.ok(edited.includes(line), `kept: ${line}`);
+  assert.ok(edited.indexOf('#   aliases:') < edited.indexOf('  example.net:'), 'examples stay above the new domain');
 });

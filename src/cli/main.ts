@@ -9,6 +9,7 @@ import { registerDomain } from './commands/domain.js';
 import { registerDkim } from './commands/dkim.js';
 import { registerAlias } from './commands/alias.js';
 import { registerKey } from './commands/key.js';
+import { registerDev } from './commands/dev.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -46,6 +47,7 @@ Examples:
   registerDkim(program);
   registerAlias(program);
   registerKey(program);
+  registerDev(program);
   return program;
 }
 

@@ -8,7 +8,12 @@ function mapAt(doc: Document, path: string[]): void {
   for (let i = 1; i <= path.length; i++) {
     const node = doc.getIn(path.slice(0, i), true) as Node | undefined;
     if (node === undefined || (isScalar(node) && node.value === null)) {
-      const fresh = doc.createNode({});
+      const fresh = doc.createNode({}) as Node;
+      if (node) {
+        // Comments under an empty `key:` (such as commented-out examples) stay above the new entries.
+        const kept = [node.commentBefore, node.comment].filter((c) => c).join('\n');
+        if (kept) fresh.commentBefore = kept;
+      }
       doc.setIn(path.slice(0, i), fresh);
     } else if (!isMap(node)) {
       throw new Error(`${path.slice(0, i).join('.')} is not a mapping`);
@@ -55,10 +60,11 @@ export function removeAlias(doc: Document, domain: DomainConfig, key: string): v
   doc.deleteIn(['domains', domain.key, 'aliases', key]);
 }
 
-export function setDkim(doc: Document, domain: DomainConfig, dkim: DkimConfig): void {
-  mapAt(doc, ['domains', domain.key, 'dkim']);
-  doc.setIn(['domains', domain.key, 'dkim', 'active'], dkim.active);
-  doc.setIn(['domains', domain.key, 'dkim', 'published'], flowList(doc, dkim.published));
+/** `domainKey` is the domain as written in fe.yml. */
+export function setDkim(doc: Document, domainKey: string, dkim: DkimConfig): void {
+  mapAt(doc, ['domains', domainKey, 'dkim']);
+  doc.setIn(['domains', domainKey, 'dkim', 'active'], dkim.active);
+  doc.setIn(['domains', domainKey, 'dkim', 'published'], flowList(doc, dkim.published));
 }
 
 export function setPgpKey(doc: Document, address: string, fingerprint: string, armored: string): void {

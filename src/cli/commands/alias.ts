@@ -1,20 +1,16 @@
 // fe alias: addresses this host accepts, where their mail goes, and mailbox passwords.
 import type { Command } from 'commander';
-import { rmSync } from 'node:fs';
-import { takeAliasCreation } from '../../config/alias-quota.js';
-import { removeAlias, removePgpKey, setAlias } from '../../config/edit.js';
+import { addAlias, describeAlias, MIN_PASSWORD } from '../../admin/aliases.js';
+import { removeAlias, removePgpKey } from '../../config/edit.js';
 import { editConfig, loadConfig } from '../../config/file.js';
 import { acquireLock } from '../../config/lock.js';
 import { aliasAddress, displayDomain, formatAddress, mailboxAddress } from '../../config/names.js';
 import { resolveRecipient } from '../../config/resolve.js';
-import type { AliasConfig } from '../../config/schema.js';
-import { changeMailboxPassword, createMailboxKey, generatePassword, hasMailboxKey, keyFilePath, unlockMailboxKey, WrongPassword } from '../../crypto/mailbox-key.js';
+import { changeMailboxPassword, generatePassword, hasMailboxKey, keyFilePath, WrongPassword } from '../../crypto/mailbox-key.js';
 import { mailboxDir } from '../../store/paths.js';
 import { UsageError, UserError } from '../../util/errors.js';
 import { configFile, JSON_HELP, parseName, servedDomain } from '../context.js';
 import { print, printJson, printTable, readStdin, style } from '../output.js';
-
-const MIN_PASSWORD = 12;
 
 function checkPassword(pw: string): string {
   if (pw.length < MIN_PASSWORD) throw new UserError(`the password is shorter than ${MIN_PASSWORD} characters; nothing was changed`);
@@ -25,13 +21,6 @@ function checkPassword(pw: string): string {
 async function stdinLines(): Promise<string[]> {
   if (process.stdin.isTTY) process.stderr.write('reading from standard input (end with Ctrl-D)\n');
   return (await readStdin()).toString('utf8').split(/\r?\n/);
-}
-
-function describe(alias: AliasConfig): string {
-  const parts = [];
-  if (alias.mailbox) parts.push('mailbox');
-  if (alias.forward.length > 0) parts.push(`forward to ${alias.forward.join(', ')}`);
-  return parts.join(' + ');
 }
 
 export function registerAlias(program: Command): void {
@@ -55,56 +44,20 @@ Mailbox passwords unlock the mailbox's encryption key: fe cannot read or reset t
     .option('--password-stdin', 'read the mailbox password from standard input instead of generating one')
     .addHelpText('after', '\nExamples:\n  fe alias add me@example.org --mailbox\n  fe alias add shop@example.org --forward me@gmail.example,me@example.org\n  printf "%s\\n" "$PW" | fe alias add you@example.org --mailbox --password-stdin')
     .action(async (input: string, opts: { forward?: string; mailbox?: boolean; passwordStdin?: boolean }, cmd: Command) => {
-      const address = parseName(aliasAddress, input);
-      const canonical = formatAddress(address);
       const forward = (opts.forward ?? '')
         .split(',')
         .map((s) => s.trim())
-        .filter((s) => s !== '')
-        .map((s) => parseName(mailboxAddress, s));
+        .filter((s) => s !== '');
       if (!opts.mailbox && forward.length === 0) throw new UsageError('give --forward ADDRESSES, --mailbox, or both');
       if (opts.passwordStdin && !opts.mailbox) throw new UsageError('--password-stdin needs --mailbox');
-      if (forward.some((f) => f.toLowerCase() === canonical)) throw new UserError(`${canonical} cannot forward to itself`);
-      const given = opts.passwordStdin ? checkPassword((await stdinLines())[0] ?? '') : null;
-      const password = given ?? (opts.mailbox ? generatePassword() : null);
-
-      let reattached = false;
-      let created: string | null = null;
-      await editConfig(configFile(cmd), ({ doc, config }) => {
-        const domain = servedDomain(config, address.domain);
-        const existing = domain.aliases.get(address.local);
-        if (existing) throw new UserError(`${canonical} already exists (${describe(existing)}); nothing was changed`);
-        if (password !== null) {
-          const dir = mailboxDir(config.dataDir, domain.name, address.local);
-          if (hasMailboxKey(dir)) {
-            // Mail from an earlier alias of this name is still there: only its own password may reopen it.
-            if (given === null) {
-              throw new UserError(`a mailbox for ${canonical} already exists in ${dir} (from an earlier alias); give its password with --password-stdin to attach it again, or move that folder away`);
-            }
-            try {
-              unlockMailboxKey(dir, given);
-            } catch (e) {
-              if (e instanceof WrongPassword) throw new UserError(`a mailbox for ${canonical} already exists in ${dir} and this is not its password; nothing was changed`);
-              throw e;
-            }
-            reattached = true;
-          } else {
-            createMailboxKey(dir, canonical, password);
-            created = dir;
-          }
-        }
-        takeAliasCreation(config.dataDir, domain.name, config.limits.aliasCreationsPerDomainPerDay);
-        setAlias(doc, domain, address.local, { forward, mailbox: opts.mailbox === true });
-      }).catch((e: unknown) => {
-        // A key whose password was never shown would only block a later attempt: take it back.
-        if (created) rmSync(keyFilePath(created), { force: true });
-        throw e;
-      });
-      const what = describe({ forward, mailbox: opts.mailbox === true });
-      print(`added ${canonical}: ${what}${reattached ? ' (its existing mailbox was attached again)' : ''}`);
-      if (password !== null && given === null) {
-        print(`password for ${canonical} (shown this once; fe keeps no copy and cannot reset it):`);
-        print(`  ${style.bold(password)}`);
+      parseName(aliasAddress, input); // a bad address is reported before waiting on standard input
+      const password = opts.passwordStdin ? ((await stdinLines())[0] ?? '') : null;
+      const result = await addAlias(configFile(cmd), { address: input, forward, mailbox: opts.mailbox === true, password });
+      const what = describeAlias({ forward: forward.map((f) => parseName(mailboxAddress, f)), mailbox: opts.mailbox === true });
+      print(`added ${result.address}: ${what}${result.reattached ? ' (its existing mailbox was attached again)' : ''}`);
+      if (result.generatedPassword !== null) {
+        print(`password for ${result.address} (shown this once; fe keeps no copy and cannot reset it):`);
+        print(`  ${style.bold(result.generatedPassword)}`);
       }
     });
 
@@ -204,6 +157,6 @@ Mailbox passwords unlock the mailbox's encryption key: fe cannot read or reset t
         return;
       }
       const via = r.via === 'exact' ? '' : r.via === 'subaddress' ? ` (sub-address, tag "${r.tag}")` : ' (catch-all)';
-      print(`${input} -> ${alias}${via}: ${describe(r.alias)}`);
+      print(`${input} -> ${alias}${via}: ${describeAlias(r.alias)}`);
     });
 }

@@ -39,7 +39,7 @@ Private keys are 0600 files under the data directory, never in fe.yml.`,
         const selector = nextSelector([...d.dkim.published, ...usedSelectors(config.dataDir, d.name)]);
         createDkimKey(config.dataDir, d.name, selector);
         const active = opts.stage && d.dkim.active ? d.dkim.active : selector;
-        setDkim(doc, d, { active, published: [...d.dkim.published, selector] });
+        setDkim(doc, d.key, { active, published: [...d.dkim.published, selector] });
         return { name: d.name, selector, previous: d.dkim.active };
       });
       const config = loadConfig(file);
@@ -60,7 +60,7 @@ Private keys are 0600 files under the data directory, never in fe.yml.`,
         const d = servedDomain(config, input);
         if (!d.dkim.published.includes(selector)) throw new UserError(`${selector} is not a published selector of ${d.name} (published: ${d.dkim.published.join(', ') || 'none'})`);
         if (!existsSync(privateKeyPath(config.dataDir, d.name, selector))) throw new UserError(`the key file for ${selector} is missing: ${privateKeyPath(config.dataDir, d.name, selector)}`);
-        setDkim(doc, d, { active: selector, published: d.dkim.published });
+        setDkim(doc, d.key, { active: selector, published: d.dkim.published });
       });
       print(`signing with ${selector} from now on`);
     });
@@ -75,7 +75,7 @@ Private keys are 0600 files under the data directory, never in fe.yml.`,
         const d = servedDomain(config, input);
         if (d.dkim.active === selector) throw new UserError(`${selector} is the selector signing mail for ${d.name}; rotate first (fe dkim rotate ${d.name}); nothing was changed`);
         if (!d.dkim.published.includes(selector)) throw new UserError(`${selector} is not a published selector of ${d.name} (published: ${d.dkim.published.join(', ') || 'none'})`);
-        setDkim(doc, d, { active: d.dkim.active, published: d.dkim.published.filter((s) => s !== selector) });
+        setDkim(doc, d.key, { active: d.dkim.active, published: d.dkim.published.filter((s) => s !== selector) });
         return { name: d.name, dataDir: config.dataDir };
       });
       retireDkimKey(dataDir, name, selector); // only once fe.yml no longer names it

@@ -1,11 +1,12 @@
 // fe domain: which domains this host serves, and the DNS records each needs.
 import type { Command } from 'commander';
 import { editConfig, loadConfig } from '../../config/file.js';
-import { addDomain, removeDomain, removePgpKey, setDkim } from '../../config/edit.js';
+import { addDomain } from '../../admin/domains.js';
+import { removeDomain, removePgpKey } from '../../config/edit.js';
 import { asciiDomain, displayDomain } from '../../config/names.js';
 import type { FeConfig } from '../../config/schema.js';
 import { domainRecords, renderZone, type DomainDns } from '../../dns/records.js';
-import { createDkimKey, nextSelector, readDkimPublicKey, usedSelectors } from '../../dkim/keys.js';
+import { readDkimPublicKey } from '../../dkim/keys.js';
 import { dkimDir } from '../../store/paths.js';
 import { UserError } from '../../util/errors.js';
 import { configFile, JSON_HELP, parseName, servedDomain } from '../context.js';
@@ -37,17 +38,7 @@ export function registerDomain(program: Command): void {
     .description('serve a domain: adds it to fe.yml and creates its first DKIM key')
     .argument('<name>', 'the domain, e.g. example.org (internationalised names are fine)')
     .action(async (input: string, _opts: unknown, cmd: Command) => {
-      const file = configFile(cmd);
-      const name = parseName(asciiDomain, input);
-      const written = input.trim().replace(/\.$/, '').normalize('NFC').toLowerCase();
-      const selector = await editConfig(file, ({ doc, config }) => {
-        if (config.domains.has(name)) throw new UserError(`${name} is already served (as "${config.domains.get(name)!.key}"); nothing was changed`);
-        addDomain(doc, written);
-        const selector = nextSelector(usedSelectors(config.dataDir, name)); // a re-added domain never reuses an old name
-        createDkimKey(config.dataDir, name, selector);
-        setDkim(doc, { name, key: written, aliases: new Map(), aliasKeys: new Map(), dkim: { active: null, published: [] } }, { active: selector, published: [selector] });
-        return selector;
-      });
+      const { name, written, selector } = await addDomain(configFile(cmd), input);
       print(`added ${written}${written !== name ? ` (${name} in DNS)` : ''} with DKIM selector ${selector}`);
       print(`next: publish its records (fe domain dns ${name}), then add aliases (fe alias add me@${name} --mailbox)`);
     });

@@ -1,0 +1,23 @@
+// Looking up names given by a person: bad names and unknown domains become user errors (exit 1).
+import { asciiDomain, NameError } from '../config/names.js';
+import type { DomainConfig, FeConfig } from '../config/schema.js';
+import { UserError } from '../util/errors.js';
+/** Runs a name parser, reporting a bad name as a user error (exit 1). */
+export function parseName<T>(parse: (s: string) => T, input: string): T {
+  try {
+    return parse(input);
+  } catch (e) {
+    if (e instanceof NameError) throw new UserError(e.message);
+    throw e;
+  }
+}
+
+export function servedDomain(config: FeConfig, input: string): DomainConfig {
+  const name = parseName(asciiDomain, input);
+  const domain = config.domains.get(name);
+  if (!domain) {
+    const served = [...config.domains.keys()];
+    throw new UserError(`${name} is not a domain in ${config.file}` + (served.length ? ` (served: ${served.join(', ')})` : ' (no domains yet: `fe domain add NAME`)'));
+  }
+  return domain;
+}

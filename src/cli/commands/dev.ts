@@ -1,0 +1,66 @@
+// fe dev: a local, root-free fe to try things with. Creates a state folder with a config, a test
+// domain, a mailbox alias and a forward alias. Safe to run again: it reuses what is there.
+import type { Command } from 'commander';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { addAlias } from '../../admin/aliases.js';
+import { addDomain } from '../../admin/domains.js';
+import { loadConfig } from '../../config/file.js';
+import { writeFileAtomic } from '../../util/atomic-file.js';
+import { print, style } from '../output.js';
+import { renderTemplate } from './config.js';
+
+const DOMAIN = 'fe.test'; // .test is reserved (RFC 2606): it can never leak to a real domain
+const HOSTNAME = `mail.${DOMAIN}`;
+
+export interface DevState {
+  dir: string;
+  config: string;
+  created: boolean;
+}
+
+/** Creates (or finds) the dev state folder. Shared with the daemons' dev mode once they exist. */
+export async function ensureDevState(dir: string): Promise<DevState> {
+  const config = path.join(dir, 'fe.yml');
+  if (existsSync(config)) {
+    loadConfig(config); // fails loudly if someone broke it
+    return { dir, config, created: false };
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeFileAtomic(config, renderTemplate(HOSTNAME, './data'), 0o644);
+  await addDomain(config, DOMAIN);
+  const me = await addAlias(config, { address: `me@${DOMAIN}`, forward: [], mailbox: true });
+  await addAlias(config, { address: `shop@${DOMAIN}`, forward: [`me@${DOMAIN}`], mailbox: false });
+  // A dev-only convenience, 0600 in the dev folder; a real install never keeps a password.
+  writeFileAtomic(path.join(dir, 'credentials.txt'), `# fe dev only: test credentials\nme@${DOMAIN} ${me.generatedPassword}\n`, 0o600);
+  return { dir, config, created: true };
+}
+
+export function registerDev(program: Command): void {
+  program
+    .command('dev')
+    .description('run fe locally without root: creates a state folder with a test domain and aliases')
+    .option('--dir <path>', 'the state folder', '.fe-dev')
+    .addHelpText(
+      'after',
+      `
+Everything stays in the state folder (config, keys, mailboxes); delete it to start over.
+Use the config with any command: FE_CONFIG=.fe-dev/fe.yml fe alias list`,
+    )
+    .action(async (opts: { dir: string }) => {
+      const dir = path.resolve(opts.dir);
+      const state = await ensureDevState(dir);
+      const rel = path.relative(process.cwd(), state.config) || state.config;
+      print(`${state.created ? 'created' : 'using'} ${style.bold(rel)}: domain ${DOMAIN}, host ${HOSTNAME}`);
+      print(`  me@${DOMAIN}    mailbox (password in ${path.join(path.relative(process.cwd(), dir) || '.', 'credentials.txt')})`);
+      print(`  shop@${DOMAIN}  forwards to me@${DOMAIN}`);
+      if (state.created) print(`  password for me@${DOMAIN}: ${style.bold(readFileSync(path.join(dir, 'credentials.txt'), 'utf8').split('\n')[1]!.split(' ')[1]!)}`);
+      print('');
+      print('try:');
+      print(`  FE_CONFIG=${rel} ./bin/fe alias list`);
+      print(`  FE_CONFIG=${rel} ./bin/fe alias resolve me+news@${DOMAIN}`);
+      print(`  FE_CONFIG=${rel} ./bin/fe domain dns ${DOMAIN}`);
+      print('');
+      print(style.yellow('the mail daemons (MX, submission, IMAP, POP3) are not built yet; fe dev will start them on 127.0.0.1 when they land'));
+    });
+}
