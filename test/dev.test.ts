@@ -8,7 +8,7 @@ import { runFe } from './helpers/fe.js';
 
 test('fe dev creates a working local state folder, and reuses it on the next run', async () => {
   const cwd = mkdtempSync(path.join(tmpdir(), 'fe-dev-'));
-  const first = await runFe(['dev'], { cwd });
+  const first = await runFe(['dev', '--no-start'], { cwd });
   assert.equal(first.code, 0, first.stderr);
   assert.match(first.stdout, /created \.fe-dev\/fe\.yml: domain fe\.test/);
   const password = /password for me@fe\.test: (\S+)/.exec(first.stdout)![1]!;
@@ -27,7 +27,7 @@ test('fe dev creates a working local state folder, and reuses it on the next run
   assert.match(shop.stdout, /forward to me@fe\.test/);
 
   const before = readFileSync(config, 'utf8');
-  const second = await runFe(['dev'], { cwd });
+  const second = await runFe(['dev', '--no-start'], { cwd });
   assert.equal(second.code, 0, second.stderr);
   assert.match(second.stdout, /using \.fe-dev\/fe\.yml/);
   assert.doesNotMatch(second.stdout, /password for/, 'the password is shown only when created');

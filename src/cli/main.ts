@@ -10,6 +10,7 @@ import { registerDkim } from './commands/dkim.js';
 import { registerAlias } from './commands/alias.js';
 import { registerKey } from './commands/key.js';
 import { registerDev } from './commands/dev.js';
+import { registerServe } from './commands/serve.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -47,6 +48,7 @@ Examples:
   registerDkim(program);
   registerAlias(program);
   registerKey(program);
+  registerServe(program);
   registerDev(program);
   return program;
 }

@@ -75,3 +75,8 @@ export function setPgpKey(doc: Document, address: string, fingerprint: string, a
 export function removePgpKey(doc: Document, key: string): void {
   doc.deleteIn(['keys', key]);
 }
+
+export function setListen(doc: Document, daemon: string, address: string): void {
+  mapAt(doc, ['listen']);
+  doc.setIn(['listen', daemon], address);
+}

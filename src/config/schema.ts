@@ -1,4 +1,5 @@
 // fe.yml: the typed model, its defaults, and validation that points at file:line and the field.
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair } from 'yaml';
 import { aliasLocalPart, asciiDomain, didYouMean, mailboxAddress, NameError, splitAddress } from './names.js';
@@ -40,13 +41,25 @@ export interface Ports {
   pop3s: number | null;
 }
 
+export interface Listen {
+  host: string;
+  port: number;
+}
+
+export type DaemonName = 'mx';
+
 export interface FeConfig {
   file: string;
+  listen: Record<DaemonName, Listen | null>;
+  tls: { cert: string; key: string } | null; // absolute paths
+  dns: { servers: string[] }; // empty: the system's resolvers
+  outbound: { port: number };
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
   hostname: string; // ASCII
   dataDir: string; // absolute
   admin: string | null;
   mtaSts: { mode: MtaStsMode; maxAgeSeconds: number };
-  limits: { aliasCreationsPerDomainPerDay: number };
+  limits: { aliasCreationsPerDomainPerDay: number; messageSize: number; connectionsPerIp: number; messagesPerIpPerMinute: number };
   ports: Ports;
   domains: Map<string, DomainConfig>; // ASCII domain -> config
   keys: Map<string, PgpKeyConfig>; // canonical address -> key
@@ -91,13 +104,19 @@ export function parseConfig(text: string, file: string): { config: FeConfig | nu
   return { config: errors.length === 0 ? config : null, doc, problems: v.problems };
 }
 
-const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'domains', 'keys'] as const;
+const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'dns', 'outbound', 'log_level', 'domains', 'keys'] as const;
+const LISTEN_KEYS = ['mx'] as const;
+const TLS_KEYS = ['cert', 'key'] as const;
+const DNS_KEYS = ['servers'] as const;
+const OUTBOUND_KEYS = ['port'] as const;
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export const DEFAULT_LISTEN: Record<DaemonName, Listen> = { mx: { host: '0.0.0.0', port: 25 } };
 const DOMAIN_KEYS = ['aliases', 'dkim'] as const;
 const ALIAS_KEYS = ['forward', 'mailbox'] as const;
 const DKIM_KEYS = ['active', 'published'] as const;
 const KEY_KEYS = ['fingerprint', 'key'] as const;
 const MTA_STS_KEYS = ['mode', 'max_age'] as const;
-const LIMIT_KEYS = ['alias_creations_per_domain_per_day'] as const;
+const LIMIT_KEYS = ['alias_creations_per_domain_per_day', 'message_size', 'connections_per_ip', 'messages_per_ip_per_minute'] as const;
 const PORT_KEYS = Object.keys(DEFAULT_PORTS);
 const SELECTOR = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -183,7 +202,12 @@ class Validator {
       dataDir: DEFAULT_DATA_DIR,
       admin: null,
       mtaSts: { mode: 'testing', maxAgeSeconds: 604800 },
-      limits: { aliasCreationsPerDomainPerDay: 50 },
+      limits: { aliasCreationsPerDomainPerDay: 50, messageSize: 25 * 1024 * 1024, connectionsPerIp: 10, messagesPerIpPerMinute: 60 },
+      listen: { ...DEFAULT_LISTEN },
+      tls: null,
+      dns: { servers: [] },
+      outbound: { port: 25 },
+      logLevel: 'info',
       ports: { ...DEFAULT_PORTS },
       domains: new Map(),
       keys: new Map(),
@@ -218,9 +242,44 @@ class Validator {
           break;
         case 'limits':
           for (const [k, v] of this.entries(value, key, LIMIT_KEYS)) {
-            config.limits.aliasCreationsPerDomainPerDay = this.integer(v, `${key}.${k}`, 0, 1_000_000) ?? config.limits.aliasCreationsPerDomainPerDay;
+            const f = `${key}.${k}`;
+            if (k === 'alias_creations_per_domain_per_day') config.limits.aliasCreationsPerDomainPerDay = this.integer(v, f, 0, 1_000_000) ?? 50;
+            else if (k === 'message_size') config.limits.messageSize = this.integer(v, f, 1024, 1024 * 1024 * 1024) ?? config.limits.messageSize;
+            else if (k === 'connections_per_ip') config.limits.connectionsPerIp = this.integer(v, f, 1, 100_000) ?? config.limits.connectionsPerIp;
+            else config.limits.messagesPerIpPerMinute = this.integer(v, f, 1, 1_000_000) ?? config.limits.messagesPerIpPerMinute;
           }
           break;
+        case 'listen':
+          for (const [k, v] of this.entries(value, key, LISTEN_KEYS)) config.listen[k as DaemonName] = this.listen(v, `${key}.${k}`);
+          break;
+        case 'tls': {
+          const paths: Partial<Record<'cert' | 'key', string>> = {};
+          for (const [k, v] of this.entries(value, key, TLS_KEYS)) {
+            const s = this.string(v, `${key}.${k}`);
+            if (s !== undefined) paths[k as 'cert' | 'key'] = path.resolve(path.dirname(path.resolve(file)), s);
+          }
+          if (paths.cert && paths.key) config.tls = { cert: paths.cert, key: paths.key };
+          else if (isMap(value)) this.fail(value, key, 'needs both "cert" and "key" (PEM file paths)');
+          break;
+        }
+        case 'dns':
+          for (const [k, v] of this.entries(value, key, DNS_KEYS)) {
+            config.dns.servers = this.stringList(v, `${key}.${k}`).flatMap(({ value: s, node: n }) => {
+              const hp = this.hostPort(s, 53);
+              if (!hp) this.fail(n, `${key}.${k}`, `"${s}" is not an IP address with an optional :port`);
+              return hp ? [s] : [];
+            });
+          }
+          break;
+        case 'outbound':
+          for (const [k, v] of this.entries(value, key, OUTBOUND_KEYS)) config.outbound.port = this.integer(v, `${key}.${k}`, 1, 65535) ?? 25;
+          break;
+        case 'log_level': {
+          const level = this.string(value, key);
+          if (level !== undefined && (LOG_LEVELS as readonly string[]).includes(level)) config.logLevel = level as FeConfig['logLevel'];
+          else if (level !== undefined) this.fail(value, key, `must be one of ${LOG_LEVELS.join(', ')}`);
+          break;
+        }
         case 'ports':
           for (const [k, v] of this.entries(value, key, PORT_KEYS)) {
             const name = k as keyof Ports;
@@ -239,6 +298,27 @@ class Validator {
     this.finish(config);
     if (!seen.has('hostname')) this.fail(null, 'hostname', 'is required: the mail host\'s own name, e.g. mail.example.org');
     return config;
+  }
+
+  /** "host:port", "[v6]:port" or a bare port (all addresses). */
+  private hostPort(s: string, defaultPort: number | null): Listen | null {
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+|localhost))?(?::(\d{1,5}))?$/.exec(s.trim());
+    if (!m || s.trim() === '') return null;
+    const host = m[1] ?? m[2] ?? '0.0.0.0';
+    const port = m[3] !== undefined ? Number(m[3]) : defaultPort;
+    if (port === null || port < 1 || port > 65535) return null;
+    if (m[2] && m[2] !== 'localhost' && isIP(m[2]) !== 4) return null;
+    if (m[1] && isIP(m[1]) !== 6) return null;
+    return { host, port };
+  }
+
+  private listen(node: Node | null, field: string): Listen | null {
+    if (isScalar(node) && (node.value === false || node.value === 'off' || node.value === null)) return null;
+    const raw = isScalar(node) && typeof node.value === 'number' ? String(node.value) : this.string(node, field);
+    if (raw === undefined) return null;
+    const hp = this.hostPort(/^\d+$/.test(raw) ? `:${raw}` : raw, null);
+    if (!hp) this.fail(node, field, `"${raw}" is not "address:port" (e.g. 0.0.0.0:25, [::]:25, 127.0.0.1:2525) or off`);
+    return hp;
   }
 
   private domains(node: Node | null, config: FeConfig): void {

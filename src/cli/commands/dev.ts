@@ -5,13 +5,17 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { addAlias } from '../../admin/aliases.js';
 import { addDomain } from '../../admin/domains.js';
-import { loadConfig } from '../../config/file.js';
+import { setListen } from '../../config/edit.js';
+import { editConfig, loadConfig } from '../../config/file.js';
+import { serve } from '../../daemon/serve.js';
+import { runUntilStopped } from './serve.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import { print, style } from '../output.js';
 import { renderTemplate } from './config.js';
 
 const DOMAIN = 'fe.test'; // .test is reserved (RFC 2606): it can never leak to a real domain
 const HOSTNAME = `mail.${DOMAIN}`;
+const DEV_PORTS = { mx: 2525 };
 
 export interface DevState {
   dir: string;
@@ -28,6 +32,8 @@ export async function ensureDevState(dir: string): Promise<DevState> {
   }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeFileAtomic(config, renderTemplate(HOSTNAME, './data'), 0o644);
+  // High ports on loopback: no root needed, nothing reachable from outside.
+  await editConfig(config, ({ doc }) => setListen(doc, 'mx', `127.0.0.1:${DEV_PORTS.mx}`));
   await addDomain(config, DOMAIN);
   const me = await addAlias(config, { address: `me@${DOMAIN}`, forward: [], mailbox: true });
   await addAlias(config, { address: `shop@${DOMAIN}`, forward: [`me@${DOMAIN}`], mailbox: false });
@@ -41,13 +47,14 @@ export function registerDev(program: Command): void {
     .command('dev')
     .description('run fe locally without root: creates a state folder with a test domain and aliases')
     .option('--dir <path>', 'the state folder', '.fe-dev')
+    .option('--no-start', 'only create the state folder; do not start the daemons')
     .addHelpText(
       'after',
       `
 Everything stays in the state folder (config, keys, mailboxes); delete it to start over.
 Use the config with any command: FE_CONFIG=.fe-dev/fe.yml fe alias list`,
     )
-    .action(async (opts: { dir: string }) => {
+    .action(async (opts: { dir: string; start: boolean }) => {
       const dir = path.resolve(opts.dir);
       const state = await ensureDevState(dir);
       const rel = path.relative(process.cwd(), state.config) || state.config;
@@ -60,7 +67,18 @@ Use the config with any command: FE_CONFIG=.fe-dev/fe.yml fe alias list`,
       print(`  FE_CONFIG=${rel} ./bin/fe alias list`);
       print(`  FE_CONFIG=${rel} ./bin/fe alias resolve me+news@${DOMAIN}`);
       print(`  FE_CONFIG=${rel} ./bin/fe domain dns ${DOMAIN}`);
+      if (!opts.start) return;
+      const running = await serve(state.config);
+      const mx = running.addresses.mx;
       print('');
-      print(style.yellow('the mail daemons (MX, submission, IMAP, POP3) are not built yet; fe dev will start them on 127.0.0.1 when they land'));
+      if (mx) {
+        print(`MX (port 25's role) on ${mx.address}:${mx.port}, STARTTLS with a self-signed certificate. Send a message:`);
+        print(`  swaks --server ${mx.address}:${mx.port} --from you@example.net --to me@${DOMAIN}`);
+        print(`  swaks --server ${mx.address}:${mx.port} --from you@example.net --to shop@${DOMAIN}   # forwarded to me@`);
+        print(`it is sealed to me@${DOMAIN}'s key and waits in ${path.join(rel === state.config ? dir : path.dirname(rel), 'data', 'mailboxes', DOMAIN, 'me', 'spool')}`);
+      }
+      print(style.yellow('IMAP, POP3 and submission are not built yet; fe dev will start them here when they land'));
+      print('Ctrl-C stops.');
+      await runUntilStopped(running);
     });
 }

@@ -1,0 +1,49 @@
+// fe serve: run the daemons (systemd runs this). SIGHUP reloads fe.yml, SIGTERM drains and exits.
+import type { Command } from 'commander';
+import type { DaemonName } from '../../config/schema.js';
+import { DAEMONS, serve, type Running } from '../../daemon/serve.js';
+import { UsageError } from '../../util/errors.js';
+import { configFile } from '../context.js';
+
+function parseOnly(value: string | undefined): DaemonName[] | undefined {
+  if (value === undefined) return undefined;
+  const names = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = names.filter((n) => !(DAEMONS as readonly string[]).includes(n));
+  if (unknown.length > 0 || names.length === 0) throw new UsageError(`--only takes a comma-separated list of: ${DAEMONS.join(', ')}`);
+  return names as DaemonName[];
+}
+
+/** Runs until SIGTERM or SIGINT; SIGHUP reloads. Shared by `fe serve` and `fe dev`. */
+export async function runUntilStopped(running: Running): Promise<void> {
+  const onHup = () => running.reload();
+  process.on('SIGHUP', onHup);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  process.off('SIGHUP', onHup);
+  await running.close();
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run the mail daemons configured in fe.yml (in the foreground; systemd runs this)')
+    .option('--only <daemons>', `run only these, comma-separated: ${DAEMONS.join(', ')}`)
+    .addHelpText(
+      'after',
+      `
+Signals: SIGHUP re-reads fe.yml without dropping connections (a broken file is reported and
+the running configuration kept); SIGTERM or SIGINT stops accepting, lets sessions in progress
+finish, and exits. Logs go to standard error and never contain message content or passwords.`,
+    )
+    .action(async (opts: { only?: string }, cmd: Command) => {
+      const running = await serve(configFile(cmd), { only: parseOnly(opts.only) });
+      await runUntilStopped(running);
+    });
+}

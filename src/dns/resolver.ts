@@ -1,0 +1,179 @@
+// The one place fe resolves DNS. Everything else (MX lookups, SPF/DKIM/DMARC via mailauth, PTR
+// checks) goes through an FeResolver, so tests can point it at a loopback server.
+import { Resolver } from 'node:dns/promises';
+import { isIP } from 'node:net';
+
+/**
+ * nxdomain/nodata/badname are answers ("there is no such record"): SMTP may say 5xx.
+ * temporary (SERVFAIL, timeout, refused, unreachable server) means "ask again later": 4xx.
+ */
+export type DnsFailureKind = 'nxdomain' | 'nodata' | 'badname' | 'temporary';
+
+export class DnsLookupError extends Error {
+  /** The c-ares code node reported (ENOTFOUND, ENODATA, ESERVFAIL, ETIMEOUT, ...). */
+  readonly code: string;
+  readonly kind: DnsFailureKind;
+  readonly hostname: string;
+  readonly rrtype: string;
+
+  constructor(code: string, hostname: string, rrtype: string) {
+    super(`DNS ${rrtype} lookup for ${hostname} failed: ${code}`);
+    this.name = 'DnsLookupError';
+    this.code = code;
+    this.kind = classify(code);
+    this.hostname = hostname;
+    this.rrtype = rrtype;
+  }
+
+  /** The name or record does not exist; retrying will not help. */
+  get notFound(): boolean {
+    return this.kind !== 'temporary';
+  }
+
+  get temporary(): boolean {
+    return this.kind === 'temporary';
+  }
+}
+
+function classify(code: string): DnsFailureKind {
+  switch (code) {
+    case 'ENOTFOUND':
+      return 'nxdomain';
+    case 'ENODATA':
+      return 'nodata';
+    case 'EBADNAME':
+      return 'badname';
+    default:
+      // ESERVFAIL, ETIMEOUT, EREFUSED, ECONNREFUSED, EBADRESP, EFORMERR, ...: the answer is unknown.
+      return 'temporary';
+  }
+}
+
+export function isDnsNotFound(err: unknown): boolean {
+  return err instanceof DnsLookupError && err.notFound;
+}
+
+export function isDnsTemporary(err: unknown): boolean {
+  return err instanceof DnsLookupError && err.temporary;
+}
+
+export interface MxRecord {
+  exchange: string;
+  priority: number;
+}
+
+/**
+ * The resolver function mailauth accepts as its `resolver` option: called as
+ * `resolver(name, 'TXT' | 'A' | 'AAAA' | 'MX' | 'PTR')` and expected to behave like
+ * node's dns.promises.resolve — TXT as arrays of character-strings, MX as {exchange, priority},
+ * and a thrown error whose `code` is ENOTFOUND or ENODATA when there is no record (any other
+ * code is a temporary error to mailauth).
+ */
+export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
+
+export interface FeResolver {
+  mx(name: string): Promise<MxRecord[]>;
+  /** One string per TXT record, its character-strings joined. */
+  txt(name: string): Promise<string[]>;
+  a(name: string): Promise<string[]>;
+  aaaa(name: string): Promise<string[]>;
+  /** Names for an IP address (the in-addr.arpa / ip6.arpa name is built here). */
+  ptr(ip: string): Promise<string[]>;
+  mailauthResolver: MailauthResolver;
+}
+
+export interface ResolverOptions {
+  /** 'host:port' or 'host'; defaults to the system's resolvers. */
+  servers?: string[];
+  /** Upper bound for one lookup, retries included. */
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 5000;
+const TRIES = 2;
+
+export function reverseName(ip: string): string {
+  const family = isIP(ip);
+  if (family === 4) return `${ip.split('.').reverse().join('.')}.in-addr.arpa`;
+  if (family === 6) {
+    const [head = '', tail] = ip.toLowerCase().split('::');
+    const groups = (s: string): string[] => (s ? s.split(':') : []);
+    let parts = groups(head);
+    if (tail !== undefined) {
+      const t = groups(tail);
+      parts = [...parts, ...new Array<string>(8 - parts.length - t.length).fill('0'), ...t];
+    }
+    const nibbles = parts.map((g) => g.padStart(4, '0')).join('');
+    return `${nibbles.split('').reverse().join('.')}.ip6.arpa`;
+  }
+  throw new DnsLookupError('EBADNAME', ip, 'PTR');
+}
+
+export function createResolver(opts: ResolverOptions = {}): FeResolver {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  // c-ares doubles the timeout on the retry, so the first try gets a third of the budget. Its
+  // timeouts are coarse in node (observed: 100 ms became ~280 ms), hence the deadline in run().
+  const resolver = new Resolver({ timeout: Math.max(50, Math.ceil(timeoutMs / 3)), tries: TRIES });
+  if (opts.servers && opts.servers.length > 0) resolver.setServers(opts.servers);
+
+  async function run<T>(hostname: string, rrtype: string, fn: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DnsLookupError('ETIMEOUT', hostname, rrtype)), timeoutMs);
+    });
+    try {
+      return await Promise.race([fn(), deadline]);
+    } catch (err) {
+      if (err instanceof DnsLookupError) throw err;
+      const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'EUNKNOWN';
+      throw new DnsLookupError(code, hostname, rrtype);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  const host = (name: string): string => name.replace(/\.$/, '');
+
+  const api = {
+    mx: async (name: string) => {
+      const list = await run(name, 'MX', () => resolver.resolveMx(host(name)));
+      return list.map((r) => ({ exchange: r.exchange, priority: r.priority })).sort((x, y) => x.priority - y.priority);
+    },
+    txt: async (name: string) => (await run(name, 'TXT', () => resolver.resolveTxt(host(name)))).map((chunks) => chunks.join('')),
+    a: (name: string) => run(name, 'A', () => resolver.resolve4(host(name))),
+    aaaa: (name: string) => run(name, 'AAAA', () => resolver.resolve6(host(name))),
+    // resolvePtr, not reverse(): reverse() may answer from /etc/hosts instead of DNS.
+    ptr: (ip: string) => run(ip, 'PTR', () => resolver.resolvePtr(reverseName(ip))),
+  };
+
+  const mailauthResolver: MailauthResolver = async (name, rrtype) => {
+    const type = rrtype.toUpperCase();
+    try {
+      switch (type) {
+        case 'TXT':
+          // mailauth joins the character-strings itself.
+          return await run(name, type, () => resolver.resolveTxt(host(name)));
+        case 'MX':
+          return await api.mx(name);
+        case 'A':
+          return await api.a(name);
+        case 'AAAA':
+          return await api.aaaa(name);
+        case 'PTR':
+          // mailauth passes the arpa name already.
+          return await run(name, type, () => resolver.resolvePtr(host(name)));
+        default:
+          return await run(name, type, () => resolver.resolve(host(name), type as 'CNAME'));
+      }
+    } catch (err) {
+      // A name that cannot even be asked has no records; to mailauth that is ENOTFOUND,
+      // otherwise a junk DKIM selector would turn into a temporary error.
+      if (err instanceof DnsLookupError && err.kind === 'badname') {
+        throw new DnsLookupError('ENOTFOUND', name, type);
+      }
+      throw err;
+    }
+  };
+
+  return { ...api, mailauthResolver };
+}

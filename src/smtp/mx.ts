@@ -1,0 +1,303 @@
+// The inbound MX (port 25). Accepts mail only for served domains; forwards aliases in memory
+// (SRS + ARC) and seals mailbox mail to the mailbox's public key. 250 is said only once every
+// copy is durable on disk or accepted by the next hop: a crash after 250 loses nothing.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { resolveRecipient } from '../config/resolve.js';
+import type { FeConfig } from '../config/schema.js';
+import { sealingPublicKey } from '../crypto/mailbox-key.js';
+import { privateKeyPath } from '../dkim/keys.js';
+import type { FeResolver } from '../dns/resolver.js';
+import { appendToSpool } from '../store/spool.js';
+import { mailboxDir } from '../store/paths.js';
+import type { Logger } from '../util/log.js';
+import { arcSeal, checkAuth, type AuthVerdict } from './auth-check.js';
+import { deliverToDomain, type DeliveryResult } from './outbound.js';
+import { createSrs } from './srs.js';
+
+export interface MxOptions {
+  config: () => FeConfig; // read on every use, so SIGHUP reloads reach open sessions too
+  resolver: () => FeResolver;
+  log: Logger;
+  srsSecret: Buffer;
+  tls: { key: Buffer; cert: Buffer } | null;
+  /** Tests shorten these; production uses the defaults. */
+  socketTimeoutMs?: number;
+}
+
+const MAX_RECIPIENTS = 100;
+const MAX_RECEIVED = 30; // more Received headers than this is a mail loop (RFC 5321 6.3)
+const MAX_LOCAL_HOPS = 5; // alias -> alias -> ... inside this host
+
+class SmtpReply extends Error {
+  constructor(
+    readonly responseCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Targets {
+  mailboxes: Map<string, string>; // mailbox dir -> canonical address (deduplicated)
+  forwards: Map<string, { address: string; via: string }>; // lower-cased target -> target, alias domain used for SRS
+  bounces: string[]; // original senders of bounces that came back to an SRS address
+}
+
+/** Where each accepted recipient's copy goes; aliases that forward to our own domains are followed here. */
+function plan(config: FeConfig, recipients: string[], srsFor: (domain: string) => ReturnType<typeof createSrs>): Targets {
+  const t: Targets = { mailboxes: new Map(), forwards: new Map(), bounces: [] };
+  const visit = (address: string, depth: number) => {
+    const bounce = srsBounce(config, address, srsFor);
+    if (bounce) {
+      t.bounces.push(bounce);
+      return;
+    }
+    const r = resolveRecipient(config, address);
+    if (!r.ok) {
+      // only reachable for a local forward target that no longer exists: forwarding it out would loop
+      return;
+    }
+    const { domain, local, alias } = r.resolution;
+    if (alias.mailbox) t.mailboxes.set(mailboxDir(config.dataDir, domain.name, local), `${local}@${domain.name}`);
+    for (const target of alias.forward) {
+      const targetDomain = target.slice(target.lastIndexOf('@') + 1).toLowerCase();
+      if (config.domains.has(targetDomain) && depth < MAX_LOCAL_HOPS) visit(target, depth + 1);
+      else if (!config.domains.has(targetDomain)) t.forwards.set(target.toLowerCase(), { address: target, via: domain.name });
+    }
+  };
+  for (const rcpt of recipients) visit(rcpt, 0);
+  return t;
+}
+
+/** A bounce to one of our SRS addresses: the original sender to return it to, if the address is genuine. */
+function srsBounce(config: FeConfig, address: string, srsFor: (domain: string) => ReturnType<typeof createSrs>): string | null {
+  if (!/^srs[01][=+-]/i.test(address)) return null;
+  const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+  if (!config.domains.has(domain)) return null;
+  return srsFor(domain).reverse(address);
+}
+
+function receivedHeader(session: SMTPServerSession, hostname: string, id: string): string {
+  const helo = (session.hostNameAppearsAs || 'unknown').replace(/[^\x21-\x7e]/g, '');
+  const proto = session.secure ? 'ESMTPS' : 'ESMTP';
+  return `Received: from ${helo} ([${session.remoteAddress}])\r\n\tby ${hostname} (fe) with ${proto} id ${id};\r\n\t${new Date().toUTCString().replace('GMT', '+0000')}\r\n`;
+}
+
+function countReceived(message: Buffer): number {
+  const end = message.indexOf('\r\n\r\n');
+  const head = message.subarray(0, end >= 0 ? end : Math.min(message.length, 256 * 1024)).toString('latin1');
+  return (head.match(/^received:/gim) ?? []).length;
+}
+
+async function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+}
+
+export function createMx(opts: MxOptions) {
+  const { log } = opts;
+  const perIp = new Map<string, number>();
+  const counted = new Set<string>(); // sessions counted in perIp
+  const recentMessages = new Map<string, number[]>(); // ip -> times of MAIL FROM in the last minute
+  const srsCache = new Map<string, ReturnType<typeof createSrs>>();
+  const srsFor = (domain: string) => {
+    let srs = srsCache.get(domain);
+    if (!srs) srsCache.set(domain, (srs = createSrs(opts.srsSecret, domain)));
+    return srs;
+  };
+
+  async function forward(config: FeConfig, message: Buffer, verdict: AuthVerdict, sender: string, t: Targets): Promise<DeliveryResult[]> {
+    const jobs: Promise<DeliveryResult>[] = [];
+    // Group by target domain and by the alias domain that rewrites the sender.
+    const groups = new Map<string, { via: string; domain: string; to: string[] }>();
+    for (const { address, via } of t.forwards.values()) {
+      const key = `${via} ${domainOf(address)}`;
+      const g = groups.get(key) ?? { via, domain: domainOf(address), to: [] };
+      g.to.push(address);
+      groups.set(key, g);
+    }
+    for (const g of groups.values()) {
+      jobs.push(
+        (async () => {
+          const sealed = await sealForForwarding(config, message, verdict, g.via);
+          const from = sender === '' ? '' : srsFor(g.via).forward(sender);
+          return deliverToDomain(g.domain, { from, to: g.to }, sealed, { resolver: opts.resolver(), hostname: config.hostname, port: config.outbound.port, log });
+        })(),
+      );
+    }
+    for (const original of t.bounces) {
+      // a bounce goes back to the original sender with the null sender, so it can never loop
+      jobs.push(deliverToDomain(domainOf(original), { from: '', to: [original] }, message, { resolver: opts.resolver(), hostname: config.hostname, port: config.outbound.port, log }));
+    }
+    return Promise.all(jobs);
+  }
+
+  /** ARC-seals with the alias domain's active DKIM key, so receivers can trust our SPF/DKIM results. */
+  async function sealForForwarding(config: FeConfig, message: Buffer, verdict: AuthVerdict, via: string): Promise<Buffer> {
+    const domain = config.domains.get(via);
+    const selector = domain?.dkim.active;
+    if (!selector) return message;
+    try {
+      const privateKey = readFileSync(privateKeyPath(config.dataDir, via, selector));
+      return await arcSeal(message, { authResults: verdict.arc.authResults, domain: via, selector, privateKey, cv: verdict.arc.instance > 0 ? verdict.arc.result : 'none' });
+    } catch (e) {
+      log.warn('ARC sealing failed; forwarding unsealed', { domain: via, reason: (e as Error).message });
+      return message;
+    }
+  }
+
+  async function onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    const raw = await readAll(stream);
+    const config = opts.config();
+    if (stream.sizeExceeded) throw new SmtpReply(552, `5.3.4 Message too big: the limit here is ${config.limits.messageSize} bytes`);
+    if (countReceived(raw) > MAX_RECEIVED) throw new SmtpReply(554, '5.4.6 Too many Received headers: a mail loop');
+    const id = randomBytes(8).toString('hex');
+    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    let verdict: AuthVerdict;
+    try {
+      verdict = await checkAuth({ message: raw, ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', mtaHostname: config.hostname, sender, resolver: opts.resolver() });
+    } catch (e) {
+      log.warn('authentication checks failed', { id, reason: (e as Error).message });
+      throw new SmtpReply(451, '4.7.0 Temporary failure while checking the message; try again later');
+    }
+    if (verdict.action !== 'accept') {
+      log.info('rejected by policy', { id, from: log.addr(sender), code: verdict.smtpCode, spf: verdict.spf.result, dmarc: verdict.dmarc.result });
+      throw new SmtpReply(verdict.smtpCode ?? (verdict.action === 'reject' ? 550 : 451), verdict.smtpMessage ?? (verdict.action === 'reject' ? '5.7.1 Rejected by policy' : '4.7.0 Try again later'));
+    }
+    const message = Buffer.concat([Buffer.from(receivedHeader(session, config.hostname, id) + verdict.authenticationResults + verdict.receivedSpf, 'latin1'), raw]);
+    const recipients = session.envelope.rcptTo.map((r) => r.address);
+    const targets = plan(config, recipients, srsFor);
+
+    // Forward first: a deferral there must be answered 451 before any mailbox copy exists,
+    // or the sender's retry would store the message twice.
+    const results = await forward(config, message, verdict, sender, targets);
+    const failed = results.filter((r): r is Extract<DeliveryResult, { ok: false }> => !r.ok);
+    const temporary = failed.find((r) => !r.permanent);
+    if (temporary) {
+      log.info('forward deferred', { id, reason: temporary.message });
+      throw new SmtpReply(451, `4.4.0 Forwarding deferred (${temporary.message}); try again later`);
+    }
+    const delivered = results.length - failed.length;
+    if (failed.length > 0 && delivered === 0 && targets.mailboxes.size === 0) {
+      const first = failed[0]!;
+      log.info('forward refused by next hop', { id, code: first.code, reason: first.message });
+      throw new SmtpReply(550, `5.1.0 Forwarding refused by the next hop: ${first.message}`);
+    }
+    for (const f of failed) log.warn('one forward target refused the message', { id, code: f.code, reason: f.message });
+
+    const receivedAt = new Date();
+    for (const [dir, address] of targets.mailboxes) {
+      try {
+        appendToSpool(dir, sealingPublicKey(dir), message, { receivedAt, envelopeFrom: sender, envelopeTo: address });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        log.error('could not store a message', { id, to: log.addr(address), reason: code ?? (e as Error).message });
+        if (code === 'ENOSPC' || code === 'EDQUOT') throw new SmtpReply(452, '4.3.1 Insufficient system storage; try again later');
+        throw new SmtpReply(451, '4.3.0 Temporary local problem storing the message; try again later');
+      }
+    }
+    log.info('accepted', { id, from: log.addr(sender), rcpts: recipients.length, size: raw.length, stored: targets.mailboxes.size, forwarded: delivered, spf: verdict.spf.result, dkim: verdict.dkim.map((d) => d.result).join(',') || 'none', dmarc: verdict.dmarc.result });
+    return `2.0.0 Ok: queued as ${id}`;
+  }
+
+  const server = new SMTPServer({
+    name: opts.config().hostname,
+    banner: 'fe ESMTP',
+    size: opts.config().limits.messageSize,
+    disabledCommands: ['AUTH'], // port 25 takes mail for local users only; submission is elsewhere
+    authOptional: true,
+    hideSTARTTLS: opts.tls === null,
+    ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : {}),
+    disableReverseLookup: true, // no lookups outside fe's resolver
+    logger: false,
+    socketTimeout: opts.socketTimeoutMs ?? 60_000,
+    closeTimeout: 30_000,
+    maxClients: 2000,
+
+    onConnect(session, callback) {
+      const config = opts.config();
+      const n = (perIp.get(session.remoteAddress) ?? 0) + 1;
+      if (n > config.limits.connectionsPerIp) {
+        log.info('too many connections', { ip: session.remoteAddress });
+        return callback(new SmtpReply(421, `4.7.0 Too many connections from your address (limit ${config.limits.connectionsPerIp}); try again later`));
+      }
+      perIp.set(session.remoteAddress, n);
+      counted.add(session.id);
+      callback();
+    },
+
+    onClose(session) {
+      if (!counted.delete(session.id)) return;
+      const n = (perIp.get(session.remoteAddress) ?? 1) - 1;
+      if (n <= 0) perIp.delete(session.remoteAddress);
+      else perIp.set(session.remoteAddress, n);
+    },
+
+    onMailFrom(_address: SMTPServerAddress, session, callback) {
+      const config = opts.config();
+      const now = Date.now();
+      const times = (recentMessages.get(session.remoteAddress) ?? []).filter((t) => now - t < 60_000);
+      if (times.length >= config.limits.messagesPerIpPerMinute) {
+        log.info('message rate limit', { ip: session.remoteAddress });
+        return callback(new SmtpReply(421, `4.7.0 Too many messages from your address (limit ${config.limits.messagesPerIpPerMinute} a minute); try again later`));
+      }
+      times.push(now);
+      recentMessages.set(session.remoteAddress, times);
+      callback();
+    },
+
+    onRcptTo(address: SMTPServerAddress, session, callback) {
+      const config = opts.config();
+      if (session.envelope.rcptTo.length >= MAX_RECIPIENTS) return callback(new SmtpReply(452, `4.5.3 Too many recipients (at most ${MAX_RECIPIENTS} a message)`));
+      if (srsBounce(config, address.address, srsFor)) return callback();
+      const r = resolveRecipient(config, address.address);
+      if (r.ok) return callback();
+      if (r.reason === 'foreign-domain') return callback(new SmtpReply(554, '5.7.1 Relaying denied: this server accepts mail only for its own domains'));
+      if (r.reason === 'invalid') return callback(new SmtpReply(553, '5.1.3 Bad recipient address syntax'));
+      log.debug('unknown recipient', { to: log.addr(address.address) });
+      return callback(new SmtpReply(550, '5.1.1 No such user here'));
+    },
+
+    onData(stream, session, callback) {
+      onData(stream, session).then(
+        (msg) => callback(null, msg),
+        (e: unknown) => {
+          if (e instanceof SmtpReply) return callback(e);
+          log.error('unexpected failure handling a message', { reason: (e as Error).message });
+          callback(new SmtpReply(451, '4.3.0 Temporary local problem; try again later'));
+        },
+      );
+    },
+  });
+
+  server.on('error', (e: Error) => log.warn('connection error', { reason: e.message }));
+
+  return {
+    server,
+    listen(port: number, host: string): Promise<void> {
+      return new Promise((resolve, reject) => {
+        server.server.once('error', reject);
+        server.listen(port, host, () => {
+          server.server.off('error', reject);
+          resolve();
+        });
+      });
+    },
+    address(): { address: string; port: number } {
+      return server.server.address() as { address: string; port: number };
+    },
+    /** Stops accepting; waits for sessions in progress (up to closeTimeout), then resolves. */
+    close(): Promise<void> {
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+export type Mx = ReturnType<typeof createMx>;

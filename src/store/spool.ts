@@ -1,0 +1,145 @@
+// The MX side of a mailbox: mail for an offline owner is sealed to the mailbox public key and
+// written as one file per message under <mailbox>/spool/. Only sealed bytes ever reach the disk;
+// the file name is a time-ordered random id and reveals nothing about the message.
+import { randomBytes, type KeyObject } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { open as openSealed, sealParts } from '../crypto/seal.js';
+import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
+
+export interface SpoolMeta {
+  receivedAt: Date;
+  envelopeFrom: string;
+  envelopeTo: string;
+}
+
+export interface SpoolEntry {
+  id: string;
+  meta: SpoolMeta;
+  message: Buffer;
+}
+
+export const SPOOL_DIR = 'spool';
+export const FAILED_DIR = 'failed';
+const SUFFIX = '.sealed';
+// 14-digit ms timestamp so a plain sort is arrival order; 80 random bits so writers never collide.
+const ID_RE = /^[0-9]{14}-[0-9a-f]{20}$/;
+const PAYLOAD_VERSION = 1;
+
+export class SpoolFormatError extends Error {}
+
+export function spoolDir(mailboxDir: string): string {
+  return path.join(mailboxDir, SPOOL_DIR);
+}
+
+export function isSpoolId(id: string): boolean {
+  return ID_RE.test(id);
+}
+
+export function spoolFileName(id: string): string {
+  return id + SUFFIX;
+}
+
+function newId(now: number): string {
+  return `${String(now).padStart(14, '0')}-${randomBytes(10).toString('hex')}`;
+}
+
+// Payload: u32 length of the JSON meta | JSON meta | message bytes. The id is inside the sealed
+// part so a file copied under another name is detected instead of imported twice.
+function encodeMeta(id: string, meta: SpoolMeta): Buffer {
+  const json = Buffer.from(
+    JSON.stringify({ v: PAYLOAD_VERSION, id, receivedAt: meta.receivedAt.toISOString(), envelopeFrom: meta.envelopeFrom, envelopeTo: meta.envelopeTo }),
+    'utf8',
+  );
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(json.length);
+  return Buffer.concat([len, json]);
+}
+
+/** Seals one message and makes it durable; returns its id only once a crash can no longer lose it. */
+export function appendToSpool(mailboxDir: string, publicKey: KeyObject, message: Uint8Array, meta: SpoolMeta): string {
+  if (!(meta.receivedAt instanceof Date) || Number.isNaN(meta.receivedAt.getTime())) throw new TypeError('receivedAt must be a valid Date');
+  const dir = spoolDir(mailboxDir);
+  if (!existsSync(dir)) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fsyncDir(mailboxDir); // the new folder's entry must be durable too
+  }
+  const id = newId(Date.now());
+  const sealed = sealParts([encodeMeta(id, meta), message], publicKey);
+  // temp file (0600 from creation) -> fsync -> rename -> fsync folder: a crash leaves either
+  // nothing under a final name or the whole file.
+  writeFileAtomic(path.join(dir, spoolFileName(id)), sealed, 0o600);
+  return id;
+}
+
+/** Ids of the complete spool files, oldest first. Temp files and spool/failed are not listed. */
+export function listSpool(mailboxDir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(spoolDir(mailboxDir));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const ids: string[] = [];
+  for (const n of names) {
+    if (!n.endsWith(SUFFIX)) continue;
+    const id = n.slice(0, -SUFFIX.length);
+    if (isSpoolId(id)) ids.push(id);
+  }
+  return ids.sort();
+}
+
+export function spoolCount(mailboxDir: string): number {
+  return listSpool(mailboxDir).length;
+}
+
+/** Opens one sealed spool file's bytes; throws SealError or SpoolFormatError. */
+export function decodeSpoolFile(sealed: Uint8Array, privateKey: KeyObject): SpoolEntry {
+  const plain = openSealed(sealed, privateKey);
+  if (plain.length < 4) throw new SpoolFormatError('spool payload is truncated');
+  const len = plain.readUInt32BE(0);
+  if (4 + len > plain.length) throw new SpoolFormatError('spool payload is truncated');
+  let m: { v?: unknown; id?: unknown; receivedAt?: unknown; envelopeFrom?: unknown; envelopeTo?: unknown };
+  try {
+    m = JSON.parse(plain.subarray(4, 4 + len).toString('utf8')) as typeof m;
+  } catch {
+    throw new SpoolFormatError('spool metadata is not JSON');
+  }
+  if (m.v !== PAYLOAD_VERSION) throw new SpoolFormatError(`unsupported spool payload version ${String(m.v)}`);
+  if (typeof m.id !== 'string' || typeof m.receivedAt !== 'string' || typeof m.envelopeFrom !== 'string' || typeof m.envelopeTo !== 'string') {
+    throw new SpoolFormatError('spool metadata is incomplete');
+  }
+  const receivedAt = new Date(m.receivedAt);
+  if (Number.isNaN(receivedAt.getTime())) throw new SpoolFormatError('spool metadata has a bad date');
+  return { id: m.id, meta: { receivedAt, envelopeFrom: m.envelopeFrom, envelopeTo: m.envelopeTo }, message: plain.subarray(4 + len) };
+}
+
+/**
+ * Removes temp files a writer left behind when it crashed before its rename. Only old ones: a
+ * young temp file may belong to a writer that is still running.
+ */
+export function removeStaleSpoolTemps(mailboxDir: string, olderThanMs = 60 * 60 * 1000): number {
+  const dir = spoolDir(mailboxDir);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  const limit = Date.now() - olderThanMs;
+  for (const n of names) {
+    if (!(n.startsWith('.') && n.endsWith('.tmp'))) continue;
+    const file = path.join(dir, n);
+    try {
+      if (statSync(file).mtimeMs < limit) {
+        rmSync(file, { force: true });
+        removed++;
+      }
+    } catch {
+      // vanished meanwhile: nothing to do
+    }
+  }
+  return removed;
+}
