@@ -301,12 +301,12 @@ class Validator {
   }
 
   /** "host:port", "[v6]:port" or a bare port (all addresses). */
-  private hostPort(s: string, defaultPort: number | null): Listen | null {
+  private hostPort(s: string, defaultPort: number | null, anyPort = false): Listen | null {
     const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+|localhost))?(?::(\d{1,5}))?$/.exec(s.trim());
     if (!m || s.trim() === '') return null;
     const host = m[1] ?? m[2] ?? '0.0.0.0';
     const port = m[3] !== undefined ? Number(m[3]) : defaultPort;
-    if (port === null || port < 1 || port > 65535) return null;
+    if (port === null || port < (anyPort ? 0 : 1) || port > 65535) return null; // 0: any free port (tests)
     if (m[2] && m[2] !== 'localhost' && isIP(m[2]) !== 4) return null;
     if (m[1] && isIP(m[1]) !== 6) return null;
     return { host, port };
@@ -316,7 +316,7 @@ class Validator {
     if (isScalar(node) && (node.value === false || node.value === 'off' || node.value === null)) return null;
     const raw = isScalar(node) && typeof node.value === 'number' ? String(node.value) : this.string(node, field);
     if (raw === undefined) return null;
-    const hp = this.hostPort(/^\d+$/.test(raw) ? `:${raw}` : raw, null);
+    const hp = this.hostPort(/^\d+$/.test(raw) ? `:${raw}` : raw, null, true);
     if (!hp) this.fail(node, field, `"${raw}" is not "address:port" (e.g. 0.0.0.0:25, [::]:25, 127.0.0.1:2525) or off`);
     return hp;
   }

@@ -96,7 +96,11 @@ export function reverseName(ip: string): string {
   const family = isIP(ip);
   if (family === 4) return `${ip.split('.').reverse().join('.')}.in-addr.arpa`;
   if (family === 6) {
-    const [head = '', tail] = ip.toLowerCase().split('::');
+    // A trailing dotted quad (::ffff:192.0.2.1) is the last two 16-bit groups.
+    const text = ip.toLowerCase().replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_m, a: string, b: string, c: string, d: string) =>
+      [[a, b], [c, d]].map(([x, y]) => ((Number(x) << 8) | Number(y)).toString(16)).join(':'),
+    );
+    const [head = '', tail] = text.split('::');
     const groups = (s: string): string[] => (s ? s.split(':') : []);
     let parts = groups(head);
     if (tail !== undefined) {

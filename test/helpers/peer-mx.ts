@@ -1,0 +1,43 @@
+// A stand-in for somebody else's mail server: records what fe hands it. Recipients whose local
+// part starts with "defer" get 451, with "refuse" get 550, so tests can drive fe's error paths.
+import { SMTPServer } from 'smtp-server';
+
+export interface Received {
+  from: string;
+  to: string[];
+  raw: Buffer;
+  secure: boolean;
+}
+
+export interface PeerMx {
+  port: number;
+  messages: Received[];
+  close(): Promise<void>;
+}
+
+export async function startPeerMx(): Promise<PeerMx> {
+  const messages: Received[] = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['AUTH'],
+    disableReverseLookup: true,
+    logger: false,
+    onRcptTo(address, _session, cb) {
+      const local = address.address.split('@')[0]!.toLowerCase();
+      if (local.startsWith('defer')) return cb(Object.assign(new Error('4.2.0 Mailbox busy, try later'), { responseCode: 451 }));
+      if (local.startsWith('refuse')) return cb(Object.assign(new Error('5.1.1 No such mailbox at the peer'), { responseCode: 550 }));
+      cb();
+    },
+    onData(stream, session, cb) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        messages.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks), secure: session.secure });
+        cb();
+      });
+    },
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.server.address() as { port: number }).port;
+  return { port, messages, close: () => new Promise((r) => server.close(() => r())) };
+}
