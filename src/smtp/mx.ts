@@ -27,6 +27,7 @@ export interface MxOptions {
 }
 
 const MAX_RECIPIENTS = 100;
+const KNOWN_MAIL_PARAMS = ['SIZE', 'BODY', 'SMTPUTF8', 'RET', 'ENVID']; // what smtp-server implements (RFC 5321 asks 555 for others)
 const MAX_RECEIVED = 30; // more Received headers than this is a mail loop (RFC 5321 6.3)
 const MAX_LOCAL_HOPS = 5; // alias -> alias -> ... inside this host
 
@@ -89,6 +90,30 @@ function countReceived(message: Buffer): number {
   const end = message.indexOf('\r\n\r\n');
   const head = message.subarray(0, end >= 0 ? end : Math.min(message.length, 256 * 1024)).toString('latin1');
   return (head.match(/^received:/gim) ?? []).length;
+}
+
+/**
+ * Drops Authentication-Results headers that claim to come from this host (RFC 8601 section 5):
+ * a sender could otherwise forge "dkim=pass" in our name.
+ */
+export function stripOwnAuthResults(message: Buffer, hostname: string): Buffer {
+  let end = message.indexOf('\r\n\r\n');
+  if (end < 0) end = message.length;
+  const head = message.subarray(0, end).toString('latin1');
+  const lines = head.split('\r\n');
+  const own = new RegExp(`^authentication-results:\\s*${hostname.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s*;`, 'i');
+  const kept: string[] = [];
+  let dropping = false;
+  for (const line of lines) {
+    if (/^[ \t]/.test(line)) {
+      if (!dropping) kept.push(line);
+      continue;
+    }
+    dropping = own.test(line);
+    if (!dropping) kept.push(line);
+  }
+  if (kept.length === lines.length) return message;
+  return Buffer.concat([Buffer.from(kept.join('\r\n'), 'latin1'), message.subarray(end)]);
 }
 
 async function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
@@ -154,8 +179,8 @@ export function createMx(opts: MxOptions) {
   }
 
   async function onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
-    const raw = await readAll(stream);
     const config = opts.config();
+    const raw = stripOwnAuthResults(await readAll(stream), config.hostname);
     if (stream.sizeExceeded) throw new SmtpReply(552, `5.3.4 Message too big: the limit here is ${config.limits.messageSize} bytes`);
     if (countReceived(raw) > MAX_RECEIVED) throw new SmtpReply(554, '5.4.6 Too many Received headers: a mail loop');
     const id = randomBytes(8).toString('hex');
@@ -240,8 +265,10 @@ export function createMx(opts: MxOptions) {
       else perIp.set(session.remoteAddress, n);
     },
 
-    onMailFrom(_address: SMTPServerAddress, session, callback) {
+    onMailFrom(address: SMTPServerAddress, session, callback) {
       const config = opts.config();
+      const unknown = Object.keys(address.args || {}).filter((k) => !KNOWN_MAIL_PARAMS.includes(k));
+      if (unknown.length > 0) return callback(new SmtpReply(555, `5.5.4 Unsupported MAIL FROM parameter ${unknown[0]}`));
       const now = Date.now();
       const times = (recentMessages.get(session.remoteAddress) ?? []).filter((t) => now - t < 60_000);
       if (times.length >= config.limits.messagesPerIpPerMinute) {
