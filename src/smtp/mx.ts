@@ -131,6 +131,7 @@ export function createMx(opts: MxOptions) {
   const perIp = new Map<string, number>();
   const counted = new Set<string>(); // sessions counted in perIp
   const recentMessages = new Map<string, number[]>(); // ip -> times of MAIL FROM in the last minute
+  const inTransaction = new Set<string>(); // sessions between MAIL FROM and the end of DATA: a drain waits for them
   const srsCache = new Map<string, ReturnType<typeof createSrs>>();
   const srsFor = (domain: string) => {
     let srs = srsCache.get(domain);
@@ -259,6 +260,7 @@ export function createMx(opts: MxOptions) {
     },
 
     onClose(session) {
+      inTransaction.delete(session.id);
       if (!counted.delete(session.id)) return;
       const n = (perIp.get(session.remoteAddress) ?? 1) - 1;
       if (n <= 0) perIp.delete(session.remoteAddress);
@@ -277,6 +279,7 @@ export function createMx(opts: MxOptions) {
       }
       times.push(now);
       recentMessages.set(session.remoteAddress, times);
+      inTransaction.add(session.id);
       callback();
     },
 
@@ -293,7 +296,7 @@ export function createMx(opts: MxOptions) {
     },
 
     onData(stream, session, callback) {
-      onData(stream, session).then(
+      onData(stream, session).finally(() => inTransaction.delete(session.id)).then(
         (msg) => callback(null, msg),
         (e: unknown) => {
           if (e instanceof SmtpReply) return callback(e);
@@ -320,9 +323,16 @@ export function createMx(opts: MxOptions) {
     address(): { address: string; port: number } {
       return server.server.address() as { address: string; port: number };
     },
-    /** Stops accepting; waits for sessions in progress (up to closeTimeout), then resolves. */
-    close(): Promise<void> {
-      return new Promise((resolve) => server.close(() => resolve()));
+    /**
+     * Drains: stops accepting connections at once, lets every message already under way finish
+     * (up to drainMs), then says 421 to idle sessions and resolves.
+     */
+    async close(drainMs = 30_000): Promise<void> {
+      server.server.close();
+      const deadline = Date.now() + drainMs;
+      while (inTransaction.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      (server.options as { closeTimeout?: number }).closeTimeout = 500; // idle sessions: a short grace, then 421
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
 }

@@ -11,6 +11,8 @@ export interface Daemon {
   signal(sig: NodeJS.Signals): void;
   /** Sends the signal and resolves with the exit code (or the signal name). */
   stop(sig?: NodeJS.Signals): Promise<number | string>;
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  exited: Promise<number | string>;
 }
 
 export function startServe(config: string, args: string[] = []): Promise<Daemon> {
@@ -42,6 +44,7 @@ export function startServe(config: string, args: string[] = []): Promise<Daemon>
     log: () => log,
     waitForLog,
     signal: (sig) => child.kill(sig),
+    exited,
     async stop(sig = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(sig);
       return exited;

@@ -17,10 +17,16 @@ function parseOnly(value: string | undefined): DaemonName[] | undefined {
 export async function runUntilStopped(running: Running): Promise<void> {
   const onHup = () => running.reload();
   process.on('SIGHUP', onHup);
+  let stopping = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (!stopping) return;
+    // A second Ctrl-C means "now"; a second SIGTERM changes nothing while messages finish.
+    if (sig === 'SIGINT') process.exit(130);
+  };
   await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
+    const stop = (sig: NodeJS.Signals) => {
+      if (stopping) return onSignal(sig);
+      stopping = true;
       resolve();
     };
     process.on('SIGTERM', stop);
