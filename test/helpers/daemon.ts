@@ -50,8 +50,8 @@ export function startServe(config: string, args: string[] = []): Promise<Daemon>
       return exited;
     },
   };
-  return waitForLog(/listening daemon=mx address=[^\s]+:\d+/).then(() => {
-    for (const m of log.matchAll(/listening daemon=(\w+) address=[^\s]+:(\d+)/g)) daemon.ports[m[1]!] = Number(m[2]);
+  return waitForLog(/^mx listening on [^\s]+:\d+$/m).then(() => {
+    for (const m of log.matchAll(/^(\w+) listening on [^\s]+:(\d+)$/gm)) daemon.ports[m[1]!] = Number(m[2]);
     return daemon;
   });
 }

@@ -4,6 +4,7 @@ import type { DaemonName } from '../../config/schema.js';
 import { DAEMONS, serve, type Running } from '../../daemon/serve.js';
 import { UsageError } from '../../util/errors.js';
 import { configFile } from '../context.js';
+import { print } from '../output.js';
 
 function parseOnly(value: string | undefined): DaemonName[] | undefined {
   if (value === undefined) return undefined;
@@ -50,6 +51,7 @@ finish, and exits. Logs go to standard error and never contain message content o
     )
     .action(async (opts: { only?: string }, cmd: Command) => {
       const running = await serve(configFile(cmd), { only: parseOnly(opts.only) });
+      for (const [name, a] of Object.entries(running.addresses)) print(`${name} listening on ${a.address}:${a.port}`);
       await runUntilStopped(running);
     });
 }

@@ -1,0 +1,96 @@
+// MX throughput: messages per second accepted into a mailbox (sealed + fsync'd) and forwarded
+// (SRS + ARC + delivery to a peer MX), with 1 and 16 concurrent senders, 10 KB and 1 MB
+// messages, and the fe serve process's peak RSS. Everything runs on loopback.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { startDnsServer } from '../helpers/dns-server.js';
+import { startServe } from '../helpers/daemon.js';
+import { workspace } from '../helpers/fe.js';
+import { startPeerMx } from '../helpers/peer-mx.js';
+import { smtpConnect } from '../helpers/smtp-client.js';
+
+function peakRssMiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+function resetPeak(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5'); // Linux: resets VmHWM to the current RSS
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function body(size: number): string {
+  const line = 'Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n';
+  return `From: bench@sender.example\r\nTo: bench\r\nSubject: bench\r\nMessage-ID: <${Math.random()}@sender.example>\r\n\r\n` + line.repeat(Math.ceil(size / line.length));
+}
+
+async function sender(port: number, rcpt: string, message: string, count: number): Promise<void> {
+  const s = await smtpConnect(port);
+  await s.command('EHLO bench.test');
+  for (let i = 0; i < count; i++) {
+    const mail = await s.command('MAIL FROM:<bench@sender.example>');
+    if (!mail.startsWith('250')) throw new Error(`MAIL: ${mail}`);
+    await s.command(`RCPT TO:<${rcpt}>`);
+    await s.command('DATA');
+    const reply = await s.raw(message + '\r\n.\r\n');
+    if (!reply.startsWith('250')) throw new Error(`DATA: ${reply}`);
+  }
+  await s.command('QUIT');
+  s.close();
+}
+
+export async function benchMx(): Promise<void> {
+  const peer = await startPeerMx();
+  const dns = await startDnsServer({
+    'target.example': { MX: [{ priority: 10, exchange: 'mx.peer.example' }] },
+    'mx.peer.example': { A: ['127.0.0.1'] },
+  });
+  const w = workspace(
+    `hostname: mail.example.org\ndata_dir: ./data\nlog_level: warn\nlisten:\n  mx: 127.0.0.1:0\ndns:\n  servers: ["${dns.address}"]\noutbound:\n  port: ${peer.port}\n` +
+      `limits:\n  message_size: 4000000\n  connections_per_ip: 100\n  messages_per_ip_per_minute: 1000000\n`,
+  );
+  await w.ok(['domain', 'add', 'example.org']);
+  await w.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: 'correct horse battery staple\n' });
+  await w.ok(['alias', 'add', 'fwd@example.org', '--forward', 'someone@target.example']);
+  const fe = await startServe(w.config);
+  const pid = fe.child.pid!;
+  const port = fe.ports.mx!;
+  console.log(`MX benchmark (fe serve pid ${pid}, ${process.version}); per-scenario peak RSS ${resetPeak(pid) ? 'reset between scenarios' : 'is the running maximum'}`);
+  console.log('target   senders  size     messages  seconds  msg/s    MB/s    peak RSS MiB');
+  try {
+    for (const target of ['mailbox', 'forward'] as const) {
+      for (const size of [10 * 1024, 1024 * 1024]) {
+        for (const senders of [1, 16]) {
+          const total = size > 100_000 ? 64 : 800;
+          const perSender = Math.ceil(total / senders);
+          const message = body(size);
+          const rcpt = target === 'mailbox' ? 'me@example.org' : 'fwd@example.org';
+          resetPeak(pid);
+          const start = process.hrtime.bigint();
+          await Promise.all(Array.from({ length: senders }, () => sender(port, rcpt, message, perSender)));
+          const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+          const n = perSender * senders;
+          console.log(
+            [
+              target.padEnd(8),
+              String(senders).padEnd(8),
+              (size > 100_000 ? '1 MB' : '10 KB').padEnd(8),
+              String(n).padEnd(9),
+              seconds.toFixed(2).padEnd(8),
+              (n / seconds).toFixed(1).padEnd(8),
+              ((n * message.length) / seconds / 1e6).toFixed(1).padEnd(7),
+              peakRssMiB(pid).toFixed(0),
+            ].join(' '),
+          );
+        }
+      }
+    }
+  } finally {
+    await fe.stop();
+    await peer.close();
+    await dns.close();
+  }
+}

@@ -1,0 +1,4 @@
+// `npm run bench`: prints figures; asserts nothing (targets belong in numbers, not flaky tests).
+import { benchMx } from './mx.bench.js';
+
+await benchMx();
