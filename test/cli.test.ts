@@ -11,12 +11,13 @@ const COMMANDS: Record<string, string[]> = {
   dkim: ['rotate', 'activate', 'retire', 'list'],
   alias: ['add', 'list', 'remove', 'passwd', 'resolve'],
   key: ['add', 'list', 'remove'],
+  mailbox: ['status'],
 };
 
 test('fe --help lists every command group and explains exit codes', async () => {
   const r = await runFe(['--help']);
   assert.equal(r.code, 0);
-  for (const group of [...Object.keys(COMMANDS), 'dev']) assert.match(r.stdout, new RegExp(`^  ${group}\\b`, 'm'), group);
+  for (const group of [...Object.keys(COMMANDS), 'serve', 'dev']) assert.match(r.stdout, new RegExp(`^  ${group}\\b`, 'm'), group);
   assert.match(r.stdout, /--config <path>/);
   assert.match(r.stdout, /Exit status: 0 success, 1 .*, 2 a usage error/);
   assert.match(r.stdout, /NO_COLOR/);

@@ -118,6 +118,9 @@ test('kill -9 during a burst loses no message that got 250', async () => {
   try {
     assert.match(await sendOne(fe.ports.mx!, 'after restart'), /^250 /);
     assert.equal(count(), stored + 1);
+    // and every one of them opens: no half-written spool file was left behind
+    const status = JSON.parse(await w.ok(['mailbox', 'status', 'me@example.org', '--password-stdin', '--json'], { stdin: 'correct horse battery staple\n' })) as { imported: number; failed: number };
+    assert.deepEqual([status.imported, status.failed], [stored + 1, 0]);
   } finally {
     await fe.stop();
     await dns.close();

@@ -28,6 +28,7 @@ let peer: PeerMx;
 let w: ReturnType<typeof workspace>;
 let fe: Daemon;
 let mxPort: number;
+const marker = `MARKER-${Date.now()}-plaintext-must-not-leak`;
 
 function spoolFiles(domain: string, local: string): string[] {
   const dir = path.join(w.dataDir, 'mailboxes', domain, local, 'spool');
@@ -96,7 +97,6 @@ after(async () => {
 });
 
 test('a message to a mailbox alias is sealed into its spool; its text is nowhere on disk', async () => {
-  const marker = `MARKER-${Date.now()}-plaintext-must-not-leak`;
   const before = spoolFiles('example.org', 'me').length;
   const out = await swaks(['--from', 'someone@nowhere.example', '--to', 'me@example.org', '--header', `Subject: ${marker}`, '--body', `${marker}\n`]);
   assert.match(out, /<- {2}250 2\.0\.0 Ok: queued as [0-9a-f]+/);
@@ -263,4 +263,48 @@ test('SIGHUP reloads fe.yml without a restart; a broken file keeps the running c
   await fe.waitForLog(/configuration not reloaded; keeping the running one/);
   assert.match(await swaks(['--from', 'alice@sender.example', '--to', 'me@example.org']), /<- {2}250 /);
   w.write(good);
+});
+
+test('the owner opens the mailbox with the password: spooled mail is imported, byte for byte', async () => {
+  const original = `From: alice@sender.example\r\nTo: me@example.org\r\nSubject: round trip ${Date.now()}\r\nMessage-ID: <rt@sender.example>\r\n\r\nline one\r\n..starts with a dot\r\n\u00e9t\u00e9 8-bit\r\n`;
+  const s = await smtpConnect(mxPort);
+  await s.command('EHLO client.test');
+  await s.command('MAIL FROM:<alice@sender.example> BODY=8BITMIME');
+  await s.command('RCPT TO:<me@example.org>');
+  await s.command('DATA');
+  // dot-stuffing on the wire: a line starting with "." is sent as ".."
+  assert.match(await s.raw(Buffer.from(original.replace(/\r\n\./g, '\r\n..') + '.\r\n', 'utf8')), /^250 /);
+  s.close();
+  const waiting = spoolFiles('example.org', 'me').length;
+  assert.ok(waiting >= 1);
+
+  const wrong = await w.fe(['mailbox', 'status', 'me@example.org', '--password-stdin'], { stdin: 'not the password\n' });
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /wrong password for me@example\.org/);
+  assert.equal(spoolFiles('example.org', 'me').length, waiting, 'a wrong password leaves the spool alone');
+
+  const status = JSON.parse(await w.ok(['mailbox', 'status', 'me@example.org', '--password-stdin', '--json'], { stdin: 'correct horse battery staple\n' })) as { imported: number; folders: { name: string; messages: number }[] };
+  assert.equal(status.imported, waiting);
+  assert.equal(spoolFiles('example.org', 'me').length, 0, 'the spool is emptied once imported');
+  assert.deepEqual(status.folders.map((f) => f.name).sort(), ['Archive', 'Drafts', 'INBOX', 'Junk', 'Sent', 'Trash']);
+  const inbox = status.folders.find((f) => f.name === 'INBOX')!;
+  assert.ok(inbox.messages >= waiting);
+
+  // Read it back through the same store code the IMAP server will use.
+  const { unlockMailboxKey } = await import('../src/crypto/mailbox-key.js');
+  const { MailboxStore } = await import('../src/store/mailbox-db.js');
+  const dir = path.join(w.dataDir, 'mailboxes', 'example.org', 'me');
+  const store = MailboxStore.open(dir, unlockMailboxKey(dir, 'correct horse battery staple'));
+  try {
+    const last = store.listMessages('INBOX').at(-1)!;
+    const raw = store.getRaw('INBOX', last.uid)!;
+    assert.ok(raw.subarray(raw.length - Buffer.byteLength(original)).equals(Buffer.from(original, 'utf8')), 'the original bytes follow our trace headers unchanged');
+    assert.match(raw.toString('utf8'), /^Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n\tby mail\.example\.org \(fe\) with ESMTP id [0-9a-f]+;/);
+  } finally {
+    store.close();
+  }
+  const again = JSON.parse(await w.ok(['mailbox', 'status', 'me@example.org', '--password-stdin', '--json'], { stdin: 'correct horse battery staple\n' })) as { imported: number };
+  assert.equal(again.imported, 0, 'nothing is imported twice');
+  // imported into the encrypted database, the first test's marker is still nowhere on disk
+  for (const file of filesUnder(w.dir)) assert.equal(readFileSync(file).includes(marker), false, `${file} holds no plaintext`);
 });

@@ -11,6 +11,7 @@ import { registerAlias } from './commands/alias.js';
 import { registerKey } from './commands/key.js';
 import { registerDev } from './commands/dev.js';
 import { registerServe } from './commands/serve.js';
+import { registerMailbox } from './commands/mailbox.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -48,6 +49,7 @@ Examples:
   registerDkim(program);
   registerAlias(program);
   registerKey(program);
+  registerMailbox(program);
   registerServe(program);
   registerDev(program);
   return program;

@@ -1,0 +1,885 @@
+// The owner side of a mailbox: one SQLite3MultipleCiphers file per mailbox (ChaCha20-Poly1305 per
+// page, keyed with the 32-byte master key), holding folders and messages in a shape IMAP
+// (RFC 3501, CONDSTORE/QRESYNC, SPECIAL-USE) and POP3 can serve directly.
+import Database from 'better-sqlite3-multiple-ciphers';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { MailboxSecrets } from '../crypto/mailbox-key.js';
+import { SealError } from '../crypto/seal.js';
+import { ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
+import { parseMessage, type BodyPart, type Envelope } from './message-parse.js';
+import { FAILED_DIR, SpoolFormatError, decodeSpoolFile, listSpool, removeStaleSpoolTemps, spoolDir, spoolFileName } from './spool.js';
+
+type DB = Database.Database;
+
+export const MAILBOX_DB = 'mailbox.db';
+export const DELIMITER = '/';
+const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
+const SPOOL_RECORD_DAYS = 30;
+
+export class WrongMailboxKey extends Error {
+  constructor(file: string) {
+    super(`cannot open ${file}: wrong mailbox key (or not a mailbox database)`);
+  }
+}
+
+export class MailStoreError extends Error {}
+export class NoSuchFolder extends MailStoreError {
+  constructor(name: string) {
+    super(`no such folder: ${name}`);
+  }
+}
+export class FolderExists extends MailStoreError {
+  constructor(name: string) {
+    super(`folder already exists: ${name}`);
+  }
+}
+export class InvalidFolderName extends MailStoreError {}
+export class InvalidFlag extends MailStoreError {}
+
+export interface MailboxStoreOptions {
+  busyTimeoutMs?: number;
+}
+
+export interface FolderInfo {
+  name: string;
+  specialUse: string | null;
+  uidValidity: number;
+  uidNext: number;
+  highestModseq: number;
+  subscribed: boolean;
+  messages: number;
+  unseen: number;
+}
+
+export interface MessageSummary {
+  uid: number;
+  modseq: number;
+  flags: string[];
+  internalDate: Date;
+  size: number;
+}
+
+export interface MessageDetails extends MessageSummary {
+  headerSize: number;
+  sentAt: Date | null;
+  envelope: Envelope;
+  structure: BodyPart;
+  envelopeFrom: string | null;
+  envelopeTo: string | null;
+  parseError: string | null;
+}
+
+export interface ImportResult {
+  imported: number;
+  ids: string[]; // spool ids imported now, in UID order
+  skipped: number; // already imported earlier (crash between commit and unlink); their files are now removed
+  failed: { id: string; reason: string }[]; // moved to spool/failed/
+}
+
+export type FlagMode = 'set' | 'add' | 'remove';
+
+export interface FlagChange {
+  uid: number;
+  flags: string[];
+  modseq: number;
+}
+
+interface FolderRow {
+  id: number;
+  name: string;
+  special_use: string | null;
+  uid_validity: number;
+  uid_next: number;
+  highest_modseq: number;
+  subscribed: number;
+}
+
+interface MessageRow {
+  id: number;
+  uid: number;
+  modseq: number;
+  system_flags: number;
+  keywords: string;
+  internal_date: number;
+  size: number;
+  body_id: number;
+}
+
+// ---- flags ----
+
+const SYSTEM_FLAGS: [string, number][] = [
+  ['\\Seen', 1],
+  ['\\Answered', 2],
+  ['\\Flagged', 4],
+  ['\\Deleted', 8],
+  ['\\Draft', 16],
+];
+const DELETED = 8;
+const SYSTEM_BY_LOWER = new Map(SYSTEM_FLAGS.map(([n, b]) => [n.toLowerCase(), b]));
+const KEYWORD_RE = /^[\x21\x23-\x24\x26-\x27\x2b-\x5b\x5e-\x7a\x7c\x7e]+$/; // IMAP atom without \ ] % * ( ) { "
+
+interface FlagSet {
+  bits: number;
+  keywords: string[];
+}
+
+function parseFlags(flags: readonly string[]): FlagSet {
+  let bits = 0;
+  const keywords: string[] = [];
+  const seen = new Set<string>();
+  for (const f of flags) {
+    if (f.startsWith('\\')) {
+      const b = SYSTEM_BY_LOWER.get(f.toLowerCase());
+      if (b === undefined) throw new InvalidFlag(`cannot store flag ${f}`); // \Recent is session state, never stored
+      bits |= b;
+    } else {
+      if (!KEYWORD_RE.test(f) || f.length > 200) throw new InvalidFlag(`invalid keyword ${JSON.stringify(f)}`);
+      const k = f.toLowerCase(); // keywords compare case-insensitively; the first spelling wins
+      if (!seen.has(k)) {
+        seen.add(k);
+        keywords.push(f);
+      }
+    }
+  }
+  return { bits, keywords };
+}
+
+// Stored as " a b " so a SEARCH KEYWORD can match with instr(keywords, ' a ').
+function encodeKeywords(k: readonly string[]): string {
+  return k.length === 0 ? '' : ` ${k.join(' ')} `;
+}
+
+function decodeKeywords(s: string): string[] {
+  return s.trim() === '' ? [] : s.trim().split(' ');
+}
+
+function flagList(bits: number, keywords: string): string[] {
+  const out: string[] = [];
+  for (const [n, b] of SYSTEM_FLAGS) if (bits & b) out.push(n);
+  return out.concat(decodeKeywords(keywords));
+}
+
+function applyFlags(bits: number, keywords: string[], change: FlagSet, mode: FlagMode): FlagSet {
+  if (mode === 'set') return change;
+  const lower = new Set(change.keywords.map((k) => k.toLowerCase()));
+  if (mode === 'add') {
+    const have = new Set(keywords.map((k) => k.toLowerCase()));
+    return { bits: bits | change.bits, keywords: keywords.concat(change.keywords.filter((k) => !have.has(k.toLowerCase()))) };
+  }
+  return { bits: bits & ~change.bits, keywords: keywords.filter((k) => !lower.has(k.toLowerCase())) };
+}
+
+// ---- folder names ----
+
+const SPECIAL_USE = new Set(['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Junk', '\\Sent', '\\Trash']);
+const DEFAULT_FOLDERS: [string, string | null][] = [
+  ['INBOX', null],
+  ['Drafts', '\\Drafts'],
+  ['Sent', '\\Sent'],
+  ['Archive', '\\Archive'],
+  ['Junk', '\\Junk'],
+  ['Trash', '\\Trash'],
+];
+
+export function canonicalFolderName(name: string): string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 1000) throw new InvalidFolderName('invalid folder name');
+  if (/[\x00-\x1f\x7f*%]/.test(name)) throw new InvalidFolderName(`invalid character in folder name ${JSON.stringify(name)}`);
+  try {
+    encodeURIComponent(name); // throws on lone surrogates
+  } catch {
+    throw new InvalidFolderName('folder name is not valid Unicode');
+  }
+  const parts = name.split(DELIMITER);
+  if (parts.some((p) => p === '')) throw new InvalidFolderName(`empty hierarchy level in folder name ${JSON.stringify(name)}`);
+  if (parts[0]!.toUpperCase() === 'INBOX') parts[0] = 'INBOX'; // INBOX is case-insensitive (RFC 3501 5.1)
+  return parts.join(DELIMITER);
+}
+
+function parentsOf(name: string): string[] {
+  const parts = name.split(DELIMITER);
+  const out: string[] = [];
+  for (let i = 1; i < parts.length; i++) out.push(parts.slice(0, i).join(DELIMITER));
+  return out;
+}
+
+// ---- schema ----
+
+const MIGRATIONS: { version: number; up: (db: DB, store: MailboxStore) => void }[] = [
+  {
+    version: 1,
+    up(db, store) {
+      db.exec(`
+        CREATE TABLE settings (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+        CREATE TABLE folders (
+          id INTEGER PRIMARY KEY,
+          name TEXT NOT NULL UNIQUE,
+          special_use TEXT,
+          uid_validity INTEGER NOT NULL,
+          uid_next INTEGER NOT NULL DEFAULT 1,
+          highest_modseq INTEGER NOT NULL DEFAULT 1,
+          subscribed INTEGER NOT NULL DEFAULT 1,
+          created_at INTEGER NOT NULL
+        );
+        -- Content, shared by copies of a message; parsed once at store time.
+        CREATE TABLE bodies (
+          id INTEGER PRIMARY KEY,
+          size INTEGER NOT NULL,
+          header_size INTEGER NOT NULL,
+          sent_at INTEGER,
+          message_id TEXT,
+          envelope TEXT NOT NULL,
+          structure TEXT NOT NULL,
+          search_subject TEXT NOT NULL,
+          search_from TEXT NOT NULL,
+          search_to TEXT NOT NULL,
+          search_cc TEXT NOT NULL,
+          search_bcc TEXT NOT NULL,
+          parse_error TEXT
+        );
+        -- The raw bytes live apart so scanning metadata never pages through message blobs.
+        CREATE TABLE body_raw (
+          body_id INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
+          raw BLOB NOT NULL
+        );
+        CREATE TABLE messages (
+          id INTEGER PRIMARY KEY,
+          folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+          uid INTEGER NOT NULL,
+          modseq INTEGER NOT NULL,
+          system_flags INTEGER NOT NULL DEFAULT 0,
+          keywords TEXT NOT NULL DEFAULT '',
+          internal_date INTEGER NOT NULL,
+          size INTEGER NOT NULL,
+          body_id INTEGER NOT NULL REFERENCES bodies(id),
+          envelope_from TEXT,
+          envelope_to TEXT,
+          UNIQUE (folder_id, uid)
+        );
+        CREATE INDEX messages_modseq ON messages(folder_id, modseq);
+        CREATE INDEX messages_body ON messages(body_id);
+        -- QRESYNC: which UIDs vanished at which MODSEQ.
+        CREATE TABLE expunged (
+          folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+          uid INTEGER NOT NULL,
+          modseq INTEGER NOT NULL,
+          PRIMARY KEY (folder_id, uid)
+        ) WITHOUT ROWID;
+        CREATE INDEX expunged_modseq ON expunged(folder_id, modseq);
+        -- Spool ids already imported, written in the import transaction itself.
+        CREATE TABLE spool_imported (
+          spool_id TEXT PRIMARY KEY,
+          imported_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+      `);
+      for (const [name, use] of DEFAULT_FOLDERS) store.insertFolderRow(name, use);
+    },
+  },
+];
+const LATEST = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+function isSqliteError(e: unknown, code: string): boolean {
+  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === code;
+}
+
+/** Keys a fresh connection. `raw:` + 32 bytes makes SQLite3MC use the key as is, skipping its PBKDF2. */
+function keyConnection(db: DB, masterKey: Buffer): void {
+  db.pragma(`cipher = 'chacha20'`);
+  const k = Buffer.concat([Buffer.from('raw:', 'latin1'), masterKey]);
+  try {
+    db.key(k);
+  } finally {
+    k.fill(0);
+  }
+}
+
+function startsWithSqliteMagic(file: string): boolean {
+  const fd = openSync(file, 'r');
+  try {
+    const head = Buffer.alloc(16);
+    const n = readSync(fd, head, 0, 16, 0);
+    return n === 16 && head.equals(SQLITE_MAGIC);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function createPrivateFile(file: string): void {
+  try {
+    const fd = openSync(file, 'wx', 0o600);
+    fchmodSync(fd, 0o600);
+    closeSync(fd);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+}
+
+export class MailboxStore {
+  readonly dir: string;
+  readonly file: string;
+  private openedInMs = 0;
+  private readonly db: DB;
+  private masterKey: Buffer;
+  private readonly sealingPrivateKey: MailboxSecrets['sealingPrivateKey'];
+  private readonly stmts = new Map<string, Database.Statement>();
+
+  private constructor(dir: string, file: string, db: DB, secrets: MailboxSecrets) {
+    this.dir = dir;
+    this.file = file;
+    this.db = db;
+    this.masterKey = Buffer.from(secrets.masterKey); // own copy: callers wipe theirs
+    this.sealingPrivateKey = secrets.sealingPrivateKey;
+  }
+
+  /** Wall time the open took (cipher, key, first read, pragmas, migrations), in ms. */
+  get openMs(): number {
+    return this.openedInMs;
+  }
+
+  static open(mailboxDir: string, secrets: MailboxSecrets, options: MailboxStoreOptions = {}): MailboxStore {
+    if (!Buffer.isBuffer(secrets.masterKey) || secrets.masterKey.length !== 32) throw new TypeError('mailbox master key must be 32 bytes');
+    const t0 = performance.now();
+    ensurePrivateDir(mailboxDir);
+    const file = path.join(mailboxDir, MAILBOX_DB);
+    const fresh = !existsSync(file);
+    // SQLite would create the file 0644; WAL and SHM files copy the main file's mode.
+    if (fresh) {
+      createPrivateFile(file);
+      fsyncDir(mailboxDir);
+    }
+    const db = new Database(file);
+    let store: MailboxStore | null = null;
+    try {
+      keyConnection(db, secrets.masterKey);
+      let tables: number;
+      try {
+        // The first read is where a wrong key shows (SQLITE_NOTADB). Nothing has been written yet.
+        tables = (db.prepare('SELECT count(*) AS n FROM sqlite_schema').get() as { n: number }).n;
+      } catch (e) {
+        if (isSqliteError(e, 'SQLITE_NOTADB')) throw new WrongMailboxKey(file);
+        throw e;
+      }
+      // auto_vacuum only takes effect before the first table exists and before WAL is on.
+      if (tables === 0) db.pragma('auto_vacuum = FULL');
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (mode !== 'wal') throw new MailStoreError(`cannot switch ${file} to WAL (got ${String(mode)})`);
+      db.pragma('secure_delete = ON');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      db.pragma(`busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? 5000))}`);
+      db.pragma('temp_store = MEMORY'); // sorts and temp tables never become files outside the volume
+      store = new MailboxStore(mailboxDir, file, db, secrets);
+      store.migrate();
+      if (tables === 0) {
+        // Belt and braces on creation: the pages on disk must be encrypted.
+        db.pragma('wal_checkpoint(TRUNCATE)');
+        if (startsWithSqliteMagic(file)) throw new MailStoreError(`${file} was written unencrypted; refusing to use it`);
+      }
+    } catch (e) {
+      store?.masterKey.fill(0);
+      db.close();
+      throw e;
+    }
+    store.openedInMs = performance.now() - t0;
+    return store;
+  }
+
+  close(): void {
+    if (!this.db.open) return;
+    this.stmts.clear();
+    try {
+      this.db.pragma('optimize');
+    } finally {
+      this.db.close();
+      this.masterKey.fill(0);
+    }
+  }
+
+  /** The connection's effective settings, for tests and status checks. */
+  diagnostics(): Record<string, string | number> {
+    const get = (p: string): string | number => this.db.pragma(p, { simple: true }) as string | number;
+    return {
+      cipher: String(get('cipher')),
+      journalMode: get('journal_mode'),
+      autoVacuum: get('auto_vacuum'),
+      secureDelete: get('secure_delete'),
+      synchronous: get('synchronous'),
+      foreignKeys: get('foreign_keys'),
+      tempStore: get('temp_store'),
+      busyTimeout: get('busy_timeout'),
+      schemaVersion: (this.db.prepare('SELECT max(version) AS v FROM schema_version').get() as { v: number }).v,
+    };
+  }
+
+  // ---- internals ----
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  private now(): number {
+    return Date.now();
+  }
+
+  private migrate(): void {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    const current = (this.db.prepare('SELECT coalesce(max(version), 0) AS v FROM schema_version').get() as { v: number }).v;
+    if (current > LATEST) throw new MailStoreError(`${this.file} has schema version ${current}; this fe knows up to ${LATEST}`);
+    for (const m of MIGRATIONS) {
+      if (m.version <= current) continue;
+      this.db.transaction(() => {
+        m.up(this.db, this);
+        this.db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)').run(m.version, this.now());
+      })();
+    }
+  }
+
+  // UIDVALIDITY must never repeat for a name: seconds since the epoch, strictly increasing.
+  private nextUidValidity(): number {
+    const row = this.stmt(`SELECT value FROM settings WHERE key = 'last_uid_validity'`).get() as { value: number } | undefined;
+    const next = Math.max(Math.floor(this.now() / 1000), (row?.value ?? 0) + 1);
+    this.stmt(`INSERT INTO settings (key, value) VALUES ('last_uid_validity', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(next);
+    return next;
+  }
+
+  /** @internal used by migrations */
+  insertFolderRow(name: string, specialUse: string | null, uidNext = 1, highestModseq = 1): FolderRow {
+    const id = this.stmt('INSERT INTO folders (name, special_use, uid_validity, uid_next, highest_modseq, subscribed, created_at) VALUES (?, ?, ?, ?, ?, 1, ?)').run(
+      name,
+      specialUse,
+      this.nextUidValidity(),
+      uidNext,
+      highestModseq,
+      this.now(),
+    ).lastInsertRowid;
+    return this.stmt('SELECT * FROM folders WHERE id = ?').get(id) as FolderRow;
+  }
+
+  private findFolder(name: string): FolderRow | undefined {
+    return this.stmt('SELECT * FROM folders WHERE name = ?').get(canonicalFolderName(name)) as FolderRow | undefined;
+  }
+
+  private folder(name: string): FolderRow {
+    const f = this.findFolder(name);
+    if (!f) throw new NoSuchFolder(name);
+    return f;
+  }
+
+  private saveCounters(f: FolderRow): void {
+    this.stmt('UPDATE folders SET uid_next = ?, highest_modseq = ? WHERE id = ?').run(f.uid_next, f.highest_modseq, f.id);
+  }
+
+  private insertBody(raw: Buffer): number {
+    const p = parseMessage(raw);
+    const id = this.stmt(
+      `INSERT INTO bodies (size, header_size, sent_at, message_id, envelope, structure, search_subject, search_from, search_to, search_cc, search_bcc, parse_error)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      raw.length,
+      p.headerSize,
+      p.sentAt,
+      p.envelope.messageId,
+      JSON.stringify(p.envelope),
+      JSON.stringify(p.structure),
+      p.search.subject,
+      p.search.from,
+      p.search.to,
+      p.search.cc,
+      p.search.bcc,
+      p.error,
+    ).lastInsertRowid as number;
+    this.stmt('INSERT INTO body_raw (body_id, raw) VALUES (?, ?)').run(id, raw);
+    return id;
+  }
+
+  /** Inserts into `f` with the next UID at `modseq`; the caller saves the folder's counters. */
+  private insertMessage(
+    f: FolderRow,
+    modseq: number,
+    bodyId: number,
+    size: number,
+    flags: FlagSet,
+    internalDate: number,
+    envelopeFrom: string | null,
+    envelopeTo: string | null,
+  ): number {
+    const uid = f.uid_next++;
+    f.highest_modseq = modseq;
+    this.stmt(
+      `INSERT INTO messages (folder_id, uid, modseq, system_flags, keywords, internal_date, size, body_id, envelope_from, envelope_to)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(f.id, uid, modseq, flags.bits, encodeKeywords(flags.keywords), internalDate, size, bodyId, envelopeFrom, envelopeTo);
+    return uid;
+  }
+
+  private deleteOrphanBodies(bodyIds: number[]): void {
+    if (bodyIds.length === 0) return;
+    this.stmt('DELETE FROM bodies WHERE id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (SELECT 1 FROM messages WHERE body_id = bodies.id)').run(JSON.stringify(bodyIds));
+  }
+
+  /** Runs `fn` in a transaction whose commit is fsync'd (synchronous=FULL) before returning. */
+  private durable<T>(fn: () => T): T {
+    // WAL + NORMAL may roll back the last commits on power loss. That is fine for flags, not when
+    // the only other copy (spool file, client's APPEND) is about to go away.
+    this.db.pragma('synchronous = FULL');
+    try {
+      return this.db.transaction(fn)();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  // ---- spool ----
+
+  /**
+   * Imports every sealed spool file into INBOX in one transaction, recording each spool id in the
+   * same transaction; files are removed only after the commit is durable. Re-running after a crash
+   * skips recorded ids. Files that do not open go to spool/failed/.
+   */
+  importSpool(): ImportResult {
+    removeStaleSpoolTemps(this.dir);
+    const ids = listSpool(this.dir);
+    const result: ImportResult = { imported: 0, ids: [], skipped: 0, failed: [] };
+    if (ids.length === 0) return result;
+    const dir = spoolDir(this.dir);
+    const already: string[] = [];
+    this.durable(() => {
+      const inbox = this.folder('INBOX');
+      const modseq = inbox.highest_modseq + 1;
+      const now = this.now();
+      for (const id of ids) {
+        if (this.stmt('SELECT 1 FROM spool_imported WHERE spool_id = ?').get(id)) {
+          already.push(id);
+          continue;
+        }
+        let sealed: Buffer;
+        try {
+          sealed = readFileSync(path.join(dir, spoolFileName(id)));
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw e;
+        }
+        let entry;
+        try {
+          entry = decodeSpoolFile(sealed, this.sealingPrivateKey);
+          if (entry.id !== id) throw new SpoolFormatError(`spool file ${id} carries id ${entry.id}`);
+        } catch (e) {
+          if (e instanceof SealError || e instanceof SpoolFormatError) {
+            result.failed.push({ id, reason: e.message });
+            continue;
+          }
+          throw e;
+        }
+        const bodyId = this.insertBody(entry.message);
+        this.insertMessage(inbox, modseq, bodyId, entry.message.length, { bits: 0, keywords: [] }, entry.meta.receivedAt.getTime(), entry.meta.envelopeFrom, entry.meta.envelopeTo);
+        this.stmt('INSERT INTO spool_imported (spool_id, imported_at) VALUES (?, ?)').run(id, now);
+        result.ids.push(id);
+      }
+      if (result.ids.length > 0) this.saveCounters(inbox);
+    });
+    result.imported = result.ids.length;
+    result.skipped = already.length;
+    // The commit is durable: now the spool files can go.
+    if (result.failed.length > 0) {
+      const failedDir = path.join(dir, FAILED_DIR);
+      mkdirSync(failedDir, { recursive: true, mode: 0o700 });
+      for (const f of result.failed) renameSync(path.join(dir, spoolFileName(f.id)), path.join(failedDir, spoolFileName(f.id)));
+      fsyncDir(failedDir);
+    }
+    for (const id of [...result.ids, ...already]) rmSync(path.join(dir, spoolFileName(id)), { force: true });
+    fsyncDir(dir);
+    this.stmt('DELETE FROM spool_imported WHERE imported_at < ?').run(this.now() - SPOOL_RECORD_DAYS * 86400_000);
+    return result;
+  }
+
+  // ---- folders ----
+
+  private folderInfo(f: FolderRow): FolderInfo {
+    const c = this.stmt('SELECT count(*) AS n, coalesce(sum((system_flags & 1) = 0), 0) AS unseen FROM messages WHERE folder_id = ?').get(f.id) as { n: number; unseen: number };
+    return {
+      name: f.name,
+      specialUse: f.special_use,
+      uidValidity: f.uid_validity,
+      uidNext: f.uid_next,
+      highestModseq: f.highest_modseq,
+      subscribed: f.subscribed === 1,
+      messages: c.n,
+      unseen: c.unseen,
+    };
+  }
+
+  listFolders(): FolderInfo[] {
+    const rows = this.stmt(`SELECT * FROM folders ORDER BY name <> 'INBOX', name`).all() as FolderRow[];
+    return rows.map((r) => this.folderInfo(r));
+  }
+
+  getFolder(name: string): FolderInfo | null {
+    const f = this.findFolder(name);
+    return f ? this.folderInfo(f) : null;
+  }
+
+  createFolder(name: string, options: { specialUse?: string | null } = {}): FolderInfo {
+    const canonical = canonicalFolderName(name);
+    const use = options.specialUse ?? null;
+    if (use !== null && !SPECIAL_USE.has(use)) throw new MailStoreError(`unknown special-use attribute ${use}`);
+    return this.db.transaction(() => {
+      if (this.findFolder(canonical)) throw new FolderExists(canonical);
+      for (const p of parentsOf(canonical)) if (!this.findFolder(p)) this.insertFolderRow(p, null); // RFC 3501 CREATE
+      return this.folderInfo(this.insertFolderRow(canonical, use));
+    })();
+  }
+
+  renameFolder(from: string, to: string): void {
+    const src = canonicalFolderName(from);
+    const dst = canonicalFolderName(to);
+    if (src === dst) return;
+    if (dst.startsWith(src + DELIMITER)) throw new InvalidFolderName(`cannot move ${src} into itself`);
+    this.db.transaction(() => {
+      const f = this.folder(src);
+      if (this.findFolder(dst)) throw new FolderExists(dst);
+      if (src === 'INBOX') {
+        // RFC 3501: renaming INBOX moves its messages to a new folder and leaves INBOX empty.
+        for (const p of parentsOf(dst)) if (!this.findFolder(p)) this.insertFolderRow(p, null);
+        const target = this.insertFolderRow(dst, null, f.uid_next, f.highest_modseq);
+        const modseq = f.highest_modseq + 1;
+        this.stmt('INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) SELECT folder_id, uid, ? FROM messages WHERE folder_id = ?').run(modseq, f.id);
+        this.stmt('UPDATE messages SET folder_id = ? WHERE folder_id = ?').run(target.id, f.id);
+        this.stmt('UPDATE folders SET highest_modseq = ? WHERE id = ?').run(modseq, f.id);
+        return;
+      }
+      const children = this.stmt('SELECT id, name FROM folders WHERE substr(name, 1, ?) = ?').all(src.length + 1, src + DELIMITER) as { id: number; name: string }[];
+      for (const c of children) {
+        const renamed = dst + c.name.slice(src.length);
+        if (this.findFolder(renamed)) throw new FolderExists(renamed);
+      }
+      for (const p of parentsOf(dst)) if (!this.findFolder(p)) this.insertFolderRow(p, null);
+      this.stmt('UPDATE folders SET name = ? WHERE id = ?').run(dst, f.id);
+      for (const c of children) this.stmt('UPDATE folders SET name = ? WHERE id = ?').run(dst + c.name.slice(src.length), c.id);
+    })();
+  }
+
+  deleteFolder(name: string): void {
+    const canonical = canonicalFolderName(name);
+    if (canonical === 'INBOX') throw new MailStoreError('INBOX cannot be deleted');
+    this.db.transaction(() => {
+      const f = this.folder(canonical);
+      const child = this.stmt('SELECT 1 FROM folders WHERE substr(name, 1, ?) = ? LIMIT 1').get(canonical.length + 1, canonical + DELIMITER);
+      if (child) throw new MailStoreError(`folder ${canonical} has subfolders; delete them first`);
+      const bodies = (this.stmt('SELECT DISTINCT body_id FROM messages WHERE folder_id = ?').all(f.id) as { body_id: number }[]).map((r) => r.body_id);
+      this.stmt('DELETE FROM folders WHERE id = ?').run(f.id); // cascades to messages and expunged
+      this.deleteOrphanBodies(bodies);
+    })();
+  }
+
+  setSubscribed(name: string, subscribed: boolean): void {
+    const f = this.folder(name);
+    this.stmt('UPDATE folders SET subscribed = ? WHERE id = ?').run(subscribed ? 1 : 0, f.id);
+  }
+
+  // ---- messages ----
+
+  appendMessage(folder: string, raw: Uint8Array, options: { flags?: readonly string[]; internalDate?: Date } = {}): { uid: number; uidValidity: number; modseq: number } {
+    const flags = parseFlags(options.flags ?? []);
+    const internalDate = options.internalDate ?? new Date();
+    if (Number.isNaN(internalDate.getTime())) throw new TypeError('internalDate is not a valid date');
+    const buf = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+    return this.durable(() => {
+      const f = this.folder(folder);
+      const modseq = f.highest_modseq + 1;
+      const uid = this.insertMessage(f, modseq, this.insertBody(buf), buf.length, flags, internalDate.getTime(), null, null);
+      this.saveCounters(f);
+      return { uid, uidValidity: f.uid_validity, modseq };
+    });
+  }
+
+  private summary(r: MessageRow): MessageSummary {
+    return { uid: r.uid, modseq: r.modseq, flags: flagList(r.system_flags, r.keywords), internalDate: new Date(r.internal_date), size: r.size };
+  }
+
+  /** Messages in UID order; `sinceUid` is exclusive, `changedSince` is CONDSTORE's CHANGEDSINCE. */
+  listMessages(folder: string, options: { sinceUid?: number; changedSince?: number } = {}): MessageSummary[] {
+    const f = this.folder(folder);
+    const rows = this.stmt('SELECT * FROM messages WHERE folder_id = ? AND uid > ? AND modseq > ? ORDER BY uid').all(
+      f.id,
+      options.sinceUid ?? 0,
+      options.changedSince ?? 0,
+    ) as MessageRow[];
+    return rows.map((r) => this.summary(r));
+  }
+
+  getMessage(folder: string, uid: number): MessageDetails | null {
+    const f = this.folder(folder);
+    const r = this.stmt(
+      `SELECT m.*, b.header_size, b.sent_at, b.envelope, b.structure, b.parse_error
+       FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.folder_id = ? AND m.uid = ?`,
+    ).get(f.id, uid) as
+      | (MessageRow & { header_size: number; sent_at: number | null; envelope: string; structure: string; parse_error: string | null; envelope_from: string | null; envelope_to: string | null })
+      | undefined;
+    if (!r) return null;
+    return {
+      ...this.summary(r),
+      headerSize: r.header_size,
+      sentAt: r.sent_at === null ? null : new Date(r.sent_at),
+      envelope: JSON.parse(r.envelope) as Envelope,
+      structure: JSON.parse(r.structure) as BodyPart,
+      envelopeFrom: r.envelope_from,
+      envelopeTo: r.envelope_to,
+      parseError: r.parse_error,
+    };
+  }
+
+  getRaw(folder: string, uid: number): Buffer | null {
+    const f = this.folder(folder);
+    const r = this.stmt('SELECT r.raw FROM messages m JOIN body_raw r ON r.body_id = m.body_id WHERE m.folder_id = ? AND m.uid = ?').get(f.id, uid) as
+      | { raw: Buffer }
+      | undefined;
+    return r ? r.raw : null;
+  }
+
+  /**
+   * STORE: changes flags of the given UIDs under one new MODSEQ. Messages whose flags do not change
+   * keep their MODSEQ. With `unchangedSince` (CONDSTORE), messages modified after it are left
+   * alone and returned in `modified`.
+   */
+  setFlags(
+    folder: string,
+    uids: readonly number[],
+    flags: readonly string[],
+    mode: FlagMode,
+    options: { unchangedSince?: number } = {},
+  ): { changed: FlagChange[]; modified: number[] } {
+    const change = parseFlags(flags);
+    return this.db.transaction(() => {
+      const f = this.folder(folder);
+      const rows = this.stmt('SELECT * FROM messages WHERE folder_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid').all(f.id, JSON.stringify(uids)) as MessageRow[];
+      const modseq = f.highest_modseq + 1;
+      const changed: FlagChange[] = [];
+      const modified: number[] = [];
+      for (const r of rows) {
+        if (options.unchangedSince !== undefined && r.modseq > options.unchangedSince) {
+          modified.push(r.uid);
+          continue;
+        }
+        const next = applyFlags(r.system_flags, decodeKeywords(r.keywords), change, mode);
+        const kw = encodeKeywords(next.keywords);
+        if (next.bits === r.system_flags && kw === r.keywords) continue;
+        this.stmt('UPDATE messages SET system_flags = ?, keywords = ?, modseq = ? WHERE id = ?').run(next.bits, kw, modseq, r.id);
+        changed.push({ uid: r.uid, flags: flagList(next.bits, kw), modseq });
+      }
+      if (changed.length > 0) this.stmt('UPDATE folders SET highest_modseq = ? WHERE id = ?').run(modseq, f.id);
+      return { changed, modified };
+    })();
+  }
+
+  /** EXPUNGE (or UID EXPUNGE with `uids`): removes \Deleted messages; returns their UIDs. */
+  expunge(folder: string, uids?: readonly number[]): number[] {
+    return this.db.transaction(() => {
+      const f = this.folder(folder);
+      const rows = (
+        uids === undefined
+          ? this.stmt(`SELECT id, uid, body_id FROM messages WHERE folder_id = ? AND (system_flags & ${DELETED}) <> 0 ORDER BY uid`).all(f.id)
+          : this.stmt(`SELECT id, uid, body_id FROM messages WHERE folder_id = ? AND (system_flags & ${DELETED}) <> 0 AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid`).all(
+              f.id,
+              JSON.stringify(uids),
+            )
+      ) as { id: number; uid: number; body_id: number }[];
+      if (rows.length === 0) return [];
+      this.removeMessages(f, rows);
+      return rows.map((r) => r.uid);
+    })();
+  }
+
+  private removeMessages(f: FolderRow, rows: { id: number; uid: number; body_id: number }[]): void {
+    const modseq = f.highest_modseq + 1;
+    this.stmt('DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?))').run(JSON.stringify(rows.map((r) => r.id)));
+    this.stmt('INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) SELECT ?, value, ? FROM json_each(?)').run(f.id, modseq, JSON.stringify(rows.map((r) => r.uid)));
+    this.stmt('UPDATE folders SET highest_modseq = ? WHERE id = ?').run(modseq, f.id);
+    f.highest_modseq = modseq;
+    this.deleteOrphanBodies([...new Set(rows.map((r) => r.body_id))]);
+  }
+
+  /** QRESYNC VANISHED (EARLIER): UIDs expunged after `modseq`. */
+  vanishedSince(folder: string, modseq: number): number[] {
+    const f = this.folder(folder);
+    return (this.stmt('SELECT uid FROM expunged WHERE folder_id = ? AND modseq > ? ORDER BY uid').all(f.id, modseq) as { uid: number }[]).map((r) => r.uid);
+  }
+
+  /** COPY; returns COPYUID data. Copies share the stored body. */
+  copyMessages(from: string, uids: readonly number[], to: string): { uidValidity: number; mapping: [number, number][] } {
+    return this.db.transaction(() => this.copyInTx(from, uids, to).result)();
+  }
+
+  /** MOVE (RFC 6851): copy then expunge the sources, atomically. */
+  moveMessages(from: string, uids: readonly number[], to: string): { uidValidity: number; mapping: [number, number][] } {
+    return this.db.transaction(() => {
+      const { result, src, rows } = this.copyInTx(from, uids, to);
+      if (rows.length > 0) this.removeMessages(src, rows);
+      return result;
+    })();
+  }
+
+  private copyInTx(from: string, uids: readonly number[], to: string): { result: { uidValidity: number; mapping: [number, number][] }; src: FolderRow; rows: (MessageRow & { envelope_from: string | null; envelope_to: string | null })[] } {
+    const src = this.folder(from);
+    const dst = this.folder(to);
+    const rows = this.stmt('SELECT * FROM messages WHERE folder_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid').all(src.id, JSON.stringify(uids)) as (MessageRow & {
+      envelope_from: string | null;
+      envelope_to: string | null;
+    })[];
+    const mapping: [number, number][] = [];
+    if (rows.length > 0) {
+      const modseq = dst.highest_modseq + 1;
+      for (const r of rows) {
+        const uid = this.insertMessage(dst, modseq, r.body_id, r.size, { bits: r.system_flags, keywords: decodeKeywords(r.keywords) }, r.internal_date, r.envelope_from, r.envelope_to);
+        mapping.push([r.uid, uid]);
+      }
+      this.saveCounters(dst);
+    }
+    return { result: { uidValidity: dst.uid_validity, mapping }, src, rows };
+  }
+
+  // ---- backup ----
+
+  /**
+   * Writes a consistent, still-encrypted copy of the database to `targetPath` while the store stays
+   * open (VACUUM INTO on this keyed connection; the copy is verified with the same key before it is
+   * put in place). Never use db.serialize() for this: it returns plaintext pages.
+   */
+  snapshot(targetPath: string): void {
+    const target = path.resolve(targetPath);
+    if (existsSync(target)) throw new MailStoreError(`${target} already exists`);
+    const dir = path.dirname(target);
+    const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    createPrivateFile(tmp); // VACUUM INTO accepts an empty file and keeps its 0600 mode
+    try {
+      this.db.prepare('VACUUM INTO ?').run(tmp);
+      if (startsWithSqliteMagic(tmp)) throw new MailStoreError('snapshot came out unencrypted');
+      const check = new Database(tmp, { readonly: true, fileMustExist: true });
+      try {
+        keyConnection(check, this.masterKey);
+        const ok = check.pragma('quick_check', { simple: true });
+        if (ok !== 'ok') throw new MailStoreError(`snapshot failed its check: ${String(ok)}`);
+        check.prepare('SELECT count(*) FROM messages').get();
+      } finally {
+        check.close();
+      }
+      const fd = openSync(tmp, 'r+');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, target);
+      fsyncDir(dir);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+  }
+}
