@@ -2,7 +2,7 @@
 // encrypted SQLite file, IMAP-shaped state (UIDs, MODSEQ, flags, expunges), snapshots, and the
 // on-disk promise that no message byte is ever readable.
 import { test } from 'node:test';
-import Database from 'better-sqlite3-multiple-ciphers';
+import { Database, type SqliteDb, type SqliteStatement } from '../src/store/sqlite.js';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
@@ -56,7 +56,7 @@ function sha(file: string): string {
 const mode = (f: string): number => statSync(f).mode & 0o777;
 
 /** A second, raw connection to a mailbox database, keyed the documented way. */
-function keyed(dir: string, secrets: MailboxSecrets, readonly = false): Database.Database {
+function keyed(dir: string, secrets: MailboxSecrets, readonly = false): SqliteDb {
   const db = new Database(path.join(dir, MAILBOX_DB), { readonly });
   db.pragma(`cipher = 'chacha20'`);
   db.pragma(`key = "x'${secrets.masterKey.toString('hex')}'"`);

@@ -1,7 +1,7 @@
 // The owner side of a mailbox: one SQLite3MultipleCiphers file per mailbox (ChaCha20-Poly1305 per
 // page, keyed with the 32-byte master key), holding folders and messages in a shape IMAP
 // (RFC 3501, CONDSTORE/QRESYNC, SPECIAL-USE) and POP3 can serve directly.
-import Database from 'better-sqlite3-multiple-ciphers';
+import { Database, type SqliteDb, type SqliteStatement } from './sqlite.js';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -12,7 +12,7 @@ import { ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
 import { parseMessage, type BodyPart, type Envelope } from './message-parse.js';
 import { FAILED_DIR, SpoolFormatError, decodeSpoolFile, listSpool, removeStaleSpoolTemps, spoolDir, spoolFileName } from './spool.js';
 
-type DB = Database.Database;
+type DB = SqliteDb;
 
 export const MAILBOX_DB = 'mailbox.db';
 export const DELIMITER = '/';
@@ -323,7 +323,7 @@ export class MailboxStore {
   private readonly db: DB;
   private masterKey: Buffer;
   private readonly sealingPrivateKey: MailboxSecrets['sealingPrivateKey'];
-  private readonly stmts = new Map<string, Database.Statement>();
+  private readonly stmts = new Map<string, SqliteStatement>();
 
   private constructor(dir: string, file: string, db: DB, secrets: MailboxSecrets) {
     this.dir = dir;
@@ -415,7 +415,7 @@ export class MailboxStore {
 
   // ---- internals ----
 
-  private stmt(sql: string): Database.Statement {
+  private stmt(sql: string): SqliteStatement {
     let s = this.stmts.get(sql);
     if (!s) {
       s = this.db.prepare(sql);
