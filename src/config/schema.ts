@@ -53,7 +53,7 @@ export interface FeConfig {
   listen: Record<DaemonName, Listen | null>;
   tls: { cert: string; key: string } | null; // absolute paths
   dns: { servers: string[] }; // empty: the system's resolvers
-  outbound: { port: number };
+  outbound: { port: number; mtaStsPort: number };
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   hostname: string; // ASCII
   dataDir: string; // absolute
@@ -108,7 +108,7 @@ const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports',
 const LISTEN_KEYS = ['mx'] as const;
 const TLS_KEYS = ['cert', 'key'] as const;
 const DNS_KEYS = ['servers'] as const;
-const OUTBOUND_KEYS = ['port'] as const;
+const OUTBOUND_KEYS = ['port', 'mta_sts_port'] as const;
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export const DEFAULT_LISTEN: Record<DaemonName, Listen> = { mx: { host: '0.0.0.0', port: 25 } };
 const DOMAIN_KEYS = ['aliases', 'dkim'] as const;
@@ -206,7 +206,7 @@ class Validator {
       listen: { ...DEFAULT_LISTEN },
       tls: null,
       dns: { servers: [] },
-      outbound: { port: 25 },
+      outbound: { port: 25, mtaStsPort: 443 },
       logLevel: 'info',
       ports: { ...DEFAULT_PORTS },
       domains: new Map(),
@@ -272,7 +272,12 @@ class Validator {
           }
           break;
         case 'outbound':
-          for (const [k, v] of this.entries(value, key, OUTBOUND_KEYS)) config.outbound.port = this.integer(v, `${key}.${k}`, 1, 65535) ?? 25;
+          for (const [k, v] of this.entries(value, key, OUTBOUND_KEYS)) {
+            const port = this.integer(v, `${key}.${k}`, 1, 65535);
+            if (port === undefined) continue;
+            if (k === 'port') config.outbound.port = port;
+            else config.outbound.mtaStsPort = port; // where MTA-STS policies are fetched (443; tests change it)
+          }
           break;
         case 'log_level': {
           const level = this.string(value, key);

@@ -13,7 +13,8 @@ import { appendToSpool } from '../store/spool.js';
 import { mailboxDir } from '../store/paths.js';
 import type { Logger } from '../util/log.js';
 import { arcSeal, checkAuth, type AuthVerdict } from './auth-check.js';
-import { deliverToDomain, type DeliveryResult } from './outbound.js';
+import { MtaStsCache } from './mta-sts.js';
+import { deliverToDomain, type DeliveryResult, type OutboundOptions } from './outbound.js';
 import { createSrs } from './srs.js';
 
 export interface MxOptions {
@@ -132,6 +133,8 @@ export function createMx(opts: MxOptions) {
   const counted = new Set<string>(); // sessions counted in perIp
   const recentMessages = new Map<string, number[]>(); // ip -> times of MAIL FROM in the last minute
   const inTransaction = new Set<string>(); // sessions between MAIL FROM and the end of DATA: a drain waits for them
+  const mtaSts = new MtaStsCache({ resolver: opts.resolver, port: opts.config().outbound.mtaStsPort });
+  const outbound = (config: FeConfig): OutboundOptions => ({ resolver: opts.resolver(), hostname: config.hostname, port: config.outbound.port, log, mtaSts });
   const srsCache = new Map<string, ReturnType<typeof createSrs>>();
   const srsFor = (domain: string) => {
     let srs = srsCache.get(domain);
@@ -154,13 +157,13 @@ export function createMx(opts: MxOptions) {
         (async () => {
           const sealed = await sealForForwarding(config, message, verdict, g.via);
           const from = sender === '' ? '' : srsFor(g.via).forward(sender);
-          return deliverToDomain(g.domain, { from, to: g.to }, sealed, { resolver: opts.resolver(), hostname: config.hostname, port: config.outbound.port, log });
+          return deliverToDomain(g.domain, { from, to: g.to }, sealed, outbound(config));
         })(),
       );
     }
     for (const original of t.bounces) {
       // a bounce goes back to the original sender with the null sender, so it can never loop
-      jobs.push(deliverToDomain(domainOf(original), { from: '', to: [original] }, message, { resolver: opts.resolver(), hostname: config.hostname, port: config.outbound.port, log }));
+      jobs.push(deliverToDomain(domainOf(original), { from: '', to: [original] }, message, outbound(config)));
     }
     return Promise.all(jobs);
   }

@@ -4,6 +4,7 @@
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { isDnsNotFound, type FeResolver } from '../dns/resolver.js';
 import type { Logger } from '../util/log.js';
+import { mxMatches, type MtaStsCache } from './mta-sts.js';
 
 export interface OutboundOptions {
   resolver: FeResolver;
@@ -11,6 +12,7 @@ export interface OutboundOptions {
   port?: number; // 25, except in tests and fe dev
   timeoutMs?: number;
   log: Logger;
+  mtaSts?: MtaStsCache;
 }
 
 export type DeliveryResult =
@@ -45,7 +47,7 @@ async function addresses(host: string, resolver: FeResolver): Promise<string[]> 
 
 type SmtpError = Error & { responseCode?: number; response?: string };
 
-function sendOnce(ip: string, mxName: string, envelope: { from: string; to: string[] }, message: Buffer, opts: OutboundOptions): Promise<DeliveryResult> {
+function sendOnce(ip: string, mxName: string, envelope: { from: string; to: string[] }, message: Buffer, opts: OutboundOptions, verifiedTls: boolean): Promise<DeliveryResult> {
   return new Promise((resolve) => {
     const timeout = opts.timeoutMs ?? 30_000;
     const conn = new SMTPConnection({
@@ -53,9 +55,9 @@ function sendOnce(ip: string, mxName: string, envelope: { from: string; to: stri
       port: opts.port ?? 25,
       name: opts.hostname,
       servername: mxName,
-      opportunisticTLS: true,
-      // Server-to-server TLS without MTA-STS/DANE is opportunistic: a self-signed MX still gets encryption.
-      tls: { rejectUnauthorized: false },
+      // Without an enforced MTA-STS policy TLS is opportunistic: a self-signed MX still gets encryption.
+      // With one, TLS is required and the certificate must be valid for the MX name.
+      ...(verifiedTls ? { requireTLS: true, tls: { rejectUnauthorized: true, servername: mxName } } : { opportunisticTLS: true, tls: { rejectUnauthorized: false } }),
       connectionTimeout: timeout,
       greetingTimeout: timeout,
       socketTimeout: timeout * 2,
@@ -89,8 +91,19 @@ function sendOnce(ip: string, mxName: string, envelope: { from: string; to: stri
 export async function deliverToDomain(domain: string, envelope: { from: string; to: string[] }, message: Buffer, opts: OutboundOptions): Promise<DeliveryResult> {
   const mx = await mxHosts(domain, opts.resolver);
   if ('error' in mx) return mx.error;
+  let hosts = mx.hosts;
+  let enforce = false;
+  if (opts.mtaSts) {
+    const { policy, note } = await opts.mtaSts.policyFor(domain);
+    if (note) opts.log.info('MTA-STS', { domain, note });
+    if (policy?.mode === 'enforce') {
+      enforce = true;
+      hosts = hosts.filter((h) => policy.mx.some((p) => mxMatches(p, h)));
+      if (hosts.length === 0) return { ok: false, permanent: false, code: null, message: `no MX of ${domain} matches its MTA-STS policy` };
+    }
+  }
   let last: DeliveryResult = { ok: false, permanent: false, code: null, message: `no address for any MX of ${domain}` };
-  for (const host of mx.hosts) {
+  for (const host of hosts) {
     let ips: string[];
     try {
       ips = await addresses(host, opts.resolver);
@@ -99,7 +112,8 @@ export async function deliverToDomain(domain: string, envelope: { from: string; 
       continue;
     }
     for (const ip of ips) {
-      const result = await sendOnce(ip, host, envelope, message, opts);
+      const result = await sendOnce(ip, host, envelope, message, opts, enforce);
+      if (!result.ok && enforce && result.code === null) result.message = `MTA-STS: ${result.message}`;
       if (result.ok || result.permanent) return result; // a 5xx from one MX is the domain's answer
       opts.log.debug('MX attempt failed, trying the next', { mx: host, ip, reason: result.message });
       last = result;

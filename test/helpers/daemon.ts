@@ -15,8 +15,8 @@ export interface Daemon {
   exited: Promise<number | string>;
 }
 
-export function startServe(config: string, args: string[] = []): Promise<Daemon> {
-  const child = spawn(process.execPath, [FE_BIN, '--config', config, 'serve', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startServe(config: string, args: string[] = [], env: Record<string, string> = {}): Promise<Daemon> {
+  const child = spawn(process.execPath, [FE_BIN, '--config', config, 'serve', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let log = '';
   const waiters: { pattern: RegExp; resolve: () => void }[] = [];
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));

@@ -15,9 +15,10 @@ export interface PeerMx {
   close(): Promise<void>;
 }
 
-export async function startPeerMx(): Promise<PeerMx> {
+export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }): Promise<PeerMx> {
   const messages: Received[] = [];
   const server = new SMTPServer({
+    ...(tls ?? {}),
     authOptional: true,
     disabledCommands: ['AUTH'],
     disableReverseLookup: true,
