@@ -1,10 +1,13 @@
 // fe dev: a newcomer's first command works without root and can be run again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { runFe } from './helpers/fe.js';
+import { promisify } from 'node:util';
+import { startDnsServer } from './helpers/dns-server.js';
+import { FE_BIN, runFe } from './helpers/fe.js';
 
 test('fe dev creates a working local state folder, and reuses it on the next run', async () => {
   const cwd = mkdtempSync(path.join(tmpdir(), 'fe-dev-'));
@@ -32,4 +35,35 @@ test('fe dev creates a working local state folder, and reuses it on the next run
   assert.match(second.stdout, /using \.fe-dev\/fe\.yml/);
   assert.doesNotMatch(second.stdout, /password for/, 'the password is shown only when created');
   assert.equal(readFileSync(config, 'utf8'), before);
+});
+
+test('fe dev starts the MX on loopback and mail sent as it suggests lands in the mailbox', async () => {
+  const cwd = mkdtempSync(path.join(tmpdir(), 'fe-dev-'));
+  assert.equal((await runFe(['dev', '--no-start'], { cwd })).code, 0);
+  const config = path.join(cwd, '.fe-dev', 'fe.yml');
+  // Tests never query the internet: point the dev setup at a DNS server on loopback, and a free port.
+  const dns = await startDnsServer({});
+  writeFileSync(config, readFileSync(config, 'utf8').replace('mx: 127.0.0.1:2525', 'mx: 127.0.0.1:0') + `dns:\n  servers: ["${dns.address}"]\n`);
+  const child = spawn(process.execPath, [FE_BIN, 'dev'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  try {
+    const deadline = Date.now() + 20_000;
+    while (!/swaks --server (\S+) --from you@example\.net --to me@fe\.test\n/.test(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const server = /swaks --server (\S+) --from you@example\.net --to me@fe\.test\n/.exec(out)?.[1];
+    assert.ok(server, `fe dev printed a swaks line:\n${out}`);
+    const { stdout } = await promisify(execFile)('swaks', ['--server', server, '--from', 'you@example.net', '--to', 'me@fe.test', '--hide-informational']);
+    assert.match(stdout, /<- +250 /);
+    const { stdout: viaShop } = await promisify(execFile)('swaks', ['--server', server, '--from', 'you@example.net', '--to', 'shop@fe.test', '--hide-informational']);
+    assert.match(viaShop, /<- +250 /);
+    const password = readFileSync(path.join(cwd, '.fe-dev', 'credentials.txt'), 'utf8').split('\n')[1]!.split(' ')[1]!;
+    const status = await runFe(['mailbox', 'status', 'me@fe.test', '--password-stdin', '--json'], { cwd, env: { FE_CONFIG: config }, stdin: `${password}\n` });
+    assert.equal((JSON.parse(status.stdout) as { imported: number }).imported, 2, 'both messages are in me@fe.test');
+    assert.match(out, /Ctrl-C stops/);
+  } finally {
+    child.kill('SIGINT');
+    await new Promise((r) => child.on('exit', r));
+    await dns.close();
+  }
 });
