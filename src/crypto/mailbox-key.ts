@@ -8,6 +8,7 @@ import {
   createPublicKey,
   generateKeyPairSync,
   randomBytes,
+  scrypt,
   scryptSync,
   type KeyObject,
 } from 'node:crypto';
@@ -55,8 +56,16 @@ export function hasMailboxKey(dir: string): boolean {
   return existsSync(keyFilePath(dir));
 }
 
+function scryptOptions(params: ScryptParams) {
+  return { ...params, maxmem: 128 * params.N * params.r * 2 };
+}
+
 function kek(password: string, salt: Buffer, params: ScryptParams): Buffer {
-  return scryptSync(password.normalize('NFC'), salt, 32, { ...params, maxmem: 128 * params.N * params.r * 2 });
+  return scryptSync(password.normalize('NFC'), salt, 32, scryptOptions(params));
+}
+
+function kekAsync(password: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
+  return new Promise((resolve, reject) => scrypt(password.normalize('NFC'), salt, 32, scryptOptions(params), (e, key) => (e ? reject(e) : resolve(key))));
 }
 
 // The address is bound into the AEAD so a key file copied to another mailbox will not open.
@@ -102,7 +111,11 @@ function readKeyFile(file: string): KeyFileV1 {
 
 function unwrap(file: KeyFileV1, password: string): MailboxSecrets {
   const { N, r, p } = file.kdf;
-  const decipher = createDecipheriv('chacha20-poly1305', kek(password, Buffer.from(file.kdf.salt, 'base64'), { N, r, p }), Buffer.from(file.wrapped.nonce, 'base64'), {
+  return unwrapWith(file, kek(password, Buffer.from(file.kdf.salt, 'base64'), { N, r, p }));
+}
+
+function unwrapWith(file: KeyFileV1, key: Buffer): MailboxSecrets {
+  const decipher = createDecipheriv('chacha20-poly1305', key, Buffer.from(file.wrapped.nonce, 'base64'), {
     authTagLength: 16,
   });
   const data = Buffer.from(file.wrapped.data, 'base64');
@@ -135,6 +148,13 @@ export function createMailboxKey(dir: string, address: string, password: string)
 
 export function unlockMailboxKey(dir: string, password: string): MailboxSecrets {
   return unwrap(readKeyFile(keyFilePath(dir)), password);
+}
+
+/** As unlockMailboxKey, with the key derivation off the event loop (daemons: logins must not stall others). */
+export async function unlockMailboxKeyAsync(dir: string, password: string): Promise<MailboxSecrets> {
+  const file = readKeyFile(keyFilePath(dir));
+  const { N, r, p } = file.kdf;
+  return unwrapWith(file, await kekAsync(password, Buffer.from(file.kdf.salt, 'base64'), { N, r, p }));
 }
 
 export function sealingPublicKey(dir: string): KeyObject {

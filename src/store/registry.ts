@@ -1,0 +1,136 @@
+// The one place a daemon process opens mailboxes. A login unwraps the mailbox key with the
+// password (off the event loop), opens the encrypted database once however many sessions use
+// it, imports the sealed spool, and keeps importing while sessions are open so IDLE sees new mail.
+// The key leaves memory when the last session ends.
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync, watch, type FSWatcher } from 'node:fs';
+import { resolveRecipient } from '../config/resolve.js';
+import type { FeConfig } from '../config/schema.js';
+import { hasMailboxKey, unlockMailboxKeyAsync, WrongPassword } from '../crypto/mailbox-key.js';
+import type { Logger } from '../util/log.js';
+import { MailboxStore } from './mailbox-db.js';
+import { mailboxDir } from './paths.js';
+import { spoolDir } from './spool.js';
+
+export interface ChangeEvent {
+  folder: string | null; // null: folders themselves changed
+  origin: unknown; // the session that made the change (it already knows), or null for new mail
+}
+
+export interface MailboxHandle {
+  address: string;
+  store: MailboxStore;
+  /** 'change' events (ChangeEvent) for every session of this mailbox. */
+  events: EventEmitter;
+  /** Tell the other sessions that something changed. */
+  changed(folder: string | null, origin: unknown): void;
+  release(): void;
+}
+
+interface Entry {
+  address: string;
+  dir: string;
+  store: MailboxStore;
+  events: EventEmitter;
+  refs: number;
+  watcher: FSWatcher | null;
+  pending: NodeJS.Timeout | null;
+}
+
+export class MailboxRegistry {
+  private entries = new Map<string, Entry>();
+  private opening = new Map<string, Promise<void>>();
+
+  constructor(private opts: { config: () => FeConfig; log: Logger }) {}
+
+  /** A handle, or null for any bad credential (unknown user and wrong password look the same). */
+  async login(username: string, password: string): Promise<MailboxHandle | null> {
+    const config = this.opts.config();
+    const r = resolveRecipient(config, username.trim());
+    if (!r.ok || r.resolution.via !== 'exact' || !r.resolution.alias.mailbox) return null;
+    const address = `${r.resolution.local}@${r.resolution.domain.name}`;
+    const dir = mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local);
+    if (!hasMailboxKey(dir)) return null;
+    let secrets;
+    try {
+      secrets = await unlockMailboxKeyAsync(dir, password);
+    } catch (e) {
+      if (e instanceof WrongPassword) return null;
+      throw e;
+    }
+    // Two logins racing for a closed mailbox open it once.
+    while (this.opening.has(dir)) await this.opening.get(dir);
+    let entry = this.entries.get(dir);
+    if (!entry) {
+      const opened = (async () => {
+        const store = MailboxStore.open(dir, secrets);
+        const fresh: Entry = { address, dir, store, events: new EventEmitter(), refs: 0, watcher: null, pending: null };
+        fresh.events.setMaxListeners(0);
+        this.entries.set(dir, fresh);
+        this.watchSpool(fresh);
+      })();
+      this.opening.set(dir, opened);
+      try {
+        await opened;
+      } finally {
+        this.opening.delete(dir);
+      }
+      entry = this.entries.get(dir)!;
+    }
+    secrets.masterKey.fill(0);
+    entry.refs++;
+    this.importNow(entry);
+    const e = entry;
+    let released = false;
+    return {
+      address,
+      store: e.store,
+      events: e.events,
+      changed: (folder, origin) => e.events.emit('change', { folder, origin } satisfies ChangeEvent),
+      release: () => {
+        if (released) return;
+        released = true;
+        if (--e.refs === 0) this.close(e);
+      },
+    };
+  }
+
+  private importNow(entry: Entry): void {
+    try {
+      const result = entry.store.importSpool();
+      if (result.imported > 0) entry.events.emit('change', { folder: 'INBOX', origin: null } satisfies ChangeEvent);
+      if (result.failed.length > 0) this.opts.log.warn('spool files could not be opened', { mailbox: this.opts.log.addr(entry.address), count: result.failed.length });
+    } catch (e) {
+      this.opts.log.error('spool import failed', { mailbox: this.opts.log.addr(entry.address), reason: (e as Error).message });
+    }
+  }
+
+  /** New spool files are imported within moments, so IDLE clients hear of them. */
+  private watchSpool(entry: Entry): void {
+    const dir = spoolDir(entry.dir);
+    try {
+      if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+      entry.watcher = watch(dir, () => {
+        if (entry.pending) return;
+        entry.pending = setTimeout(() => {
+          entry.pending = null;
+          if (this.entries.get(entry.dir) === entry) this.importNow(entry);
+        }, 50);
+      });
+      entry.watcher.on('error', () => undefined);
+    } catch (e) {
+      this.opts.log.warn('cannot watch the spool; new mail shows at the next login', { reason: (e as Error).message });
+    }
+  }
+
+  private close(entry: Entry): void {
+    entry.watcher?.close();
+    if (entry.pending) clearTimeout(entry.pending);
+    this.entries.delete(entry.dir);
+    entry.store.close();
+  }
+
+  closeAll(): void {
+    for (const e of [...this.entries.values()]) this.close(e);
+  }
+}
