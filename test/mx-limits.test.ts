@@ -75,6 +75,24 @@ test('a message flood from one address is cut off with 421 after the per-minute 
   }
 });
 
+test('an idle client is told 421 and dropped after limits.idle_timeout_seconds', async () => {
+  const { dns, w } = await setup('  idle_timeout_seconds: 1\n');
+  const fe = await startServe(w.config);
+  try {
+    const s = await smtpConnect(fe.ports.mx!);
+    await s.command('EHLO slow.test');
+    const started = Date.now();
+    assert.match(await s.raw(''), /^421 .*Timeout/, 'the server says why before it hangs up');
+    await s.closed;
+    const waited = Date.now() - started;
+    assert.ok(waited >= 900 && waited < 10_000, `closed after ${waited} ms`);
+    assert.match(await sendOne(fe.ports.mx!, 'a prompt sender is fine'), /^250 /);
+  } finally {
+    await fe.stop();
+    await dns.close();
+  }
+});
+
 test('thirty idle connections do not keep a real sender out', async () => {
   const { dns, w } = await setup('  connections_per_ip: 50\n');
   const fe = await startServe(w.config);

@@ -23,8 +23,6 @@ export interface MxOptions {
   log: Logger;
   srsSecret: Buffer;
   tls: { key: Buffer; cert: Buffer } | null;
-  /** Tests shorten these; production uses the defaults. */
-  socketTimeoutMs?: number;
 }
 
 const MAX_RECIPIENTS = 100;
@@ -246,7 +244,7 @@ export function createMx(opts: MxOptions) {
     ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : {}),
     disableReverseLookup: true, // no lookups outside fe's resolver
     logger: false,
-    socketTimeout: opts.socketTimeoutMs ?? 60_000,
+    socketTimeout: opts.config().limits.idleTimeoutSeconds * 1000, // RFC 5321 4.5.3.2.7 suggests 5 minutes
     closeTimeout: 30_000,
     maxClients: 2000,
 
