@@ -66,7 +66,7 @@ before(async () => {
   const w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlisten:\n  mx: 127.0.0.1:0\ndns:\n  servers: ["${dns.address}"]\noutbound:\n  port: ${peer.port}\n  mta_sts_port: ${httpsPort}\n`);
   await w.ok(['domain', 'add', 'example.org']);
   for (const name of ['enforced', 'mismatch', 'badcert', 'testing']) await w.ok(['alias', 'add', `${name}@example.org`, '--forward', `user@${name}.example`]);
-  fe = await startServe(w.config, [], { NODE_EXTRA_CA_CERTS: ca.caFile });
+  fe = await startServe(w.config, ['--only', 'mx'], { NODE_EXTRA_CA_CERTS: ca.caFile });
   mxPort = fe.ports.mx!;
 });
 

@@ -39,7 +39,7 @@ async function sendOne(port: number, body: string): Promise<string> {
 
 test('too many connections from one address get 421 with a reason; others are unaffected', async () => {
   const { dns, w } = await setup('  connections_per_ip: 5\n');
-  const fe = await startServe(w.config);
+  const fe = await startServe(w.config, ['--only', 'mx']);
   try {
     const port = fe.ports.mx!;
     const held = await Promise.all(Array.from({ length: 5 }, () => smtpConnect(port)));
@@ -62,7 +62,7 @@ test('too many connections from one address get 421 with a reason; others are un
 
 test('a message flood from one address is cut off with 421 after the per-minute limit', async () => {
   const { dns, w, count } = await setup('  messages_per_ip_per_minute: 3\n');
-  const fe = await startServe(w.config);
+  const fe = await startServe(w.config, ['--only', 'mx']);
   try {
     const replies = [];
     for (let i = 0; i < 5; i++) replies.push(await sendOne(fe.ports.mx!, `message ${i}`));
@@ -77,7 +77,7 @@ test('a message flood from one address is cut off with 421 after the per-minute 
 
 test('an idle client is told 421 and dropped after limits.idle_timeout_seconds', async () => {
   const { dns, w } = await setup('  idle_timeout_seconds: 1\n');
-  const fe = await startServe(w.config);
+  const fe = await startServe(w.config, ['--only', 'mx']);
   try {
     const s = await smtpConnect(fe.ports.mx!);
     await s.command('EHLO slow.test');
@@ -95,7 +95,7 @@ test('an idle client is told 421 and dropped after limits.idle_timeout_seconds',
 
 test('thirty idle connections do not keep a real sender out', async () => {
   const { dns, w } = await setup('  connections_per_ip: 50\n');
-  const fe = await startServe(w.config);
+  const fe = await startServe(w.config, ['--only', 'mx']);
   try {
     // many idle sockets do not stop a real sender
     const idle = await Promise.all(Array.from({ length: 30 }, () => new Promise<net.Socket>((r) => { const s = net.connect(fe.ports.mx!, '127.0.0.1', () => r(s)); })));
@@ -109,7 +109,7 @@ test('thirty idle connections do not keep a real sender out', async () => {
 
 test('kill -9 during a burst loses no message that got 250', async () => {
   const { dns, w, count } = await setup('  connections_per_ip: 100\n  messages_per_ip_per_minute: 100000\n');
-  let fe = await startServe(w.config);
+  let fe = await startServe(w.config, ['--only', 'mx']);
   const port = fe.ports.mx!;
   let acked = 0;
   let stop = false;
@@ -132,7 +132,7 @@ test('kill -9 during a burst loses no message that got 250', async () => {
   assert.ok(stored >= acked, `every acknowledged message is on disk: ${stored} stored, ${acked} acknowledged`);
   assert.ok(stored <= acked + 8, 'at most the in-flight messages are extra (their senders will retry)');
   // The restarted server starts clean and keeps accepting.
-  fe = await startServe(w.config);
+  fe = await startServe(w.config, ['--only', 'mx']);
   try {
     assert.match(await sendOne(fe.ports.mx!, 'after restart'), /^250 /);
     assert.equal(count(), stored + 1);
@@ -147,7 +147,7 @@ test('kill -9 during a burst loses no message that got 250', async () => {
 
 test('SIGTERM lets a session in progress finish, then exits 0', async () => {
   const { dns, w, count } = await setup('  connections_per_ip: 10\n');
-  const fe = await startServe(w.config);
+  const fe = await startServe(w.config, ['--only', 'mx']);
   try {
     const s = await smtpConnect(fe.ports.mx!);
     await s.command('EHLO drain.test');

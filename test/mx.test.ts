@@ -86,7 +86,7 @@ before(async () => {
   // publish our own DKIM key in the test DNS, so the peer can verify our ARC seal
   const ours = JSON.parse(await w.ok(['domain', 'dns', 'example.org', '--json'])) as { records: { name: string; type: string; text?: string }[] };
   for (const r of ours.records.filter((r) => r.type === 'TXT')) dns.set(r.name.replace(/\.$/, ''), { TXT: [r.text!] });
-  fe = await startServe(w.config);
+  fe = await startServe(w.config, ['--only', 'mx']);
   mxPort = fe.ports.mx!;
 });
 

@@ -46,7 +46,7 @@ export interface Listen {
   port: number;
 }
 
-export type DaemonName = 'mx';
+export type DaemonName = 'mx' | 'imap' | 'imaps';
 
 export interface FeConfig {
   file: string;
@@ -55,6 +55,8 @@ export interface FeConfig {
   dns: { servers: string[] }; // empty: the system's resolvers
   outbound: { port: number; mtaStsPort: number };
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Password logins without TLS from 127.0.0.1/::1 (fe dev only; never on a real host). */
+  loopbackPlaintextAuth: boolean;
   hostname: string; // ASCII
   dataDir: string; // absolute
   admin: string | null;
@@ -104,13 +106,13 @@ export function parseConfig(text: string, file: string): { config: FeConfig | nu
   return { config: errors.length === 0 ? config : null, doc, problems: v.problems };
 }
 
-const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'dns', 'outbound', 'log_level', 'domains', 'keys'] as const;
-const LISTEN_KEYS = ['mx'] as const;
+const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'dns', 'outbound', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
+const LISTEN_KEYS = ['mx', 'imap', 'imaps'] as const;
 const TLS_KEYS = ['cert', 'key'] as const;
 const DNS_KEYS = ['servers'] as const;
 const OUTBOUND_KEYS = ['port', 'mta_sts_port'] as const;
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
-export const DEFAULT_LISTEN: Record<DaemonName, Listen> = { mx: { host: '0.0.0.0', port: 25 } };
+export const DEFAULT_LISTEN: Record<DaemonName, Listen | null> = { mx: { host: '0.0.0.0', port: 25 }, imap: null, imaps: { host: '0.0.0.0', port: 993 } };
 const DOMAIN_KEYS = ['aliases', 'dkim'] as const;
 const ALIAS_KEYS = ['forward', 'mailbox'] as const;
 const DKIM_KEYS = ['active', 'published'] as const;
@@ -208,6 +210,7 @@ class Validator {
       dns: { servers: [] },
       outbound: { port: 25, mtaStsPort: 443 },
       logLevel: 'info',
+      loopbackPlaintextAuth: false,
       ports: { ...DEFAULT_PORTS },
       domains: new Map(),
       keys: new Map(),
@@ -279,6 +282,9 @@ class Validator {
             if (k === 'port') config.outbound.port = port;
             else config.outbound.mtaStsPort = port; // where MTA-STS policies are fetched (443; tests change it)
           }
+          break;
+        case 'loopback_plaintext_auth':
+          config.loopbackPlaintextAuth = this.bool(value, key) ?? false;
           break;
         case 'log_level': {
           const level = this.string(value, key);

@@ -2,12 +2,25 @@
 import { loadConfig } from '../config/file.js';
 import type { DaemonName, FeConfig } from '../config/schema.js';
 import { createResolver, type FeResolver } from '../dns/resolver.js';
-import { createMx, type Mx } from '../smtp/mx.js';
+import { LoginThrottle } from '../auth/throttle.js';
+import { createImapServer } from '../imap/server.js';
+import { createMx } from '../smtp/mx.js';
+import { MailboxRegistry } from '../store/registry.js';
 import { ensureSelfSigned, loadTls } from '../tls/self-signed.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { serverSecret } from './secrets.js';
 
-export const DAEMONS: readonly DaemonName[] = ['mx'];
+export const DAEMONS: readonly DaemonName[] = ['mx', 'imap', 'imaps'];
+
+interface Daemon {
+  listen(port: number, host: string): Promise<void>;
+  address(): { address: string; port: number };
+  close(): Promise<void>;
+}
+
+function isLoopback(ip: string): boolean {
+  return ip === '::1' || ip.startsWith('127.') || ip.startsWith('::ffff:127.');
+}
 
 export interface Running {
   config(): FeConfig;
@@ -25,18 +38,30 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
   const wanted = (opts.only ?? DAEMONS).filter((d) => config.listen[d] !== null);
   const tls = config.tls ? loadTls(config.tls) : await ensureSelfSigned(config.dataDir, config.hostname);
 
-  const started: { name: DaemonName; daemon: Mx }[] = [];
+  // One registry per process: every session of a mailbox shares one open database.
+  const registry = new MailboxRegistry({ config: () => config, log: log.child('mailbox') });
+  const throttle = new LoginThrottle();
+  const allowPlaintextAuth = (ip: string) => config.loopbackPlaintextAuth && isLoopback(ip);
+  const make = (name: DaemonName): Daemon => {
+    switch (name) {
+      case 'mx':
+        return createMx({ config: () => config, resolver: () => resolver, log: log.child('mx'), srsSecret: serverSecret(config.dataDir, 'srs'), tls });
+      case 'imap':
+      case 'imaps':
+        return createImapServer({ registry, log: log.child(name), throttle, tls, implicitTls: name === 'imaps', allowPlaintextAuth, hostname: config.hostname, appendLimit: config.limits.messageSize });
+    }
+  };
+
+  const started: { name: DaemonName; daemon: Daemon }[] = [];
   const addresses: Running['addresses'] = {};
   try {
     for (const name of wanted) {
       const listen = config.listen[name]!;
-      if (name === 'mx') {
-        const mx = createMx({ config: () => config, resolver: () => resolver, log: log.child('mx'), srsSecret: serverSecret(config.dataDir, 'srs'), tls });
-        await mx.listen(listen.port, listen.host);
-        started.push({ name, daemon: mx });
-        addresses[name] = mx.address();
-        log.info('listening', { daemon: name, address: `${listen.host}:${mx.address().port}` });
-      }
+      const daemon = make(name);
+      await daemon.listen(listen.port, listen.host);
+      started.push({ name, daemon });
+      addresses[name] = daemon.address();
+      log.info('listening', { daemon: name, address: `${listen.host}:${daemon.address().port}` });
     }
   } catch (e) {
     await Promise.all(started.map((s) => s.daemon.close()));
@@ -60,6 +85,7 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
     },
     async close() {
       await Promise.all(started.map((s) => s.daemon.close()));
+      registry.closeAll();
       log.info('stopped');
     },
   };

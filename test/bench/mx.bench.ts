@@ -55,7 +55,7 @@ export async function benchMx(): Promise<void> {
   await w.ok(['domain', 'add', 'example.org']);
   await w.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: 'correct horse battery staple\n' });
   await w.ok(['alias', 'add', 'fwd@example.org', '--forward', 'someone@target.example']);
-  const fe = await startServe(w.config);
+  const fe = await startServe(w.config, ['--only', 'mx']);
   const pid = fe.child.pid!;
   const port = fe.ports.mx!;
   console.log(`MX benchmark (fe serve pid ${pid}, ${process.version}); per-scenario peak RSS ${resetPeak(pid) ? 'reset between scenarios' : 'is the running maximum'}`);

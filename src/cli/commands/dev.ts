@@ -15,7 +15,7 @@ import { renderTemplate } from './config.js';
 
 const DOMAIN = 'fe.test'; // .test is reserved (RFC 2606): it can never leak to a real domain
 const HOSTNAME = `mail.${DOMAIN}`;
-const DEV_PORTS = { mx: 2525 };
+const DEV_PORTS = { mx: 2525, imap: 1143, imaps: 1993 } as const;
 
 export interface DevState {
   dir: string;
@@ -28,18 +28,27 @@ export async function ensureDevState(dir: string): Promise<DevState> {
   const config = path.join(dir, 'fe.yml');
   if (existsSync(config)) {
     loadConfig(config); // fails loudly if someone broke it
+    await devListen(config); // a folder made by an older fe gains the daemons added since
     return { dir, config, created: false };
   }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeFileAtomic(config, renderTemplate(HOSTNAME, './data'), 0o644);
-  // High ports on loopback: no root needed, nothing reachable from outside.
-  await editConfig(config, ({ doc }) => setListen(doc, 'mx', `127.0.0.1:${DEV_PORTS.mx}`));
+  await devListen(config);
   await addDomain(config, DOMAIN);
   const me = await addAlias(config, { address: `me@${DOMAIN}`, forward: [], mailbox: true });
   await addAlias(config, { address: `shop@${DOMAIN}`, forward: [`me@${DOMAIN}`], mailbox: false });
   // A dev-only convenience, 0600 in the dev folder; a real install never keeps a password.
   writeFileAtomic(path.join(dir, 'credentials.txt'), `# fe dev only: test credentials\nme@${DOMAIN} ${me.generatedPassword}\n`, 0o600);
   return { dir, config, created: true };
+}
+
+/** High ports on loopback for every daemon: no root needed, nothing reachable from outside. */
+async function devListen(config: string): Promise<void> {
+  await editConfig(config, ({ doc }) => {
+    for (const [daemon, port] of Object.entries(DEV_PORTS)) if (doc.getIn(['listen', daemon]) === undefined) setListen(doc, daemon, `127.0.0.1:${port}`);
+    // Password logins without TLS, from this machine only: what lets a newcomer try any client.
+    if (doc.get('loopback_plaintext_auth') === undefined) doc.set('loopback_plaintext_auth', true);
+  });
 }
 
 export function registerDev(program: Command): void {
@@ -77,7 +86,13 @@ Use the config with any command: FE_CONFIG=.fe-dev/fe.yml fe alias list`,
         print(`  swaks --server ${mx.address}:${mx.port} --from you@example.net --to shop@${DOMAIN}   # forwarded to me@`);
         print(`it is sealed to me@${DOMAIN}'s key and waits in ${path.join(rel === state.config ? dir : path.dirname(rel), 'data', 'mailboxes', DOMAIN, 'me', 'spool')}`);
       }
-      print(style.yellow('IMAP, POP3 and submission are not built yet; fe dev will start them here when they land'));
+      const imap = running.addresses.imap;
+      const imaps = running.addresses.imaps;
+      if (imap && imaps) {
+        print(`IMAP on ${imap.address}:${imap.port} (STARTTLS; plain login allowed from this machine) and ${imaps.address}:${imaps.port} (TLS). Log in as me@${DOMAIN} with the password above, e.g.:`);
+        print(`  python3 -c "import imaplib; m = imaplib.IMAP4('${imap.address}', ${imap.port}); m.login('me@${DOMAIN}', open('${path.join(path.relative(process.cwd(), dir) || '.', 'credentials.txt')}').read().split()[-1]); print(m.select('INBOX'))"`);
+      }
+      print(style.yellow('POP3 and submission are not built yet; fe dev will start them here when they land'));
       print('Ctrl-C stops.');
       await runUntilStopped(running);
     });

@@ -51,7 +51,8 @@ finish, and exits. Logs go to standard error and never contain message content o
     )
     .action(async (opts: { only?: string }, cmd: Command) => {
       const running = await serve(configFile(cmd), { only: parseOnly(opts.only) });
-      for (const [name, a] of Object.entries(running.addresses)) print(`${name} listening on ${a.address}:${a.port}`);
+      // One write, so a reader of the pipe (systemd, tests) gets every line at once.
+      print(Object.entries(running.addresses).map(([name, a]) => `${name} listening on ${a.address}:${a.port}`).join('\n'));
       await runUntilStopped(running);
     });
 }

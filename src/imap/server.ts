@@ -1,0 +1,75 @@
+// The IMAP daemon: accepts connections (implicit TLS on 993, STARTTLS on 143) and runs a session
+// for each, all sharing one mailbox registry with POP3.
+import net from 'node:net';
+import tls from 'node:tls';
+import type { LoginThrottle } from '../auth/throttle.js';
+import type { MailboxRegistry } from '../store/registry.js';
+import type { Logger } from '../util/log.js';
+import { ImapSession } from './session.js';
+
+export interface ImapServerOptions {
+  registry: MailboxRegistry;
+  log: Logger;
+  throttle: LoginThrottle;
+  tls: { key: Buffer; cert: Buffer } | null;
+  implicitTls: boolean;
+  allowPlaintextAuth: (remoteAddress: string) => boolean;
+  hostname: string;
+  appendLimit: number;
+  idleTimeoutMs?: number;
+  maxConnectionsPerIp?: number;
+}
+
+export function createImapServer(opts: ImapServerOptions) {
+  const context = opts.tls ? tls.createSecureContext({ key: opts.tls.key, cert: opts.tls.cert }) : null;
+  const sessions = new Set<ImapSession>();
+  const perIp = new Map<string, number>();
+  const onSocket = (socket: net.Socket) => {
+    const ip = socket.remoteAddress ?? '';
+    const n = (perIp.get(ip) ?? 0) + 1;
+    if (n > (opts.maxConnectionsPerIp ?? 50)) {
+      socket.end('* BYE too many connections from your address\r\n');
+      return;
+    }
+    perIp.set(ip, n);
+    const session: ImapSession = new ImapSession(socket, {
+      registry: opts.registry,
+      log: opts.log,
+      throttle: opts.throttle,
+      secureContext: opts.implicitTls ? null : context,
+      allowPlaintextAuth: opts.allowPlaintextAuth,
+      hostname: opts.hostname,
+      appendLimit: opts.appendLimit,
+      idleTimeoutMs: opts.idleTimeoutMs ?? 30 * 60_000,
+      onClose: () => {
+        sessions.delete(session);
+        const left = (perIp.get(ip) ?? 1) - 1;
+        if (left <= 0) perIp.delete(ip);
+        else perIp.set(ip, left);
+      },
+    });
+    sessions.add(session);
+  };
+  const server = opts.implicitTls && opts.tls ? tls.createServer({ key: opts.tls.key, cert: opts.tls.cert }, onSocket) : net.createServer(onSocket);
+  server.on('tlsClientError', () => undefined);
+  return {
+    listen(port: number, host: string): Promise<void> {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    },
+    address(): { address: string; port: number } {
+      return server.address() as { address: string; port: number };
+    },
+    /** Stops accepting and says BYE to every session (IMAP clients reconnect on their own). */
+    async close(): Promise<void> {
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      for (const s of sessions) s.bye();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,774 @@
+// One IMAP connection (RFC 3501 states: not authenticated -> authenticated -> selected -> logout).
+// Commands run one at a time in arrival order; responses respect socket backpressure, so a client
+// that never reads cannot make the server buffer without bound.
+import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import type { LoginThrottle } from '../auth/throttle.js';
+import type { MailboxHandle, MailboxRegistry, ChangeEvent } from '../store/registry.js';
+import { FolderExists, InvalidFlag, InvalidFolderName, MailStoreError, NoSuchFolder, type FolderInfo, type MessageSummary } from '../store/mailbox-db.js';
+import type { Logger } from '../util/log.js';
+import { asAString, asNumber, CommandReader, decodeMailboxName, ImapSyntaxError, parseDateTime, parseFetchItems, parseRawSequenceSet, resolveSequenceSet, type Command, type FetchItem, type Token } from './parser.js';
+import { encodeBodyStructure, encodeEnvelope, encodeFlags, encodeInternalDate, encodeMailbox, literalBytes, sectionBytes, sectionLabel } from './encode.js';
+
+export interface SessionOptions {
+  registry: MailboxRegistry;
+  log: Logger;
+  throttle: LoginThrottle;
+  secureContext: SecureContext | null; // for STARTTLS; null: not offered
+  allowPlaintextAuth: (remoteAddress: string) => boolean;
+  hostname: string;
+  appendLimit: number;
+  idleTimeoutMs: number;
+  onClose: () => void;
+}
+
+type State = 'notauth' | 'auth' | 'selected' | 'logout';
+
+class No extends Error {
+  constructor(
+    message: string,
+    readonly code: string | null = null,
+    readonly status: 'NO' | 'BAD' = 'NO',
+  ) {
+    super(message);
+  }
+}
+
+interface Selected {
+  name: string;
+  readOnly: boolean;
+  uids: number[]; // sequence number - 1 -> UID
+  flags: Map<number, string>; // uid -> flags as last told to the client
+  uidValidity: number;
+  dirty: boolean;
+}
+
+const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
+
+function listOf(tok: Token | undefined): Token[] | null {
+  return tok?.type === 'list' ? tok.items : null;
+}
+
+function atom(tok: Token | undefined): string | null {
+  return tok?.type === 'atom' && tok.section === undefined ? tok.value : null;
+}
+
+export class ImapSession {
+  private state: State = 'notauth';
+  private reader = new CommandReader({});
+  private busy = false;
+  private closed = false;
+  private handle: MailboxHandle | null = null;
+  private selected: Selected | null = null;
+  private idling: { tag: string } | null = null;
+  private condstore = false;
+  private readonly onChange = (e: ChangeEvent) => this.changed(e);
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private socket: Socket,
+    private opts: SessionOptions,
+  ) {
+    socket.on('data', (d: Buffer) => this.onData(d));
+    socket.on('close', () => this.cleanup());
+    socket.on('error', () => undefined);
+    this.armTimer();
+    this.send(`* OK [CAPABILITY ${this.capabilities()}] ${opts.hostname} fe IMAP ready`);
+  }
+
+  private get secure(): boolean {
+    return this.socket instanceof TLSSocket;
+  }
+
+  private capabilities(): string {
+    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'CONDSTORE', `APPENDLIMIT=${this.opts.appendLimit}`];
+    if (this.state === 'notauth') {
+      if (!this.secure && this.opts.secureContext) caps.push('STARTTLS');
+      if (this.secure || this.opts.allowPlaintextAuth(this.socket.remoteAddress ?? '')) caps.push('AUTH=PLAIN');
+      else caps.push('LOGINDISABLED');
+    }
+    return caps.join(' ');
+  }
+
+  private armTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    // RFC 3501 5.4: an autologout timer of at least 30 minutes (IDLE clients re-issue within 29).
+    this.timer = setTimeout(() => {
+      this.send('* BYE Autologout; idle for too long');
+      this.socket.end();
+    }, this.opts.idleTimeoutMs);
+    this.timer.unref();
+  }
+
+  private send(line: string | Buffer): boolean {
+    if (this.closed) return false;
+    if (typeof line === 'string') return this.socket.write(line + '\r\n');
+    return this.socket.write(line);
+  }
+
+  /** Waits until the client has read what was sent (backpressure). */
+  private async flush(): Promise<void> {
+    if (this.closed || !this.socket.writableNeedDrain) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    this.armTimer();
+    this.reader.push(chunk);
+    if (!this.busy) void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    this.busy = true;
+    try {
+      while (!this.closed) {
+        if (this.idling) {
+          const ev = this.reader.nextLine();
+          if (!ev || ev.kind !== 'line') break;
+          const line = ev.line.toString('latin1').trim().toUpperCase();
+          const tag = this.idling.tag;
+          this.idling = null;
+          if (line === 'DONE') this.send(`${tag} OK IDLE terminated`);
+          else this.send(`${tag} BAD expected DONE`);
+          continue;
+        }
+        const ev = this.reader.next();
+        if (!ev) break;
+        if (ev.kind === 'continue') this.send('+ Ready for literal data');
+        else if (ev.kind === 'error') this.send(`${ev.tag ?? '*'} ${ev.status} ${ev.code ? `[${ev.code}] ` : ''}${ev.text}`);
+        else if (ev.kind === 'command') await this.run(ev.command);
+        await this.flush();
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async run(cmd: Command): Promise<void> {
+    try {
+      const text = await this.dispatch(cmd);
+      if (text === null) return; // the command answers for itself (IDLE, LOGOUT, STARTTLS)
+      this.sendUpdates(cmd.command);
+      this.send(`${cmd.tag} OK ${text}`);
+    } catch (e) {
+      if (e instanceof No) return void this.send(`${cmd.tag} ${e.status} ${e.code ? `[${e.code}] ` : ''}${e.message}`);
+      if (e instanceof ImapSyntaxError) return void this.send(`${cmd.tag} BAD ${e.message}`);
+      if (e instanceof NoSuchFolder) return void this.send(`${cmd.tag} NO [NONEXISTENT] ${e.message}`);
+      if (e instanceof FolderExists) return void this.send(`${cmd.tag} NO [ALREADYEXISTS] ${e.message}`);
+      if (e instanceof InvalidFlag || e instanceof InvalidFolderName) return void this.send(`${cmd.tag} BAD ${e.message}`);
+      if (e instanceof MailStoreError) return void this.send(`${cmd.tag} NO ${e.message}`);
+      this.opts.log.error('IMAP command failed', { command: cmd.command, reason: (e as Error).message });
+      this.send(`${cmd.tag} NO [SERVERBUG] internal error; the mailbox is unchanged`);
+    }
+  }
+
+  private need(...states: State[]): void {
+    if (states.includes(this.state)) return;
+    if (this.state === 'notauth') throw new No('log in first', null, 'BAD');
+    if (states.includes('selected')) throw new No('select a mailbox first', null, 'BAD');
+    throw new No('not allowed now', null, 'BAD');
+  }
+
+  private async dispatch(cmd: Command): Promise<string | null> {
+    const a = cmd.args;
+    switch (cmd.command) {
+      case 'CAPABILITY':
+        this.send(`* CAPABILITY ${this.capabilities()}`);
+        return 'CAPABILITY completed';
+      case 'NOOP':
+      case 'CHECK':
+        return `${cmd.command} completed`;
+      case 'LOGOUT':
+        this.send('* BYE logging out');
+        this.send(`${cmd.tag} OK LOGOUT completed`);
+        this.state = 'logout';
+        this.socket.end();
+        return null;
+      case 'ID':
+        this.send(`* ID ("name" "fe" "vendor" "fe")`);
+        return 'ID completed';
+      case 'STARTTLS':
+        return this.startTls(cmd);
+      case 'LOGIN': {
+        this.need('notauth');
+        const user = asAString(a[0]);
+        const pass = asAString(a[1]);
+        if (user === null || pass === null || a.length !== 2) throw new No('LOGIN needs a user name and a password', null, 'BAD');
+        return this.login(user, pass);
+      }
+      case 'AUTHENTICATE':
+        this.need('notauth');
+        return this.authenticate(cmd);
+      case 'ENABLE': {
+        this.need('auth', 'selected');
+        const enabled: string[] = [];
+        for (const t of a) {
+          const name = (atom(t) ?? '').toUpperCase();
+          if (name === 'CONDSTORE') {
+            this.condstore = true;
+            enabled.push(name);
+          }
+        }
+        this.send(`* ENABLED${enabled.map((e) => ' ' + e).join('')}`);
+        return 'ENABLE completed';
+      }
+      case 'NAMESPACE':
+        this.need('auth', 'selected');
+        this.send('* NAMESPACE (("" "/")) NIL NIL');
+        return 'NAMESPACE completed';
+      case 'LIST':
+      case 'LSUB':
+        this.need('auth', 'selected');
+        return this.list(cmd);
+      case 'STATUS':
+        this.need('auth', 'selected');
+        return this.status(a);
+      case 'SELECT':
+      case 'EXAMINE':
+        this.need('auth', 'selected');
+        return this.select(a, cmd.command === 'EXAMINE');
+      case 'CREATE': {
+        this.need('auth', 'selected');
+        const name = this.mailboxArg(a[0]);
+        this.handle!.store.createFolder(name);
+        this.handle!.changed(null, this);
+        return 'CREATE completed';
+      }
+      case 'DELETE': {
+        this.need('auth', 'selected');
+        const name = this.mailboxArg(a[0]);
+        if (name.toUpperCase() === 'INBOX') throw new No('INBOX cannot be deleted');
+        this.handle!.store.deleteFolder(name);
+        this.handle!.changed(null, this);
+        return 'DELETE completed';
+      }
+      case 'RENAME': {
+        this.need('auth', 'selected');
+        this.handle!.store.renameFolder(this.mailboxArg(a[0]), this.mailboxArg(a[1]));
+        this.handle!.changed(null, this);
+        return 'RENAME completed';
+      }
+      case 'SUBSCRIBE':
+      case 'UNSUBSCRIBE':
+        this.need('auth', 'selected');
+        this.handle!.store.setSubscribed(this.mailboxArg(a[0]), cmd.command === 'SUBSCRIBE');
+        return `${cmd.command} completed`;
+      case 'APPEND':
+        this.need('auth', 'selected');
+        return this.append(a);
+      case 'IDLE':
+        this.need('auth', 'selected');
+        this.idling = { tag: cmd.tag };
+        this.send('+ idling');
+        this.sendUpdates('IDLE');
+        return null;
+      case 'CLOSE':
+      case 'UNSELECT': {
+        this.need('selected');
+        const sel = this.selected!;
+        if (cmd.command === 'CLOSE' && !sel.readOnly) {
+          const gone = this.handle!.store.expunge(sel.name);
+          if (gone.length) this.handle!.changed(sel.name, this);
+        }
+        this.selected = null;
+        this.state = 'auth';
+        return `${cmd.command} completed`;
+      }
+      case 'EXPUNGE':
+      case 'UID EXPUNGE': {
+        this.need('selected');
+        this.writable();
+        const sel = this.selected!;
+        const uids = cmd.command === 'UID EXPUNGE' ? this.uidSet(a[0]) : undefined;
+        const gone = this.handle!.store.expunge(sel.name, uids);
+        if (gone.length) this.handle!.changed(sel.name, this);
+        this.reportExpunged(new Set(gone));
+        return `${cmd.command} completed`;
+      }
+      case 'FETCH':
+      case 'UID FETCH':
+        this.need('selected');
+        return this.fetch(cmd);
+      case 'STORE':
+      case 'UID STORE':
+        this.need('selected');
+        return this.store(cmd);
+      case 'COPY':
+      case 'UID COPY':
+      case 'MOVE':
+      case 'UID MOVE':
+        this.need('selected');
+        return this.copy(cmd);
+      case 'SEARCH':
+      case 'UID SEARCH':
+        this.need('selected');
+        return this.search(cmd);
+      default:
+        throw new No(`unknown command ${cmd.command.slice(0, 30)}`, null, 'BAD');
+    }
+  }
+
+  // ---- authentication ----
+
+  private async startTls(cmd: Command): Promise<null> {
+    if (this.state !== 'notauth') throw new No('STARTTLS only before login', null, 'BAD');
+    if (this.secure || !this.opts.secureContext) throw new No('TLS is not available here (or already on)', null, 'BAD');
+    const leftover = this.reader.takeBuffered();
+    if (leftover.length > 0) throw new No('no pipelining after STARTTLS', null, 'BAD');
+    this.send(`${cmd.tag} OK begin TLS now`);
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    const secured = new TLSSocket(plain, { isServer: true, secureContext: this.opts.secureContext });
+    this.socket = secured;
+    this.reader = new CommandReader({});
+    secured.on('data', (d: Buffer) => this.onData(d));
+    secured.on('error', () => plain.destroy());
+    return null;
+  }
+
+  private async login(user: string, pass: string): Promise<string> {
+    const ip = this.socket.remoteAddress ?? '';
+    if (!this.secure && !this.opts.allowPlaintextAuth(ip)) throw new No('use TLS (STARTTLS or port 993) before logging in', 'PRIVACYREQUIRED');
+    const gate = this.opts.throttle.check(ip);
+    if (!gate.allowed) throw new No(`too many failed logins from your address; try again in ${Math.ceil(gate.retryAfterMs / 60000)} minutes`, 'UNAVAILABLE');
+    if (gate.delayMs) await new Promise((r) => setTimeout(r, gate.delayMs));
+    const handle = await this.opts.registry.login(user, pass);
+    if (!handle) {
+      this.opts.throttle.failure(ip);
+      this.opts.log.info('IMAP login failed', { ip, user: this.opts.log.addr(user) });
+      throw new No('wrong user name or password', 'AUTHENTICATIONFAILED');
+    }
+    this.opts.throttle.success(ip);
+    this.handle = handle;
+    handle.events.on('change', this.onChange);
+    this.state = 'auth';
+    this.opts.log.info('IMAP login', { user: this.opts.log.addr(handle.address) });
+    return `[CAPABILITY ${this.capabilities()}] logged in`;
+  }
+
+  private async authenticate(cmd: Command): Promise<string> {
+    const mech = (atom(cmd.args[0]) ?? '').toUpperCase();
+    if (mech !== 'PLAIN') throw new No('only AUTHENTICATE PLAIN is supported', null, 'NO');
+    let response: string | null = asAString(cmd.args[1]);
+    if (response === null) {
+      this.send('+ ');
+      await this.flush();
+      const line = await this.readLine();
+      if (line === null) return '';
+      response = line;
+    }
+    if (response === '*') throw new No('authentication cancelled', null, 'BAD');
+    const decoded = response === '=' ? '' : Buffer.from(response, 'base64').toString('utf8');
+    const [authz = '', user = '', pass = ''] = decoded.split('\u0000');
+    if (!user || (authz && authz.toLowerCase() !== user.toLowerCase())) throw new No('invalid PLAIN response', null, 'BAD');
+    return this.login(user, pass);
+  }
+
+  private readLine(): Promise<string | null> {
+    return new Promise((resolve) => {
+      const attempt = () => {
+        const ev = this.reader.nextLine();
+        if (ev && ev.kind === 'line') {
+          this.socket.off('data', attempt);
+          this.socket.off('close', gone);
+          resolve(ev.line.toString('utf8'));
+        }
+      };
+      const gone = () => resolve(null);
+      this.socket.on('data', attempt);
+      this.socket.on('close', gone);
+      attempt();
+    });
+  }
+
+  // ---- mailboxes ----
+
+  private mailboxArg(tok: Token | undefined): string {
+    const raw = tok?.type === 'string' ? tok.bytes : tok?.type === 'atom' && !tok.section ? Buffer.from(tok.value, 'latin1') : null;
+    if (!raw) throw new No('missing mailbox name', null, 'BAD');
+    const name = decodeMailboxName(raw);
+    return name.toUpperCase() === 'INBOX' ? 'INBOX' : name;
+  }
+
+  private list(cmd: Command): string {
+    const a = cmd.args;
+    const ref = asAString(a[0]);
+    const pattern = asAString(a[1]);
+    if (ref === null || pattern === null) throw new No('LIST needs a reference and a pattern', null, 'BAD');
+    if (pattern === '') {
+      this.send(`* ${cmd.command} (\\Noselect) "/" ""`);
+      return `${cmd.command} completed`;
+    }
+    const full = ref + pattern;
+    const re = new RegExp('^' + full.split('').map((c) => (c === '*' ? '.*' : c === '%' ? '[^/]*' : c.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))).join('') + '$', 'i');
+    const folders = this.handle!.store.listFolders();
+    const names = new Set(folders.map((f) => f.name));
+    for (const f of folders) {
+      if (!re.test(f.name)) continue;
+      if (cmd.command === 'LSUB' && !f.subscribed) continue;
+      const attrs: string[] = [];
+      attrs.push([...names].some((n) => n.startsWith(f.name + '/')) ? '\\HasChildren' : '\\HasNoChildren');
+      if (f.specialUse && cmd.command === 'LIST') attrs.push(f.specialUse);
+      this.send(`* ${cmd.command} (${attrs.join(' ')}) "/" ${encodeMailbox(f.name)}`);
+    }
+    return `${cmd.command} completed`;
+  }
+
+  private statusLine(f: FolderInfo, items: string[]): string {
+    const values: string[] = [];
+    for (const item of items) {
+      switch (item) {
+        case 'MESSAGES':
+          values.push(`MESSAGES ${f.messages}`);
+          break;
+        case 'UNSEEN':
+          values.push(`UNSEEN ${f.unseen}`);
+          break;
+        case 'UIDNEXT':
+          values.push(`UIDNEXT ${f.uidNext}`);
+          break;
+        case 'UIDVALIDITY':
+          values.push(`UIDVALIDITY ${f.uidValidity}`);
+          break;
+        case 'RECENT':
+          values.push('RECENT 0');
+          break;
+        case 'HIGHESTMODSEQ':
+          values.push(`HIGHESTMODSEQ ${f.highestModseq}`);
+          break;
+        default:
+          throw new No(`unknown STATUS item ${item.slice(0, 20)}`, null, 'BAD');
+      }
+    }
+    return `* STATUS ${encodeMailbox(f.name)} (${values.join(' ')})`;
+  }
+
+  private status(a: Token[]): string {
+    const name = this.mailboxArg(a[0]);
+    const items = listOf(a[1])?.map((t) => (atom(t) ?? '').toUpperCase());
+    if (!items || items.length === 0) throw new No('STATUS needs a list of items', null, 'BAD');
+    const f = this.handle!.store.getFolder(name);
+    if (!f) throw new NoSuchFolder(name);
+    this.send(this.statusLine(f, items));
+    return 'STATUS completed';
+  }
+
+  private select(a: Token[], readOnly: boolean): string {
+    const name = this.mailboxArg(a[0]);
+    for (const p of listOf(a[1]) ?? []) if ((atom(p) ?? '').toUpperCase() === 'CONDSTORE') this.condstore = true;
+    this.selected = null;
+    this.state = 'auth';
+    const f = this.handle!.store.getFolder(name);
+    if (!f) throw new NoSuchFolder(name);
+    const messages = this.handle!.store.listMessages(f.name);
+    this.selected = { name: f.name, readOnly, uids: messages.map((m) => m.uid), flags: new Map(messages.map((m) => [m.uid, m.flags.join(' ')])), uidValidity: f.uidValidity, dirty: false };
+    this.state = 'selected';
+    const firstUnseen = messages.findIndex((m) => !m.flags.includes('\\Seen'));
+    this.send(`* FLAGS (${SYSTEM_FLAGS.join(' ')})`);
+    this.send(`* OK [PERMANENTFLAGS (${readOnly ? '' : SYSTEM_FLAGS.join(' ') + ' \\*'})] flags allowed`);
+    this.send(`* ${messages.length} EXISTS`);
+    this.send('* 0 RECENT');
+    if (firstUnseen >= 0) this.send(`* OK [UNSEEN ${firstUnseen + 1}] first unseen`);
+    this.send(`* OK [UIDVALIDITY ${f.uidValidity}] UIDs valid`);
+    this.send(`* OK [UIDNEXT ${f.uidNext}] predicted next UID`);
+    this.send(`* OK [HIGHESTMODSEQ ${f.highestModseq}] modseq`);
+    return `[READ-${readOnly ? 'ONLY' : 'WRITE'}] ${readOnly ? 'EXAMINE' : 'SELECT'} completed`;
+  }
+
+  private append(a: Token[]): string {
+    const name = this.mailboxArg(a[0]);
+    let i = 1;
+    let flags: string[] = [];
+    let date: Date | undefined;
+    const fl = listOf(a[i]);
+    if (fl) {
+      flags = fl.map((t) => atom(t) ?? '');
+      i++;
+    }
+    if (a[i]?.type === 'string' && a[i + 1]) {
+      const parsed = parseDateTime((a[i] as { bytes: Buffer }).bytes.toString('latin1'));
+      if (!parsed) throw new No('invalid date-time', null, 'BAD');
+      date = parsed;
+      i++;
+    }
+    const msg = a[i];
+    if (msg?.type !== 'string' || a.length !== i + 1) throw new No('APPEND needs a message literal', null, 'BAD');
+    const f = this.handle!.store.getFolder(name);
+    if (!f) throw new No(`no mailbox ${name}`, 'TRYCREATE');
+    const { uid, uidValidity } = this.handle!.store.appendMessage(f.name, msg.bytes, { flags, ...(date ? { internalDate: date } : {}) });
+    this.handle!.changed(f.name, this);
+    if (this.selected?.name === f.name) this.selected.dirty = true;
+    return `[APPENDUID ${uidValidity} ${uid}] APPEND completed`;
+  }
+
+  // ---- selected state ----
+
+  private writable(): void {
+    if (this.selected!.readOnly) throw new No('the mailbox is read-only (EXAMINE)', 'READ-ONLY');
+  }
+
+  /** UIDs named by a UID set (those that exist). */
+  private uidSet(tok: Token | undefined): number[] {
+    const text = atom(tok);
+    if (text === null) throw new No('missing UID set', null, 'BAD');
+    const raw = parseRawSequenceSet(text);
+    if (raw === '$') throw new No('saved search results are not supported', null, 'BAD');
+    const uids = this.selected!.uids;
+    const ranges = resolveSequenceSet(raw, uids.length ? uids[uids.length - 1]! : 0);
+    return uids.filter((u) => ranges.some(([lo, hi]) => u >= lo && u <= hi));
+  }
+
+  /** [seq, uid] pairs named by a sequence set (or a UID set for UID commands). */
+  private targets(tok: Token | undefined, byUid: boolean): [number, number][] {
+    const sel = this.selected!;
+    if (byUid) {
+      const wanted = new Set(this.uidSet(tok));
+      return sel.uids.flatMap((u, i) => (wanted.has(u) ? [[i + 1, u] as [number, number]] : []));
+    }
+    const text = atom(tok);
+    if (text === null) throw new No('missing sequence set', null, 'BAD');
+    const raw = parseRawSequenceSet(text);
+    if (raw === '$') throw new No('saved search results are not supported', null, 'BAD');
+    const ranges = resolveSequenceSet(raw, sel.uids.length);
+    for (const [, hi] of ranges) if (hi > sel.uids.length) throw new No(`no message ${hi} (there are ${sel.uids.length})`, null, 'BAD');
+    const out: [number, number][] = [];
+    for (let i = 0; i < sel.uids.length; i++) if (ranges.some(([lo, hi]) => i + 1 >= lo && i + 1 <= hi)) out.push([i + 1, sel.uids[i]!]);
+    return out;
+  }
+
+  private async fetch(cmd: Command): Promise<string> {
+    const byUid = cmd.command === 'UID FETCH';
+    const items = parseFetchItems(cmd.args[1]);
+    let changedSince: number | null = null;
+    const mods = listOf(cmd.args[2]);
+    if (mods) {
+      if ((atom(mods[0]) ?? '').toUpperCase() !== 'CHANGEDSINCE' || asNumber(mods[1], true) === null) throw new No('unknown FETCH modifier', null, 'BAD');
+      changedSince = asNumber(mods[1], true);
+      this.condstore = true;
+    }
+    const sel = this.selected!;
+    const store = this.handle!.store;
+    const targets = this.targets(cmd.args[0], byUid);
+    const wantModseq = this.condstore && (changedSince !== null || items.some((i) => i.name === 'MODSEQ'));
+    const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
+    let markSeen: number[] = [];
+    for (const [seq, uid] of targets) {
+      const m = summaries.get(uid);
+      if (!m) continue; // expunged by another session; its EXPUNGE is reported later
+      if (changedSince !== null && m.modseq <= changedSince) continue;
+      const parts: Buffer[] = [];
+      const add = (s: string | Buffer) => parts.push(typeof s === 'string' ? Buffer.from(s, 'utf8') : s);
+      let first = true;
+      const item = (name: string, value: string | Buffer) => {
+        add(`${first ? '' : ' '}${name} `);
+        add(value);
+        first = false;
+      };
+      const needsDetails = items.some((i) => i.name === 'ENVELOPE' || i.name === 'BODYSTRUCTURE' || i.name === 'BODY' || i.name === 'BODY[]');
+      const details = needsDetails ? store.getMessage(sel.name, uid) : null;
+      let raw: Buffer | null = null;
+      const getRaw = () => (raw ??= store.getRaw(sel.name, uid) ?? Buffer.alloc(0));
+      let seenNow = false;
+      if (byUid) item('UID', String(uid));
+      for (const it of items) {
+        switch (it.name) {
+          case 'UID':
+            if (!byUid) item('UID', String(uid));
+            break;
+          case 'FLAGS':
+            break; // added last, after \Seen may have been set
+          case 'INTERNALDATE':
+            item('INTERNALDATE', encodeInternalDate(m.internalDate));
+            break;
+          case 'RFC822.SIZE':
+            item('RFC822.SIZE', String(m.size));
+            break;
+          case 'MODSEQ':
+            break;
+          case 'ENVELOPE':
+            item('ENVELOPE', encodeEnvelope(details!.envelope));
+            break;
+          case 'BODYSTRUCTURE':
+            item('BODYSTRUCTURE', encodeBodyStructure(details!.structure, true));
+            break;
+          case 'BODY':
+            item('BODY', encodeBodyStructure(details!.structure, false));
+            break;
+          case 'RFC822':
+            item('RFC822', literalBytes(getRaw()));
+            seenNow = true;
+            break;
+          case 'RFC822.HEADER':
+            item('RFC822.HEADER', literalBytes(sectionBytes(getRaw(), (details ?? store.getMessage(sel.name, uid)!).structure, { path: [], text: 'HEADER', fields: [] })));
+            break;
+          case 'RFC822.TEXT':
+            item('RFC822.TEXT', literalBytes(sectionBytes(getRaw(), (details ?? store.getMessage(sel.name, uid)!).structure, { path: [], text: 'TEXT', fields: [] })));
+            seenNow = true;
+            break;
+          case 'BODY[]':
+            item(sectionLabel(it.section, it.partial), literalBytes(sectionBytes(getRaw(), details!.structure, it.section, it.partial)));
+            if (!it.peek) seenNow = true;
+            break;
+          default:
+            throw new No(`${it.name} is not supported`, null, 'BAD');
+        }
+      }
+      let flags = m.flags;
+      let modseq = m.modseq;
+      if (seenNow && !sel.readOnly && !flags.includes('\\Seen')) {
+        markSeen.push(uid);
+        flags = [...flags, '\\Seen'];
+        modseq = -1; // filled below
+      }
+      if (items.some((i) => i.name === 'FLAGS') || (seenNow && flags !== m.flags)) {
+        item('FLAGS', encodeFlags(flags));
+        sel.flags.set(uid, flags.join(' '));
+      }
+      if (wantModseq && modseq !== -1) item('MODSEQ', `(${modseq})`);
+      this.send(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), ...parts, Buffer.from(')\r\n')]));
+      await this.flush();
+    }
+    if (markSeen.length > 0) {
+      store.setFlags(sel.name, markSeen, ['\\Seen'], 'add');
+      this.handle!.changed(sel.name, this);
+      markSeen = [];
+    }
+    return `${cmd.command} completed`;
+  }
+
+  private store(cmd: Command): string {
+    this.writable();
+    const byUid = cmd.command === 'UID STORE';
+    const sel = this.selected!;
+    let i = 1;
+    let unchangedSince: number | undefined;
+    const mods = listOf(cmd.args[1]);
+    if (mods) {
+      if ((atom(mods[0]) ?? '').toUpperCase() !== 'UNCHANGEDSINCE' || asNumber(mods[1], true) === null) throw new No('unknown STORE modifier', null, 'BAD');
+      unchangedSince = asNumber(mods[1], true)!;
+      this.condstore = true;
+      i = 2;
+    }
+    const what = (atom(cmd.args[i]) ?? '').toUpperCase();
+    const m = /^([+-]?)FLAGS(\.SILENT)?$/.exec(what);
+    if (!m) throw new No('STORE needs FLAGS, +FLAGS or -FLAGS', null, 'BAD');
+    const flagToks = listOf(cmd.args[i + 1]) ?? cmd.args.slice(i + 1);
+    const flags = flagToks.map((t) => atom(t) ?? '');
+    const targets = this.targets(cmd.args[0], byUid);
+    const mode = m[1] === '+' ? 'add' : m[1] === '-' ? 'remove' : 'set';
+    const { changed, modified } = this.handle!.store.setFlags(sel.name, targets.map(([, u]) => u), flags, mode, unchangedSince === undefined ? {} : { unchangedSince });
+    const seqOf = new Map(targets.map(([s, u]) => [u, s]));
+    for (const c of changed) {
+      sel.flags.set(c.uid, c.flags.join(' '));
+      if (!m[2] || this.condstore) {
+        const extra = [byUid ? `UID ${c.uid}` : '', this.condstore ? `MODSEQ (${c.modseq})` : ''].filter(Boolean).join(' ');
+        this.send(`* ${seqOf.get(c.uid)} FETCH (${extra ? extra + ' ' : ''}FLAGS ${encodeFlags(c.flags)})`);
+      }
+    }
+    if (changed.length) this.handle!.changed(sel.name, this);
+    if (modified.length > 0) {
+      const ids = byUid ? modified : modified.map((u) => seqOf.get(u)!);
+      return `[MODIFIED ${ids.join(',')}] conditional STORE failed for some`;
+    }
+    return `${cmd.command} completed`;
+  }
+
+  private copy(cmd: Command): string {
+    const byUid = cmd.command.startsWith('UID ');
+    const move = cmd.command.endsWith('MOVE');
+    if (move) this.writable();
+    const sel = this.selected!;
+    const dest = this.mailboxArg(cmd.args[1]);
+    const target = this.handle!.store.getFolder(dest);
+    if (!target) throw new No(`no mailbox ${dest}`, 'TRYCREATE');
+    const pairs = this.targets(cmd.args[0], byUid);
+    if (pairs.length === 0) return `${cmd.command} completed (nothing to do)`;
+    const uids = pairs.map(([, u]) => u);
+    const result = move ? this.handle!.store.moveMessages(sel.name, uids, target.name) : this.handle!.store.copyMessages(sel.name, uids, target.name);
+    const code = `COPYUID ${result.uidValidity} ${result.mapping.map(([s]) => s).join(',')} ${result.mapping.map(([, d]) => d).join(',')}`;
+    this.handle!.changed(target.name, this);
+    if (move) {
+      this.send(`* OK [${code}] moved`);
+      this.handle!.changed(sel.name, this);
+      this.reportExpunged(new Set(uids));
+      return `${cmd.command} completed`;
+    }
+    return `[${code}] ${cmd.command} completed`;
+  }
+
+  private search(cmd: Command): string {
+    throw new No(`${cmd.command} is not available yet`, null, 'NO');
+  }
+
+  // ---- other sessions' changes ----
+
+  private changed(e: ChangeEvent): void {
+    if (e.origin === this) return;
+    if (this.selected && (e.folder === null || e.folder === this.selected.name)) this.selected.dirty = true;
+    if (this.idling) this.sendUpdates('IDLE');
+  }
+
+  /** EXPUNGE responses for removed UIDs, highest sequence number first so numbers stay valid. */
+  private reportExpunged(gone: Set<number>): void {
+    const sel = this.selected!;
+    for (let i = sel.uids.length - 1; i >= 0; i--) {
+      if (gone.has(sel.uids[i]!)) {
+        this.send(`* ${i + 1} EXPUNGE`);
+        sel.flags.delete(sel.uids[i]!);
+        sel.uids.splice(i, 1);
+      }
+    }
+  }
+
+  /**
+   * Tells the client what other sessions (or new mail) changed. EXPUNGE is not sent while a
+   * FETCH, STORE or SEARCH by sequence number runs (RFC 3501 7.4.1): numbers must not shift then.
+   */
+  private sendUpdates(command: string): void {
+    const sel = this.selected;
+    if (!sel || !sel.dirty || !this.handle) return;
+    const now = this.handle.store.listMessages(sel.name);
+    const present = new Set(now.map((m) => m.uid));
+    const mayExpunge = !['FETCH', 'STORE', 'SEARCH'].includes(command);
+    if (mayExpunge) this.reportExpunged(new Set(sel.uids.filter((u) => !present.has(u))));
+    const known = new Set(sel.uids);
+    let added = 0;
+    for (const m of now) {
+      if (!known.has(m.uid)) {
+        sel.uids.push(m.uid);
+        sel.flags.set(m.uid, m.flags.join(' '));
+        added++;
+      } else if (sel.flags.get(m.uid) !== m.flags.join(' ')) {
+        sel.flags.set(m.uid, m.flags.join(' '));
+        this.send(`* ${sel.uids.indexOf(m.uid) + 1} FETCH (UID ${m.uid} FLAGS ${encodeFlags(m.flags)})`);
+      }
+    }
+    if (added > 0) this.send(`* ${sel.uids.length} EXISTS`);
+    sel.dirty = !mayExpunge && sel.uids.some((u) => !present.has(u));
+  }
+
+  private cleanup(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.handle?.events.off('change', this.onChange);
+    this.handle?.release();
+    this.handle = null;
+    this.opts.onClose();
+  }
+
+  /** For a draining server: say goodbye now unless a command is running. */
+  bye(): void {
+    if (this.closed) return;
+    this.send('* BYE server shutting down');
+    this.socket.end();
+  }
+}
