@@ -43,7 +43,7 @@ test('fe dev starts the MX on loopback and mail sent as it suggests lands in the
   const config = path.join(cwd, '.fe-dev', 'fe.yml');
   // Tests never query the internet: point the dev setup at a DNS server on loopback, and a free port.
   const dns = await startDnsServer({});
-  writeFileSync(config, readFileSync(config, 'utf8').replace('mx: 127.0.0.1:2525', 'mx: 127.0.0.1:0') + `dns:\n  servers: ["${dns.address}"]\n`);
+  writeFileSync(config, readFileSync(config, 'utf8').replace(/127\.0\.0\.1:\d+/g, '127.0.0.1:0') + `dns:\n  servers: ["${dns.address}"]\n`);
   const child = spawn(process.execPath, [FE_BIN, 'dev'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -61,6 +61,11 @@ test('fe dev starts the MX on loopback and mail sent as it suggests lands in the
     const status = await runFe(['mailbox', 'status', 'me@fe.test', '--password-stdin', '--json'], { cwd, env: { FE_CONFIG: config }, stdin: `${password}\n` });
     assert.equal((JSON.parse(status.stdout) as { imported: number }).imported, 2, 'both messages are in me@fe.test');
     assert.match(out, /Ctrl-C stops/);
+    // and the IMAP line it prints works as printed (plain login is allowed from this machine in dev)
+    const py = /python3 -c "(.*)"\n/.exec(out)?.[1];
+    assert.ok(py, out);
+    const { stdout: selected } = await promisify(execFile)('python3', ['-c', py], { cwd });
+    assert.match(selected, /\('OK', \[b'2'\]\)/, 'INBOX holds the two messages');
   } finally {
     child.kill('SIGINT');
     await new Promise((r) => child.on('exit', r));
