@@ -36,6 +36,7 @@ before(async () => {
   await w.ok(['domain', 'add', 'example.org']);
   await w.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
   await w.ok(['alias', 'add', 'you@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}-you\n` });
+  await w.ok(['alias', 'add', 'search@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}-s\n` });
   fe = await startServe(w.config);
   assert.ok(fe.ports.imap && fe.ports.imaps);
 });
@@ -185,4 +186,33 @@ test('hostile input gets BAD/NO and the server stays up', async () => {
   const again = await imapConnect(fe.ports.imaps!, { tls: true });
   assert.match(again.greeting, /^\* OK/);
   again.close();
+});
+
+test('SEARCH and UID SEARCH with flags, headers, text, dates and ESEARCH', async () => {
+  await deliver('search@example.org', 'the quarterly report is attached', 'Quarterly report');
+  await deliver('search@example.org', 'lunch on friday?', '=?utf-8?q?D=C3=A9jeuner?=');
+  await deliver('search@example.org', 'nothing to see', 'misc');
+  const c = await imapConnect(fe.ports.imaps!, { tls: true });
+  await c.command(`LOGIN search@example.org "${PASSWORD}-s"`);
+  await c.command('SELECT INBOX');
+  await c.command('STORE 2 +FLAGS (\\Flagged)');
+  const s = async (q: string) => (await c.command(q)).untagged.find((l) => /^\* (E?SEARCH)/.test(l));
+  assert.equal(await s('SEARCH SUBJECT quarterly'), '* SEARCH 1');
+  const word = 'déjeuner';
+  assert.equal(await s(`SEARCH CHARSET UTF-8 SUBJECT {${Buffer.byteLength(word)}+}\r\n${word}`), '* SEARCH 2', 'encoded-word subjects are decoded; 8-bit text travels as a LITERAL+');
+  assert.equal(await s('SEARCH FLAGGED'), '* SEARCH 2');
+  assert.equal(await s('SEARCH UNFLAGGED NOT SUBJECT misc'), '* SEARCH 1');
+  assert.equal(await s('SEARCH OR BODY friday BODY attached'), '* SEARCH 1 2');
+  assert.equal(await s('SEARCH FROM alice@sender.example SINCE 1-Jan-2020'), '* SEARCH 1 2 3');
+  assert.equal(await s('SEARCH 2:3 TEXT see'), '* SEARCH 3');
+  assert.equal(await s('SEARCH HEADER X-Mailer swaks LARGER 10'), '* SEARCH 1 2 3');
+  const uids = (await s('UID SEARCH ALL'))!.split(' ').slice(2).map(Number);
+  assert.equal(uids.length, 3);
+  assert.equal(await s(`UID SEARCH UID ${uids[1]}`), `* SEARCH ${uids[1]}`);
+  assert.match((await s('SEARCH RETURN (MIN MAX COUNT) ALL'))!, /^\* ESEARCH \(TAG "t\d+"\) MIN 1 MAX 3 COUNT 3$/);
+  const bad = await c.command('SEARCH CHARSET KOI8-R SUBJECT x');
+  assert.equal(bad.status, 'NO');
+  assert.match(bad.text, /^\[BADCHARSET/);
+  assert.equal((await c.command('SEARCH FROBNICATE')).status, 'BAD');
+  c.close();
 });

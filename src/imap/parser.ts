@@ -258,8 +258,9 @@ export class CommandReader {
       const lit = literalAtEnd(got.line.subarray(-32));
       if (lit?.nonSync) this.state = { s: 'skip', left: lit.size };
     } else {
+      // the rest of the line is skipped; its end may announce a literal that began before the cut
       this.state = { s: 'discard' };
-      this.discardTail = Buffer.alloc(0);
+      this.discardTail = Buffer.from(got.line.subarray(-32));
     }
     return ev;
   }
@@ -306,8 +307,8 @@ export class CommandReader {
       // +1 allows for the CR of a CRLF split from its LF
       if (this.lineLen + take > max + 1) {
         const room = max + 1 - this.lineLen;
-        this.line.push(head.subarray(0, Math.min(room, 64)));
-        const line = Buffer.concat(this.line);
+        this.line.push(head.subarray(0, room));
+        const line = Buffer.concat(this.line); // at most max + 1 octets
         this.line = [];
         this.lineLen = 0;
         this.input[0] = head.subarray(room);

@@ -8,6 +8,8 @@ import type { MailboxHandle, MailboxRegistry, ChangeEvent } from '../store/regis
 import { FolderExists, InvalidFlag, InvalidFolderName, MailStoreError, NoSuchFolder, type FolderInfo, type MessageSummary } from '../store/mailbox-db.js';
 import type { Logger } from '../util/log.js';
 import { asAString, asNumber, CommandReader, decodeMailboxName, ImapSyntaxError, parseDateTime, parseFetchItems, parseRawSequenceSet, resolveSequenceSet, type Command, type FetchItem, type Token } from './parser.js';
+import { formatEsearch, formatSearch, parseSearch, search as runSearch, SearchError } from './search.js';
+import { searchView } from './search-view.js';
 import { encodeBodyStructure, encodeEnvelope, encodeFlags, encodeInternalDate, encodeMailbox, literalBytes, sectionBytes, sectionLabel } from './encode.js';
 
 export interface SessionOptions {
@@ -81,7 +83,7 @@ export class ImapSession {
   }
 
   private capabilities(): string {
-    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'CONDSTORE', `APPENDLIMIT=${this.opts.appendLimit}`];
+    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'CONDSTORE', 'ESEARCH', `APPENDLIMIT=${this.opts.appendLimit}`];
     if (this.state === 'notauth') {
       if (!this.secure && this.opts.secureContext) caps.push('STARTTLS');
       if (this.secure || this.opts.allowPlaintextAuth(this.socket.remoteAddress ?? '')) caps.push('AUTH=PLAIN');
@@ -705,7 +707,28 @@ export class ImapSession {
   }
 
   private search(cmd: Command): string {
-    throw new No(`${cmd.command} is not available yet`, null, 'NO');
+    const byUid = cmd.command === 'UID SEARCH';
+    let parsed;
+    try {
+      parsed = parseSearch(cmd.args);
+    } catch (e) {
+      if (e instanceof SearchError && e.code === 'BADCHARSET') throw new No(e.message, 'BADCHARSET (US-ASCII UTF-8)');
+      throw e;
+    }
+    if (parsed.returns?.includes('SAVE')) throw new No('SEARCHRES (SAVE) is not supported', null, 'BAD');
+    const sel = this.selected!;
+    const store = this.handle!.store;
+    const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
+    const views = sel.uids.flatMap((uid, i) => {
+      const m = summaries.get(uid);
+      return m ? [searchView(store, sel.name, m, i + 1)] : [];
+    });
+    const found = runSearch(parsed.key, views, { maxSeq: sel.uids.length, maxUid: sel.uids.at(-1) ?? 0 });
+    const nums = found.map((m) => (byUid ? m.uid : m.seq));
+    if (parsed.usesModseq) this.condstore = true;
+    const highest = parsed.usesModseq ? Math.max(0, ...found.map((m) => m.modseq)) : null;
+    this.send(parsed.returns ? formatEsearch(cmd.tag, byUid, parsed.returns, nums, highest) : formatSearch(nums, highest));
+    return `${cmd.command} completed`;
   }
 
   // ---- other sessions' changes ----
