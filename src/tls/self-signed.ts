@@ -19,7 +19,9 @@ export async function ensureSelfSigned(dataDir: string, hostname: string): Promi
     await execa('openssl', [
       'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-sha256', '-days', '825',
       '-keyout', keyFile, '-out', certFile,
-      '-subj', `/CN=${hostname}`, '-addext', `subjectAltName=DNS:${hostname}`,
+      '-subj', `/CN=${hostname}`,
+      // loopback names too, so local clients that check names (mbsync, fe dev) can trust it
+      '-addext', `subjectAltName=DNS:${hostname},DNS:localhost,IP:127.0.0.1,IP:::1`,
     ], { stdin: 'ignore' });
     chmodSync(keyFile, 0o600);
   }
