@@ -60,6 +60,15 @@ test('fe dev starts the MX on loopback and mail sent as it suggests lands in the
     const password = readFileSync(path.join(cwd, '.fe-dev', 'credentials.txt'), 'utf8').split('\n')[1]!.split(' ')[1]!;
     const status = await runFe(['mailbox', 'status', 'me@fe.test', '--password-stdin', '--json'], { cwd, env: { FE_CONFIG: config }, stdin: `${password}\n` });
     assert.equal((JSON.parse(status.stdout) as { imported: number }).imported, 2, 'both messages are in me@fe.test');
+    // The printed POP3 one-liners read them too: plain POP3 with a password is allowed on loopback in fe dev only.
+    const plain = /^ {2}(python3 -c .*poplib\.POP3\(.*)$/m.exec(out)?.[1];
+    const secure = /^ {2}(python3 -c .*poplib\.POP3_SSL\(.*)$/m.exec(out)?.[1];
+    assert.ok(plain && secure, `fe dev printed how to read with poplib:\n${out}`);
+    for (const line of [plain, secure]) {
+      const { stdout: read } = await promisify(execFile)('sh', ['-c', line], { cwd, timeout: 20_000 });
+      assert.match(read, /^\(2, \d+\)$/m, line);
+    }
+    assert.match(out, /fetchmail .*--ssl/);
     assert.match(out, /Ctrl-C stops/);
     // and the IMAP line it prints works as printed (plain login is allowed from this machine in dev)
     const py = /python3 -c "(.*)"\n/.exec(out)?.[1];

@@ -46,7 +46,7 @@ export interface Listen {
   port: number;
 }
 
-export type DaemonName = 'mx' | 'imap' | 'imaps';
+export type DaemonName = 'mx' | 'imap' | 'imaps' | 'pop3' | 'pop3s';
 
 export interface FeConfig {
   file: string;
@@ -107,12 +107,19 @@ export function parseConfig(text: string, file: string): { config: FeConfig | nu
 }
 
 const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'dns', 'outbound', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
-const LISTEN_KEYS = ['mx', 'imap', 'imaps'] as const;
+const LISTEN_KEYS = ['mx', 'imap', 'imaps', 'pop3', 'pop3s'] as const;
 const TLS_KEYS = ['cert', 'key'] as const;
 const DNS_KEYS = ['servers'] as const;
 const OUTBOUND_KEYS = ['port', 'mta_sts_port'] as const;
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
-export const DEFAULT_LISTEN: Record<DaemonName, Listen | null> = { mx: { host: '0.0.0.0', port: 25 }, imap: null, imaps: { host: '0.0.0.0', port: 993 } };
+// The STARTTLS ports (143, 110) are off unless asked for; the implicit-TLS ones (RFC 8314) are on.
+export const DEFAULT_LISTEN: Record<DaemonName, Listen | null> = {
+  mx: { host: '0.0.0.0', port: 25 },
+  imap: null,
+  imaps: { host: '0.0.0.0', port: 993 },
+  pop3: null,
+  pop3s: { host: '0.0.0.0', port: 995 },
+};
 const DOMAIN_KEYS = ['aliases', 'dkim'] as const;
 const ALIAS_KEYS = ['forward', 'mailbox'] as const;
 const DKIM_KEYS = ['active', 'published'] as const;

@@ -2,7 +2,8 @@
 import { loadConfig } from '../config/file.js';
 import type { DaemonName, FeConfig } from '../config/schema.js';
 import { createResolver, type FeResolver } from '../dns/resolver.js';
-import { LoginThrottle } from '../auth/throttle.js';
+import { LoginThrottle, type ThrottleOptions } from '../auth/throttle.js';
+import { createPop3Server, isLoopback } from '../pop3/server.js';
 import { createImapServer } from '../imap/server.js';
 import { createMx } from '../smtp/mx.js';
 import { MailboxRegistry } from '../store/registry.js';
@@ -10,7 +11,7 @@ import { ensureSelfSigned, loadTls } from '../tls/self-signed.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { serverSecret } from './secrets.js';
 
-export const DAEMONS: readonly DaemonName[] = ['mx', 'imap', 'imaps'];
+export const DAEMONS: readonly DaemonName[] = ['mx', 'imap', 'imaps', 'pop3', 'pop3s'];
 
 interface Daemon {
   listen(port: number, host: string): Promise<void>;
@@ -18,8 +19,11 @@ interface Daemon {
   close(): Promise<void>;
 }
 
-function isLoopback(ip: string): boolean {
-  return ip === '::1' || ip.startsWith('127.') || ip.startsWith('::ffff:127.');
+/** Test knobs, read from the environment so tests can drive the real `fe serve` quickly. */
+function testSettings(): { idleTimeoutMs?: number; throttle: ThrottleOptions } {
+  const idle = Number(process.env.FE_TEST_IDLE_TIMEOUT_MS);
+  const throttle = process.env.FE_TEST_LOGIN_THROTTLE ? (JSON.parse(process.env.FE_TEST_LOGIN_THROTTLE) as ThrottleOptions) : {};
+  return { ...(idle > 0 ? { idleTimeoutMs: idle } : {}), throttle };
 }
 
 export interface Running {
@@ -40,7 +44,8 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
 
   // One registry per process: every session of a mailbox shares one open database.
   const registry = new MailboxRegistry({ config: () => config, log: log.child('mailbox') });
-  const throttle = new LoginThrottle();
+  const testing = testSettings();
+  const throttle = new LoginThrottle(testing.throttle);
   const allowPlaintextAuth = (ip: string) => config.loopbackPlaintextAuth && isLoopback(ip);
   const make = (name: DaemonName): Daemon => {
     switch (name) {
@@ -48,7 +53,10 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
         return createMx({ config: () => config, resolver: () => resolver, log: log.child('mx'), srsSecret: serverSecret(config.dataDir, 'srs'), tls });
       case 'imap':
       case 'imaps':
-        return createImapServer({ registry, log: log.child(name), throttle, tls, implicitTls: name === 'imaps', allowPlaintextAuth, hostname: config.hostname, appendLimit: config.limits.messageSize });
+        return createImapServer({ registry, log: log.child(name), throttle, tls, implicitTls: name === 'imaps', allowPlaintextAuth, hostname: config.hostname, appendLimit: config.limits.messageSize, ...(testing.idleTimeoutMs ? { idleTimeoutMs: testing.idleTimeoutMs } : {}) });
+      case 'pop3':
+      case 'pop3s':
+        return createPop3Server({ registry, throttle, tls, allowPlaintextAuth, log: log.child(name), implicitTls: name === 'pop3s', connectionsPerIp: () => config.limits.connectionsPerIp, idleTimeoutMs: testing.idleTimeoutMs });
     }
   };
 

@@ -15,7 +15,8 @@ export interface Daemon {
   exited: Promise<number | string>;
 }
 
-export function startServe(config: string, args: string[] = [], env: Record<string, string> = {}): Promise<Daemon> {
+/** `expect`: the daemons whose "<name> listening on host:port" lines to wait for (default: the MX). */
+export function startServe(config: string, args: string[] = [], env: Record<string, string> = {}, expect: string[] = ['mx']): Promise<Daemon> {
   const child = spawn(process.execPath, [FE_BIN, '--config', config, 'serve', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let log = '';
   const waiters: { pattern: RegExp; resolve: () => void }[] = [];
@@ -50,7 +51,7 @@ export function startServe(config: string, args: string[] = [], env: Record<stri
       return exited;
     },
   };
-  return waitForLog(/^mx listening on [^\s]+:\d+$/m).then(() => {
+  return Promise.all(expect.map((name) => waitForLog(new RegExp(`^${name} listening on [^\\s]+:\\d+$`, 'm')))).then(() => {
     for (const m of log.matchAll(/^(\w+) listening on [^\s]+:(\d+)$/gm)) daemon.ports[m[1]!] = Number(m[2]);
     return daemon;
   });

@@ -15,7 +15,7 @@ import { renderTemplate } from './config.js';
 
 const DOMAIN = 'fe.test'; // .test is reserved (RFC 2606): it can never leak to a real domain
 const HOSTNAME = `mail.${DOMAIN}`;
-const DEV_PORTS = { mx: 2525, imap: 1143, imaps: 1993 } as const;
+const DEV_PORTS = { mx: 2525, imap: 1143, imaps: 1993, pop3: 1110, pop3s: 1995 } as const;
 
 export interface DevState {
   dir: string;
@@ -92,7 +92,20 @@ Use the config with any command: FE_CONFIG=.fe-dev/fe.yml fe alias list`,
         print(`IMAP on ${imap.address}:${imap.port} (STARTTLS; plain login allowed from this machine) and ${imaps.address}:${imaps.port} (TLS). Log in as me@${DOMAIN} with the password above, e.g.:`);
         print(`  python3 -c "import imaplib; m = imaplib.IMAP4('${imap.address}', ${imap.port}); m.login('me@${DOMAIN}', open('${path.join(path.relative(process.cwd(), dir) || '.', 'credentials.txt')}').read().split()[-1]); print(m.select('INBOX'))"`);
       }
-      print(style.yellow('POP3 and submission are not built yet; fe dev will start them here when they land'));
+      const pop3 = running.addresses.pop3;
+      const pop3s = running.addresses.pop3s;
+      const user = `me@${DOMAIN}`;
+      const pass = readFileSync(path.join(dir, 'credentials.txt'), 'utf8').split('\n')[1]!.split(' ')[1]!;
+      if (pop3) {
+        print(`POP3 on ${pop3.address}:${pop3.port} (STLS; plain login allowed from this machine). Read the mailbox:`);
+        print(`  python3 -c 'import poplib; p=poplib.POP3("${pop3.address}",${pop3.port}); p.user("${user}"); p.pass_("${pass}"); print(p.stat()); p.quit()'`);
+      }
+      if (pop3s) {
+        print(`POP3S (TLS) on ${pop3s.address}:${pop3s.port}, self-signed certificate:`);
+        print(`  python3 -c 'import poplib,ssl; p=poplib.POP3_SSL("${pop3s.address}",${pop3s.port},context=ssl._create_unverified_context()); p.user("${user}"); p.pass_("${pass}"); print(p.stat()); p.quit()'`);
+        print(`  fetchmail --nosyslog -p POP3 -P ${pop3s.port} --ssl --nosslcertck -u ${user} -k --mda 'cat >> mail.txt' ${pop3s.address}   # asks for the password; -k keeps the mail on the server`);
+      }
+      print(style.yellow('submission is not built yet; fe dev will start it here when it lands'));
       print('Ctrl-C stops.');
       await runUntilStopped(running);
     });
