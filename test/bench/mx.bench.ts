@@ -88,6 +88,7 @@ export async function benchMx(): Promise<void> {
         }
       }
     }
+    console.log('note: the peer MX (smtp-server) waits 100 ms before its greeting, which bounds a single sender\'s forwards; fe opens one connection per forwarded message.');
   } finally {
     await fe.stop();
     await peer.close();
