@@ -216,3 +216,19 @@ test('SEARCH and UID SEARCH with flags, headers, text, dates and ESEARCH', async
   assert.equal((await c.command('SEARCH FROBNICATE')).status, 'BAD');
   c.close();
 });
+
+test('UTF8=ACCEPT: UTF-8 mailbox names and strings once enabled; modified UTF-7 before', async () => {
+  const c = await imapConnect(fe.ports.imaps!, { tls: true });
+  await c.command(`LOGIN me@example.org "${PASSWORD}"`);
+  // before ENABLE: mailbox names travel in modified UTF-7 (RFC 3501 5.1.3)
+  assert.equal((await c.command('CREATE "Caf&AOk-"')).status, 'OK');
+  const listed = await c.command('LIST "" "Caf*"');
+  assert.deepEqual(listed.untagged, ['* LIST (\\HasNoChildren) "/" Caf&AOk-']);
+  const enabled = await c.command('ENABLE UTF8=ACCEPT');
+  assert.ok(enabled.untagged.includes('* ENABLED UTF8=ACCEPT'));
+  const utf8 = await c.command('LIST "" "Caf*"');
+  assert.deepEqual(utf8.untagged, ['* LIST (\\HasNoChildren) "/" "Café"']);
+  assert.equal((await c.command('SELECT "Café"')).status, 'OK');
+  assert.equal((await c.command('DELETE "Café"')).status, 'OK');
+  c.close();
+});

@@ -64,6 +64,7 @@ export class ImapSession {
   private selected: Selected | null = null;
   private idling: { tag: string } | null = null;
   private condstore = false;
+  private utf8 = false; // ENABLE UTF8=ACCEPT (RFC 6855): UTF-8 in strings and mailbox names
   private readonly onChange = (e: ChangeEvent) => this.changed(e);
   private timer: NodeJS.Timeout | null = null;
 
@@ -83,7 +84,7 @@ export class ImapSession {
   }
 
   private capabilities(): string {
-    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'CONDSTORE', 'ESEARCH', `APPENDLIMIT=${this.opts.appendLimit}`];
+    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'CONDSTORE', 'ESEARCH', 'UTF8=ACCEPT', `APPENDLIMIT=${this.opts.appendLimit}`];
     if (this.state === 'notauth') {
       if (!this.secure && this.opts.secureContext) caps.push('STARTTLS');
       if (this.secure || this.opts.allowPlaintextAuth(this.socket.remoteAddress ?? '')) caps.push('AUTH=PLAIN');
@@ -216,6 +217,10 @@ export class ImapSession {
           const name = (atom(t) ?? '').toUpperCase();
           if (name === 'CONDSTORE') {
             this.condstore = true;
+            enabled.push(name);
+          } else if (name === 'UTF8=ACCEPT') {
+            this.utf8 = true;
+            this.reader.setUtf8(true);
             enabled.push(name);
           }
         }
@@ -396,7 +401,7 @@ export class ImapSession {
   private mailboxArg(tok: Token | undefined): string {
     const raw = tok?.type === 'string' ? tok.bytes : tok?.type === 'atom' && !tok.section ? Buffer.from(tok.value, 'latin1') : null;
     if (!raw) throw new No('missing mailbox name', null, 'BAD');
-    const name = decodeMailboxName(raw);
+    const name = decodeMailboxName(raw, this.utf8);
     return name.toUpperCase() === 'INBOX' ? 'INBOX' : name;
   }
 
@@ -419,7 +424,7 @@ export class ImapSession {
       const attrs: string[] = [];
       attrs.push([...names].some((n) => n.startsWith(f.name + '/')) ? '\\HasChildren' : '\\HasNoChildren');
       if (f.specialUse && cmd.command === 'LIST') attrs.push(f.specialUse);
-      this.send(`* ${cmd.command} (${attrs.join(' ')}) "/" ${encodeMailbox(f.name)}`);
+      this.send(`* ${cmd.command} (${attrs.join(' ')}) "/" ${encodeMailbox(f.name, { utf8: this.utf8 })}`);
     }
     return `${cmd.command} completed`;
   }
@@ -450,7 +455,7 @@ export class ImapSession {
           throw new No(`unknown STATUS item ${item.slice(0, 20)}`, null, 'BAD');
       }
     }
-    return `* STATUS ${encodeMailbox(f.name)} (${values.join(' ')})`;
+    return `* STATUS ${encodeMailbox(f.name, { utf8: this.utf8 })} (${values.join(' ')})`;
   }
 
   private status(a: Token[]): string {
@@ -596,13 +601,13 @@ export class ImapSession {
           case 'MODSEQ':
             break;
           case 'ENVELOPE':
-            item('ENVELOPE', encodeEnvelope(details!.envelope));
+            item('ENVELOPE', encodeEnvelope(details!.envelope, { utf8: this.utf8 }));
             break;
           case 'BODYSTRUCTURE':
-            item('BODYSTRUCTURE', encodeBodyStructure(details!.structure, true));
+            item('BODYSTRUCTURE', encodeBodyStructure(details!.structure, true, { utf8: this.utf8 }));
             break;
           case 'BODY':
-            item('BODY', encodeBodyStructure(details!.structure, false));
+            item('BODY', encodeBodyStructure(details!.structure, false, { utf8: this.utf8 }));
             break;
           case 'RFC822':
             item('RFC822', literalBytes(getRaw()));
@@ -710,7 +715,7 @@ export class ImapSession {
     const byUid = cmd.command === 'UID SEARCH';
     let parsed;
     try {
-      parsed = parseSearch(cmd.args);
+      parsed = parseSearch(cmd.args, { utf8: this.utf8 });
     } catch (e) {
       if (e instanceof SearchError && e.code === 'BADCHARSET') throw new No(e.message, 'BADCHARSET (US-ASCII UTF-8)');
       throw e;
