@@ -232,3 +232,23 @@ test('UTF8=ACCEPT: UTF-8 mailbox names and strings once enabled; modified UTF-7 
   assert.equal((await c.command('DELETE "Café"')).status, 'OK');
   c.close();
 });
+
+test('LIST-EXTENDED and LIST-STATUS: selection and return options, several patterns', async () => {
+  const c = await imapConnect(fe.ports.imaps!, { tls: true });
+  await c.command(`LOGIN me@example.org "${PASSWORD}"`);
+  await c.command('UNSUBSCRIBE Junk');
+  const special = await c.command('LIST (SPECIAL-USE) "" "*"');
+  assert.deepEqual(special.untagged.map((l) => l.split('"/" ')[1]).sort(), ['Archive', 'Drafts', 'Junk', 'Sent', 'Trash']);
+  const subscribed = await c.command('LIST (SUBSCRIBED) "" "*"');
+  assert.ok(!subscribed.untagged.some((l) => l.endsWith(' Junk')), 'unsubscribed folders left out');
+  assert.ok(subscribed.untagged.every((l) => l.includes('\\Subscribed')));
+  const status = await c.command('LIST "" ("inbox" "Sent") RETURN (STATUS (MESSAGES UIDNEXT))');
+  assert.equal(status.untagged.length, 4, status.untagged.join('\n'));
+  assert.match(status.untagged[0]!, /^\* LIST \(\\HasNoChildren\) "\/" INBOX$/);
+  assert.match(status.untagged[1]!, /^\* STATUS INBOX \(MESSAGES \d+ UIDNEXT \d+\)$/);
+  assert.match(status.untagged[3]!, /^\* STATUS Sent \(MESSAGES 0 UIDNEXT 1\)$/);
+  const caseSensitive = await c.command('LIST "" "sent"');
+  assert.deepEqual(caseSensitive.untagged, [], 'names other than INBOX are case-sensitive');
+  await c.command('SUBSCRIBE Junk');
+  c.close();
+});

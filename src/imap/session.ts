@@ -84,7 +84,7 @@ export class ImapSession {
   }
 
   private capabilities(): string {
-    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'CONDSTORE', 'ESEARCH', 'UTF8=ACCEPT', `APPENDLIMIT=${this.opts.appendLimit}`];
+    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'LIST-EXTENDED', 'LIST-STATUS', 'CONDSTORE', 'ESEARCH', 'UTF8=ACCEPT', `APPENDLIMIT=${this.opts.appendLimit}`];
     if (this.state === 'notauth') {
       if (!this.secure && this.opts.secureContext) caps.push('STARTTLS');
       if (this.secure || this.opts.allowPlaintextAuth(this.socket.remoteAddress ?? '')) caps.push('AUTH=PLAIN');
@@ -405,26 +405,59 @@ export class ImapSession {
     return name.toUpperCase() === 'INBOX' ? 'INBOX' : name;
   }
 
+  /** LIST and LSUB, with LIST-EXTENDED (RFC 5258), SPECIAL-USE (RFC 6154) and LIST-STATUS (RFC 5819). */
   private list(cmd: Command): string {
     const a = cmd.args;
-    const ref = asAString(a[0]);
-    const pattern = asAString(a[1]);
-    if (ref === null || pattern === null) throw new No('LIST needs a reference and a pattern', null, 'BAD');
-    if (pattern === '') {
+    let i = 0;
+    const selection = new Set<string>();
+    const sel = cmd.command === 'LIST' ? listOf(a[0]) : null;
+    if (sel) {
+      for (const t of sel) selection.add((atom(t) ?? '').toUpperCase());
+      i = 1;
+    }
+    const ref = asAString(a[i]);
+    const patternList = listOf(a[i + 1]);
+    const patterns = patternList ? patternList.map((t) => asAString(t)) : [asAString(a[i + 1])];
+    if (ref === null || patterns.length === 0 || patterns.some((p) => p === null)) throw new No('LIST needs a reference and a pattern', null, 'BAD');
+    const returns = new Set<string>();
+    let statusItems: string[] | null = null;
+    if (cmd.command === 'LIST' && (atom(a[i + 2]) ?? '').toUpperCase() === 'RETURN') {
+      const opts = listOf(a[i + 3]);
+      if (!opts) throw new No('RETURN needs a list', null, 'BAD');
+      for (let j = 0; j < opts.length; j++) {
+        const name = (atom(opts[j]) ?? '').toUpperCase();
+        if (name === 'STATUS') {
+          statusItems = (listOf(opts[++j]) ?? []).map((t) => (atom(t) ?? '').toUpperCase());
+          if (statusItems.length === 0) throw new No('STATUS needs a list of items', null, 'BAD');
+        } else returns.add(name);
+      }
+    }
+    if (patterns.length === 1 && patterns[0] === '' && !sel) {
       this.send(`* ${cmd.command} (\\Noselect) "/" ""`);
       return `${cmd.command} completed`;
     }
-    const full = ref + pattern;
-    const re = new RegExp('^' + full.split('').map((c) => (c === '*' ? '.*' : c === '%' ? '[^/]*' : c.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))).join('') + '$', 'i');
+    // Names are case-sensitive, except INBOX (RFC 3501 5.1).
+    const matchers = (patterns as string[]).map((p) => {
+      const full = decodeMailboxName(Buffer.from(ref + p, 'utf8'), true);
+      const re = new RegExp('^' + full.split('').map((c) => (c === '*' ? '.*' : c === '%' ? '[^/]*' : c.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))).join('') + '$');
+      const inbox = new RegExp(re.source, 'i');
+      return (name: string) => (name === 'INBOX' ? inbox.test(name) : re.test(name));
+    });
     const folders = this.handle!.store.listFolders();
     const names = new Set(folders.map((f) => f.name));
+    const subscribedOnly = cmd.command === 'LSUB' || selection.has('SUBSCRIBED');
+    const specialOnly = selection.has('SPECIAL-USE');
     for (const f of folders) {
-      if (!re.test(f.name)) continue;
-      if (cmd.command === 'LSUB' && !f.subscribed) continue;
+      if (!matchers.some((m) => m(f.name))) continue;
+      if (subscribedOnly && !f.subscribed) continue;
+      if (specialOnly && !f.specialUse) continue;
       const attrs: string[] = [];
       attrs.push([...names].some((n) => n.startsWith(f.name + '/')) ? '\\HasChildren' : '\\HasNoChildren');
+      if (f.subscribed && (selection.has('SUBSCRIBED') || returns.has('SUBSCRIBED'))) attrs.push('\\Subscribed');
       if (f.specialUse && cmd.command === 'LIST') attrs.push(f.specialUse);
-      this.send(`* ${cmd.command} (${attrs.join(' ')}) "/" ${encodeMailbox(f.name, { utf8: this.utf8 })}`);
+      const name = encodeMailbox(f.name, { utf8: this.utf8 });
+      this.send(`* ${cmd.command} (${attrs.join(' ')}) "/" ${name}`);
+      if (statusItems) this.send(this.statusLine(f, statusItems));
     }
     return `${cmd.command} completed`;
   }
