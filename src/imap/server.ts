@@ -6,6 +6,7 @@ import type { LoginThrottle } from '../auth/throttle.js';
 import type { MailboxRegistry } from '../store/registry.js';
 import type { Logger } from '../util/log.js';
 import { ImapSession } from './session.js';
+import { boundAddress, listenOn } from '../daemon/listen.js';
 
 export interface ImapServerOptions {
   registry: MailboxRegistry;
@@ -53,18 +54,8 @@ export function createImapServer(opts: ImapServerOptions) {
   const server = opts.implicitTls && opts.tls ? tls.createServer({ key: opts.tls.key, cert: opts.tls.cert }, onSocket) : net.createServer(onSocket);
   server.on('tlsClientError', () => undefined);
   return {
-    listen(port: number, host: string): Promise<void> {
-      return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-    },
-    address(): { address: string; port: number } {
-      return server.address() as { address: string; port: number };
-    },
+    listen: (port: number, host: string) => listenOn(server, port, host),
+    address: () => boundAddress(server),
     /** Stops accepting and says BYE to every session (IMAP clients reconnect on their own). */
     async close(): Promise<void> {
       const closed = new Promise<void>((r) => server.close(() => r()));

@@ -25,6 +25,7 @@ import type { MailboxStore } from '../store/mailbox-db.js';
 import type { MailboxHandle, MailboxRegistry } from '../store/registry.js';
 import type { TlsMaterial } from '../tls/self-signed.js';
 import type { Logger } from '../util/log.js';
+import { boundAddress, listenOn } from '../daemon/listen.js';
 
 export interface Pop3Options {
   registry: MailboxRegistry;
@@ -632,18 +633,8 @@ export function createPop3Server(opts: Pop3Options) {
   server.on('error', (e: Error) => log.warn('server error', { reason: e.message }));
 
   return {
-    listen(port: number, host: string): Promise<void> {
-      return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-    },
-    address(): { address: string; port: number } {
-      return server.address() as { address: string; port: number };
-    },
+    listen: (port: number, host: string) => listenOn(server, port, host),
+    address: () => boundAddress(server),
     /**
      * Drains: stops accepting at once, lets commands under way finish (a RETR being sent, an
      * UPDATE), tells idle sessions and closes them (nothing is deleted for them), then resolves.

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { resolveRecipient } from '../config/resolve.js';
+import { boundAddress, listenOn } from '../daemon/listen.js';
 import type { FeConfig } from '../config/schema.js';
 import { sealingPublicKey } from '../crypto/mailbox-key.js';
 import { privateKeyPath } from '../dkim/keys.js';
@@ -312,18 +313,8 @@ export function createMx(opts: MxOptions) {
 
   return {
     server,
-    listen(port: number, host: string): Promise<void> {
-      return new Promise((resolve, reject) => {
-        server.server.once('error', reject);
-        server.listen(port, host, () => {
-          server.server.off('error', reject);
-          resolve();
-        });
-      });
-    },
-    address(): { address: string; port: number } {
-      return server.server.address() as { address: string; port: number };
-    },
+    listen: (port: number, host: string) => listenOn(server.server, port, host),
+    address: () => boundAddress(server.server),
     /**
      * Drains: stops accepting connections at once, lets every message already under way finish
      * (up to drainMs), then says 421 to idle sessions and resolves.
