@@ -4,6 +4,7 @@
 // literal's `{n}` counts those UTF-8 octets. Message octets (sectionBytes) stay Buffers.
 
 import type { Address, BodyPart, Envelope, Params } from '../store/message-parse.js';
+import { decodeTransferEncoding } from '../store/transfer-encoding.js';
 import { MONTHS, type SectionSpec } from './parser.js';
 
 export interface EncodeOptions {
@@ -376,4 +377,24 @@ export function encodeSequenceSet(nums: Iterable<number>): string {
     i = j + 1;
   }
   return out.join(',');
+}
+
+/**
+ * BINARY[path] (RFC 3516): a leaf part's body with its transfer encoding undone; the whole
+ * message for an empty path; a multipart or message part as stored. null: no such part;
+ * 'unknown-cte': an encoding fe cannot undo.
+ */
+export function binarySection(raw: Buffer, root: BodyPart, path: readonly number[]): Buffer | null | 'unknown-cte' {
+  if (path.length === 0) return raw;
+  const found = resolvePart(root, path);
+  if (!found) return null;
+  const body = raw.subarray(found.part.bodyStart, found.part.bodyEnd);
+  if (found.part.type === 'multipart' || found.message) return body;
+  return decodeTransferEncoding(body, found.part.encoding) ?? 'unknown-cte';
+}
+
+/** As literalBytes, but literal8 (`~{n}`, RFC 3516) when the octets contain NUL. */
+export function literal8Bytes(b: Buffer | null): Buffer {
+  if (b === null || !b.includes(0)) return literalBytes(b);
+  return Buffer.concat([Buffer.from(`~{${b.length}}\r\n`), b]);
 }

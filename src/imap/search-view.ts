@@ -1,6 +1,8 @@
 // The message view SEARCH evaluates: cheap fields from the message list, header and body text
 // loaded from the encrypted store only when a key asks for them.
 import type { MailboxStore, MessageSummary } from '../store/mailbox-db.js';
+import type { BodyPart } from '../store/message-parse.js';
+import { decodeTransferEncoding } from '../store/transfer-encoding.js';
 import type { SearchMessage } from './search.js';
 
 /** RFC 2047 encoded words (=?charset?B|Q?...?=) decoded; unknown charsets are left as they are. */
@@ -28,10 +30,42 @@ export function headerFields(header: string): Map<string, string[]> {
   return fields;
 }
 
+function decodeCharset(bytes: Buffer, charset: string | undefined): string {
+  try {
+    return new TextDecoder((charset ?? 'utf-8').toLowerCase(), { fatal: false }).decode(bytes);
+  } catch {
+    return bytes.toString('utf8'); // a charset TextDecoder does not know
+  }
+}
+
+/**
+ * The text SEARCH BODY looks in: every text part (also inside attached messages), with its
+ * transfer encoding and charset undone. Attachments that are not text are skipped.
+ */
+export function bodyText(raw: Buffer, root: BodyPart): string {
+  const out: string[] = [];
+  const visit = (p: BodyPart) => {
+    if (p.parts) for (const c of p.parts) visit(c);
+    else if (p.message) visit(p.message.body);
+    else if (p.type === 'text') {
+      const stored = raw.subarray(p.bodyStart, p.bodyEnd);
+      const charset = p.params.find(([k]) => k.toLowerCase() === 'charset')?.[1];
+      out.push(decodeCharset(decodeTransferEncoding(stored, p.encoding) ?? stored, charset));
+    }
+  };
+  visit(root);
+  return out.join('\n');
+}
+
 export function searchView(store: MailboxStore, folder: string, m: MessageSummary, seq: number): SearchMessage {
   let raw: Buffer | null = null;
   let headers: Map<string, string[]> | null = null;
   let sent: Date | null | undefined;
+  let body: string | undefined;
+  const decodedBody = () => {
+    const structure = store.getMessage(folder, m.uid)?.structure;
+    return structure ? bodyText(load(), structure) : split().body;
+  };
   const load = () => (raw ??= store.getRaw(folder, m.uid) ?? Buffer.alloc(0));
   const split = () => {
     const r = load();
@@ -52,8 +86,7 @@ export function searchView(store: MailboxStore, folder: string, m: MessageSummar
     get headers() {
       return (headers ??= headerFields(split().head));
     },
-    // Body text as stored: transfer encodings are not undone yet, so base64 parts do not match.
-    body: () => split().body,
-    text: () => load().toString('utf8'),
+    body: () => (body ??= decodedBody()),
+    text: () => split().head + '\n' + (body ??= decodedBody()),
   };
 }

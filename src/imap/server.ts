@@ -17,6 +17,7 @@ export interface ImapServerOptions {
   allowPlaintextAuth: (remoteAddress: string) => boolean;
   hostname: string;
   appendLimit: number;
+  quota: () => number;
   idleTimeoutMs?: number;
   maxConnectionsPerIp?: number;
 }
@@ -41,6 +42,7 @@ export function createImapServer(opts: ImapServerOptions) {
       allowPlaintextAuth: opts.allowPlaintextAuth,
       hostname: opts.hostname,
       appendLimit: opts.appendLimit,
+      quota: opts.quota,
       idleTimeoutMs: opts.idleTimeoutMs ?? 30 * 60_000,
       onClose: () => {
         sessions.delete(session);

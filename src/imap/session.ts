@@ -2,6 +2,8 @@
 // Commands run one at a time in arrival order; responses respect socket backpressure, so a client
 // that never reads cannot make the server buffer without bound.
 import type { Socket } from 'node:net';
+import type { Writable } from 'node:stream';
+import zlib from 'node:zlib';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { LoginThrottle } from '../auth/throttle.js';
 import type { MailboxHandle, MailboxRegistry, ChangeEvent } from '../store/registry.js';
@@ -10,7 +12,7 @@ import type { Logger } from '../util/log.js';
 import { asAString, asNumber, CommandReader, decodeMailboxName, ImapSyntaxError, parseDateTime, parseFetchItems, parseRawSequenceSet, resolveSequenceSet, type Command, type FetchItem, type Token } from './parser.js';
 import { formatEsearch, formatSearch, parseSearch, search as runSearch, SearchError } from './search.js';
 import { searchView } from './search-view.js';
-import { encodeBodyStructure, encodeEnvelope, encodeFlags, encodeInternalDate, encodeMailbox, literalBytes, sectionBytes, sectionLabel } from './encode.js';
+import { encodeBodyStructure, encodeEnvelope, encodeFlags, encodeInternalDate, encodeMailbox, encodeSequenceSet, literal8Bytes, literalBytes, binarySection, sectionBytes, sectionLabel } from './encode.js';
 
 export interface SessionOptions {
   registry: MailboxRegistry;
@@ -20,6 +22,8 @@ export interface SessionOptions {
   allowPlaintextAuth: (remoteAddress: string) => boolean;
   hostname: string;
   appendLimit: number;
+  /** Storage limit of each mailbox in octets, 0 for none (read per use: SIGHUP may change it). */
+  quota: () => number;
   idleTimeoutMs: number;
   onClose: () => void;
 }
@@ -64,14 +68,22 @@ export class ImapSession {
   private selected: Selected | null = null;
   private idling: { tag: string } | null = null;
   private condstore = false;
+  private qresync = false; // ENABLE QRESYNC (RFC 7162): VANISHED instead of EXPUNGE, SELECT (QRESYNC ...)
   private utf8 = false; // ENABLE UTF8=ACCEPT (RFC 6855): UTF-8 in strings and mailbox names
   private readonly onChange = (e: ChangeEvent) => this.changed(e);
   private timer: NodeJS.Timeout | null = null;
+  /** Where responses go: the socket, or the deflate stream in front of it after COMPRESS. */
+  private out: Writable;
+  private deflate: zlib.DeflateRaw | null = null;
+  private flushScheduled = false;
+  /** Called after input arrives (AUTHENTICATE waits for its continuation line this way). */
+  private onInput: (() => void) | null = null;
 
   constructor(
     private socket: Socket,
     private opts: SessionOptions,
   ) {
+    this.out = socket;
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('close', () => this.cleanup());
     socket.on('error', () => undefined);
@@ -84,7 +96,7 @@ export class ImapSession {
   }
 
   private capabilities(): string {
-    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'LIST-EXTENDED', 'LIST-STATUS', 'CONDSTORE', 'ESEARCH', 'UTF8=ACCEPT', `APPENDLIMIT=${this.opts.appendLimit}`];
+    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'LIST-EXTENDED', 'LIST-STATUS', 'CONDSTORE', 'QRESYNC', 'ESEARCH', 'UTF8=ACCEPT', 'BINARY', 'QUOTA', 'QUOTA=RES-STORAGE', 'STATUS=SIZE', 'COMPRESS=DEFLATE', `APPENDLIMIT=${this.opts.appendLimit}`];
     if (this.state === 'notauth') {
       if (!this.secure && this.opts.secureContext) caps.push('STARTTLS');
       if (this.secure || this.opts.allowPlaintextAuth(this.socket.remoteAddress ?? '')) caps.push('AUTH=PLAIN');
@@ -98,27 +110,37 @@ export class ImapSession {
     // RFC 3501 5.4: an autologout timer of at least 30 minutes (IDLE clients re-issue within 29).
     this.timer = setTimeout(() => {
       this.send('* BYE Autologout; idle for too long');
-      this.socket.end();
+      this.out.end();
     }, this.opts.idleTimeoutMs);
     this.timer.unref();
   }
 
   private send(line: string | Buffer): boolean {
     if (this.closed) return false;
-    if (typeof line === 'string') return this.socket.write(line + '\r\n');
-    return this.socket.write(line);
+    const ok = this.out.write(typeof line === 'string' ? line + '\r\n' : line);
+    if (this.deflate && !this.flushScheduled) {
+      // One sync flush per burst of responses, not per line: the client sees whole responses
+      // without paying a deflate block for each FETCH line.
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        if (!this.closed) this.deflate?.flush(zlib.constants.Z_SYNC_FLUSH);
+      });
+    }
+    return ok;
   }
 
   /** Waits until the client has read what was sent (backpressure). */
   private async flush(): Promise<void> {
-    if (this.closed || !this.socket.writableNeedDrain) return;
+    const out = this.out;
+    if (this.closed || !out.writableNeedDrain) return;
     await new Promise<void>((resolve) => {
       const done = () => {
-        this.socket.off('drain', done);
+        out.off('drain', done);
         this.socket.off('close', done);
         resolve();
       };
-      this.socket.on('drain', done);
+      out.on('drain', done);
       this.socket.on('close', done);
     });
   }
@@ -126,6 +148,7 @@ export class ImapSession {
   private onData(chunk: Buffer): void {
     this.armTimer();
     this.reader.push(chunk);
+    this.onInput?.();
     if (!this.busy) void this.pump();
   }
 
@@ -193,13 +216,16 @@ export class ImapSession {
         this.send('* BYE logging out');
         this.send(`${cmd.tag} OK LOGOUT completed`);
         this.state = 'logout';
-        this.socket.end();
+        this.out.end();
         return null;
       case 'ID':
         this.send(`* ID ("name" "fe" "vendor" "fe")`);
         return 'ID completed';
       case 'STARTTLS':
         return this.startTls(cmd);
+      case 'COMPRESS':
+        this.need('auth', 'selected');
+        return this.compress(cmd);
       case 'LOGIN': {
         this.need('notauth');
         const user = asAString(a[0]);
@@ -217,6 +243,9 @@ export class ImapSession {
           const name = (atom(t) ?? '').toUpperCase();
           if (name === 'CONDSTORE') {
             this.condstore = true;
+            enabled.push(name);
+          } else if (name === 'QRESYNC') {
+            this.qresync = this.condstore = true; // QRESYNC implies CONDSTORE (RFC 7162 3.2.3)
             enabled.push(name);
           } else if (name === 'UTF8=ACCEPT') {
             this.utf8 = true;
@@ -318,6 +347,25 @@ export class ImapSession {
       case 'UID SEARCH':
         this.need('selected');
         return this.search(cmd);
+      case 'GETQUOTAROOT': {
+        this.need('auth', 'selected');
+        const name = this.mailboxArg(a[0]);
+        if (!this.handle!.store.getFolder(name)) throw new NoSuchFolder(name);
+        const limited = this.opts.quota() > 0;
+        this.send(`* QUOTAROOT ${encodeMailbox(name, { utf8: this.utf8 })}${limited ? ' ""' : ''}`);
+        if (limited) this.send(this.quotaLine());
+        return 'GETQUOTAROOT completed';
+      }
+      case 'GETQUOTA': {
+        this.need('auth', 'selected');
+        // One root, "", covers every folder of the mailbox; there is none when no limit is set.
+        if (asAString(a[0]) !== '' || this.opts.quota() === 0) throw new No('no such quota root', 'NONEXISTENT');
+        this.send(this.quotaLine());
+        return 'GETQUOTA completed';
+      }
+      case 'SETQUOTA':
+        this.need('auth', 'selected');
+        throw new No('quotas are set by the administrator in fe.yml (limits.mailbox_quota)', 'NOPERM');
       default:
         throw new No(`unknown command ${cmd.command.slice(0, 30)}`, null, 'BAD');
     }
@@ -335,9 +383,30 @@ export class ImapSession {
     plain.removeAllListeners('data');
     const secured = new TLSSocket(plain, { isServer: true, secureContext: this.opts.secureContext });
     this.socket = secured;
+    this.out = secured;
     this.reader = new CommandReader({});
     secured.on('data', (d: Buffer) => this.onData(d));
     secured.on('error', () => plain.destroy());
+    return null;
+  }
+
+  /** COMPRESS=DEFLATE (RFC 4978): raw deflate both ways from the octet after the tagged OK. */
+  private compress(cmd: Command): null {
+    if ((atom(cmd.args[0]) ?? '').toUpperCase() !== 'DEFLATE' || cmd.args.length !== 1) throw new No('only COMPRESS DEFLATE is supported', null, 'BAD');
+    if (this.deflate) throw new No('compression is already on', 'COMPRESSIONACTIVE');
+    if (this.reader.takeBuffered().length > 0) throw new No('no pipelining after COMPRESS', null, 'BAD');
+    this.send(`${cmd.tag} OK DEFLATE active`);
+    const socket = this.socket;
+    const inflate = zlib.createInflateRaw();
+    const deflate = zlib.createDeflateRaw({ level: 6 });
+    socket.removeAllListeners('data');
+    socket.on('data', (d: Buffer) => inflate.write(d));
+    inflate.on('data', (d: Buffer) => this.onData(d));
+    inflate.on('error', () => socket.destroy()); // not a deflate stream: nothing sensible to answer
+    deflate.on('error', () => socket.destroy());
+    deflate.pipe(socket);
+    this.deflate = deflate;
+    this.out = deflate;
     return null;
   }
 
@@ -384,13 +453,16 @@ export class ImapSession {
       const attempt = () => {
         const ev = this.reader.nextLine();
         if (ev && ev.kind === 'line') {
-          this.socket.off('data', attempt);
+          this.onInput = null;
           this.socket.off('close', gone);
           resolve(ev.line.toString('utf8'));
         }
       };
-      const gone = () => resolve(null);
-      this.socket.on('data', attempt);
+      const gone = () => {
+        this.onInput = null;
+        resolve(null);
+      };
+      this.onInput = attempt;
       this.socket.on('close', gone);
       attempt();
     });
@@ -484,11 +556,33 @@ export class ImapSession {
         case 'HIGHESTMODSEQ':
           values.push(`HIGHESTMODSEQ ${f.highestModseq}`);
           break;
+        case 'DELETED':
+          values.push(`DELETED ${f.deleted}`);
+          break;
+        case 'DELETED-STORAGE': // RFC 9208 4.2: what EXPUNGE would free, in units of 1024 octets
+          values.push(`DELETED-STORAGE ${Math.ceil(f.deletedSize / 1024)}`);
+          break;
+        case 'SIZE': // RFC 8438
+          values.push(`SIZE ${f.size}`);
+          break;
         default:
           throw new No(`unknown STATUS item ${item.slice(0, 20)}`, null, 'BAD');
       }
     }
     return `* STATUS ${encodeMailbox(f.name, { utf8: this.utf8 })} (${values.join(' ')})`;
+  }
+
+  /** RFC 9208 QUOTA response for the root "": STORAGE in units of 1024 octets, and MESSAGE. */
+  private quotaLine(): string {
+    const u = this.handle!.store.usage();
+    const limit = this.opts.quota();
+    return `* QUOTA "" (STORAGE ${Math.ceil(u.octets / 1024)} ${Math.floor(limit / 1024)})`;
+  }
+
+  /** Refuses an APPEND or COPY that would take the mailbox over its quota (RFC 9208 4.3). */
+  private checkQuota(adding: number): void {
+    const limit = this.opts.quota();
+    if (limit > 0 && this.handle!.store.usage().octets + adding > limit) throw new No('the mailbox is over its storage quota; delete or expunge mail first', 'OVERQUOTA');
   }
 
   private status(a: Token[]): string {
@@ -503,12 +597,35 @@ export class ImapSession {
 
   private select(a: Token[], readOnly: boolean): string {
     const name = this.mailboxArg(a[0]);
-    for (const p of listOf(a[1]) ?? []) if ((atom(p) ?? '').toUpperCase() === 'CONDSTORE') this.condstore = true;
+    const params = listOf(a[1]) ?? [];
+    let resync: { uidValidity: number; modseq: number; knownUids: Array<[number, number]> | null } | null = null;
+    for (let j = 0; j < params.length; j++) {
+      const p = (atom(params[j]) ?? '').toUpperCase();
+      if (p === 'CONDSTORE') this.condstore = true;
+      else if (p === 'QRESYNC') {
+        if (!this.qresync) throw new No('ENABLE QRESYNC first', null, 'BAD');
+        const q = listOf(params[++j]);
+        const uidValidity = asNumber(q?.[0]);
+        const modseq = asNumber(q?.[1], true);
+        if (!q || uidValidity === null || modseq === null || q.length > 4) throw new No('QRESYNC needs (uidvalidity modseq [known-uids] [seq-match-data])', null, 'BAD');
+        let knownUids: Array<[number, number]> | null = null;
+        if (q[2] && q[2].type !== 'list') {
+          const raw = parseRawSequenceSet(atom(q[2]) ?? '');
+          if (raw === '$' || raw.some(([x, y]) => x === '*' || y === '*')) throw new No('known-uids must not use * or $', null, 'BAD');
+          knownUids = resolveSequenceSet(raw, 0);
+        }
+        // seq-match-data lets a server without a full expunge history narrow VANISHED; fe keeps
+        // that history, so the list is checked for form and otherwise not needed.
+        resync = { uidValidity, modseq, knownUids };
+      } else throw new No(`unknown ${readOnly ? 'EXAMINE' : 'SELECT'} parameter ${p.slice(0, 20)}`, null, 'BAD');
+    }
+    if (this.selected) this.send('* OK [CLOSED] previous mailbox closed'); // RFC 7162 3.2.11
     this.selected = null;
     this.state = 'auth';
     const f = this.handle!.store.getFolder(name);
     if (!f) throw new NoSuchFolder(name);
-    const messages = this.handle!.store.listMessages(f.name);
+    const store = this.handle!.store;
+    const messages = store.listMessages(f.name);
     this.selected = { name: f.name, readOnly, uids: messages.map((m) => m.uid), flags: new Map(messages.map((m) => [m.uid, m.flags.join(' ')])), uidValidity: f.uidValidity, dirty: false };
     this.state = 'selected';
     const firstUnseen = messages.findIndex((m) => !m.flags.includes('\\Seen'));
@@ -520,6 +637,15 @@ export class ImapSession {
     this.send(`* OK [UIDVALIDITY ${f.uidValidity}] UIDs valid`);
     this.send(`* OK [UIDNEXT ${f.uidNext}] predicted next UID`);
     this.send(`* OK [HIGHESTMODSEQ ${f.highestModseq}] modseq`);
+    if (resync && resync.uidValidity === f.uidValidity) {
+      // What the client missed since its modseq: UIDs gone, then every message changed or added.
+      const known = resync.knownUids;
+      const gone = store.vanishedSince(f.name, resync.modseq).filter((u) => !known || known.some(([lo, hi]) => u >= lo && u <= hi));
+      if (gone.length > 0) this.send(`* VANISHED (EARLIER) ${encodeSequenceSet(gone)}`);
+      messages.forEach((m, i) => {
+        if (m.modseq > resync!.modseq) this.send(`* ${i + 1} FETCH (UID ${m.uid} FLAGS ${encodeFlags(m.flags)} MODSEQ (${m.modseq}))`);
+      });
+    }
     return `[READ-${readOnly ? 'ONLY' : 'WRITE'}] ${readOnly ? 'EXAMINE' : 'SELECT'} completed`;
   }
 
@@ -543,6 +669,7 @@ export class ImapSession {
     if (msg?.type !== 'string' || a.length !== i + 1) throw new No('APPEND needs a message literal', null, 'BAD');
     const f = this.handle!.store.getFolder(name);
     if (!f) throw new No(`no mailbox ${name}`, 'TRYCREATE');
+    this.checkQuota(msg.bytes.length);
     const { uid, uidValidity } = this.handle!.store.appendMessage(f.name, msg.bytes, { flags, ...(date ? { internalDate: date } : {}) });
     this.handle!.changed(f.name, this);
     if (this.selected?.name === f.name) this.selected.dirty = true;
@@ -588,15 +715,27 @@ export class ImapSession {
     const byUid = cmd.command === 'UID FETCH';
     const items = parseFetchItems(cmd.args[1]);
     let changedSince: number | null = null;
-    const mods = listOf(cmd.args[2]);
-    if (mods) {
-      if ((atom(mods[0]) ?? '').toUpperCase() !== 'CHANGEDSINCE' || asNumber(mods[1], true) === null) throw new No('unknown FETCH modifier', null, 'BAD');
-      changedSince = asNumber(mods[1], true);
-      this.condstore = true;
+    let vanished = false;
+    const mods = listOf(cmd.args[2]) ?? [];
+    for (let j = 0; j < mods.length; j++) {
+      const mod = (atom(mods[j]) ?? '').toUpperCase();
+      if (mod === 'CHANGEDSINCE' && asNumber(mods[j + 1], true) !== null) {
+        changedSince = asNumber(mods[++j], true);
+        this.condstore = true;
+      } else if (mod === 'VANISHED') vanished = true;
+      else throw new No('unknown FETCH modifier', null, 'BAD');
     }
+    // RFC 7162 3.2.6: VANISHED only in UID FETCH, with CHANGEDSINCE, after ENABLE QRESYNC.
+    if (vanished && (!byUid || changedSince === null || !this.qresync)) throw new No('VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC', null, 'BAD');
     const sel = this.selected!;
     const store = this.handle!.store;
     const targets = this.targets(cmd.args[0], byUid);
+    if (vanished) {
+      const raw = parseRawSequenceSet(atom(cmd.args[0]) ?? '');
+      const ranges = raw === '$' ? [] : resolveSequenceSet(raw, Math.max(sel.uids.at(-1) ?? 0, store.getFolder(sel.name)?.uidNext ?? 1));
+      const gone = store.vanishedSince(sel.name, changedSince!).filter((u) => ranges.some(([lo, hi]) => u >= lo && u <= hi));
+      if (gone.length > 0) this.send(`* VANISHED (EARLIER) ${encodeSequenceSet(gone)}`);
+    }
     const wantModseq = this.condstore && (changedSince !== null || items.some((i) => i.name === 'MODSEQ'));
     const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
     let markSeen: number[] = [];
@@ -612,7 +751,7 @@ export class ImapSession {
         add(value);
         first = false;
       };
-      const needsDetails = items.some((i) => i.name === 'ENVELOPE' || i.name === 'BODYSTRUCTURE' || i.name === 'BODY' || i.name === 'BODY[]');
+      const needsDetails = items.some((i) => i.name === 'ENVELOPE' || i.name === 'BODYSTRUCTURE' || i.name === 'BODY' || i.name === 'BODY[]' || i.name === 'BINARY[]' || i.name === 'BINARY.SIZE[]');
       const details = needsDetails ? store.getMessage(sel.name, uid) : null;
       let raw: Buffer | null = null;
       const getRaw = () => (raw ??= store.getRaw(sel.name, uid) ?? Buffer.alloc(0));
@@ -657,8 +796,23 @@ export class ImapSession {
             item(sectionLabel(it.section, it.partial), literalBytes(sectionBytes(getRaw(), details!.structure, it.section, it.partial)));
             if (!it.peek) seenNow = true;
             break;
+          case 'BINARY[]':
+          case 'BINARY.SIZE[]': {
+            const bin = binarySection(getRaw(), details!.structure, it.path);
+            if (bin === 'unknown-cte') throw new No(`part ${it.path.join('.')} has a transfer encoding fe cannot decode; fetch it with BODY[]`, 'UNKNOWN-CTE');
+            const label = it.path.join('.');
+            if (it.name === 'BINARY.SIZE[]') {
+              item(`BINARY.SIZE[${label}]`, String(bin?.length ?? 0));
+              break;
+            }
+            let out = bin;
+            if (out && it.partial) out = out.subarray(Math.min(it.partial.offset, out.length), it.partial.length === null ? undefined : Math.min(out.length, it.partial.offset + it.partial.length));
+            item(`BINARY[${label}]${it.partial ? `<${it.partial.offset}>` : ''}`, literal8Bytes(out));
+            if (!it.peek) seenNow = true;
+            break;
+          }
           default:
-            throw new No(`${it.name} is not supported`, null, 'BAD');
+            throw new No(`${(it as { name: string }).name} is not supported`, null, 'BAD');
         }
       }
       let flags = m.flags;
@@ -732,6 +886,10 @@ export class ImapSession {
     const pairs = this.targets(cmd.args[0], byUid);
     if (pairs.length === 0) return `${cmd.command} completed (nothing to do)`;
     const uids = pairs.map(([, u]) => u);
+    if (!move && this.opts.quota() > 0) {
+      const wanted = new Set(uids);
+      this.checkQuota(this.handle!.store.listMessages(sel.name).reduce((n, m) => n + (wanted.has(m.uid) ? m.size : 0), 0));
+    }
     const result = move ? this.handle!.store.moveMessages(sel.name, uids, target.name) : this.handle!.store.copyMessages(sel.name, uids, target.name);
     const code = `COPYUID ${result.uidValidity} ${result.mapping.map(([s]) => s).join(',')} ${result.mapping.map(([, d]) => d).join(',')}`;
     this.handle!.changed(target.name, this);
@@ -780,6 +938,15 @@ export class ImapSession {
   /** EXPUNGE responses for removed UIDs, highest sequence number first so numbers stay valid. */
   private reportExpunged(gone: Set<number>): void {
     const sel = this.selected!;
+    if (this.qresync) {
+      // RFC 7162 3.2.10: one VANISHED response by UID instead of EXPUNGE by sequence number
+      const uids = sel.uids.filter((u) => gone.has(u));
+      if (uids.length === 0) return;
+      this.send(`* VANISHED ${encodeSequenceSet(uids)}`);
+      for (const u of uids) sel.flags.delete(u);
+      sel.uids = sel.uids.filter((u) => !gone.has(u));
+      return;
+    }
     for (let i = sel.uids.length - 1; i >= 0; i--) {
       if (gone.has(sel.uids[i]!)) {
         this.send(`* ${i + 1} EXPUNGE`);
@@ -809,7 +976,7 @@ export class ImapSession {
         added++;
       } else if (sel.flags.get(m.uid) !== m.flags.join(' ')) {
         sel.flags.set(m.uid, m.flags.join(' '));
-        this.send(`* ${sel.uids.indexOf(m.uid) + 1} FETCH (UID ${m.uid} FLAGS ${encodeFlags(m.flags)})`);
+        this.send(`* ${sel.uids.indexOf(m.uid) + 1} FETCH (UID ${m.uid} FLAGS ${encodeFlags(m.flags)}${this.condstore ? ` MODSEQ (${m.modseq})` : ''})`);
       }
     }
     if (added > 0) this.send(`* ${sel.uids.length} EXISTS`);
@@ -830,6 +997,6 @@ export class ImapSession {
   bye(): void {
     if (this.closed) return;
     this.send('* BYE server shutting down');
-    this.socket.end();
+    this.out.end();
   }
 }

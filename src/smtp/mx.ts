@@ -11,7 +11,7 @@ import { sealingPublicKey } from '../crypto/mailbox-key.js';
 import { privateKeyPath } from '../dkim/keys.js';
 import type { FeResolver } from '../dns/resolver.js';
 import { appendToSpool } from '../store/spool.js';
-import { mailboxDir } from '../store/paths.js';
+import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
 import type { Logger } from '../util/log.js';
 import { arcSeal, checkAuth, type AuthVerdict } from './auth-check.js';
 import { MtaStsCache } from './mta-sts.js';
@@ -70,6 +70,23 @@ function plan(config: FeConfig, recipients: string[], srsFor: (domain: string) =
   };
   for (const rcpt of recipients) visit(rcpt, 0);
   return t;
+}
+
+/** The SIZE= the client declared on MAIL FROM (RFC 1870), 0 when it gave none. */
+function declaredSize(session: SMTPServerSession): number {
+  const from = session.envelope.mailFrom;
+  const size = from && from.args ? from.args.SIZE : undefined;
+  return typeof size === 'string' && /^\d{1,15}$/.test(size) ? Number(size) : 0;
+}
+
+/**
+ * The mailbox address (if any) this recipient would store into that is over the quota, counting
+ * the message's declared SIZE. Deferred, not refused: the owner may free space, senders retry.
+ */
+function overQuota(config: FeConfig, rcpt: string, declaredSize: number, srsFor: (domain: string) => ReturnType<typeof createSrs>): string | null {
+  const t = plan(config, [rcpt], srsFor);
+  for (const [dir, address] of t.mailboxes) if (mailboxDiskUsage(dir) + declaredSize > config.limits.mailboxQuota) return address;
+  return null;
 }
 
 /** A bounce to one of our SRS addresses: the original sender to return it to, if the address is genuine. */
@@ -290,7 +307,14 @@ export function createMx(opts: MxOptions) {
       if (session.envelope.rcptTo.length >= MAX_RECIPIENTS) return callback(new SmtpReply(452, `4.5.3 Too many recipients (at most ${MAX_RECIPIENTS} a message)`));
       if (srsBounce(config, address.address, srsFor)) return callback();
       const r = resolveRecipient(config, address.address);
-      if (r.ok) return callback();
+      if (r.ok) {
+        const full = config.limits.mailboxQuota > 0 ? overQuota(config, address.address, declaredSize(session), srsFor) : null;
+        if (full) {
+          log.info('mailbox over quota; deferred', { to: log.addr(full) });
+          return callback(new SmtpReply(452, '4.2.2 Mailbox full; try again later'));
+        }
+        return callback();
+      }
       if (r.reason === 'foreign-domain') return callback(new SmtpReply(554, '5.7.1 Relaying denied: this server accepts mail only for its own domains'));
       if (r.reason === 'invalid') return callback(new SmtpReply(553, '5.1.3 Bad recipient address syntax'));
       log.debug('unknown recipient', { to: log.addr(address.address) });

@@ -52,6 +52,15 @@ export interface FolderInfo {
   subscribed: boolean;
   messages: number;
   unseen: number;
+  deleted: number; // messages flagged \Deleted
+  deletedSize: number; // their octets (what EXPUNGE would free)
+  size: number; // octets of all messages (RFC 8438 STATUS SIZE)
+}
+
+/** What one mailbox (all folders) holds, for QUOTA (RFC 9208). */
+export interface MailboxUsage {
+  messages: number;
+  octets: number;
 }
 
 export interface MessageSummary {
@@ -602,7 +611,11 @@ export class MailboxStore {
   // ---- folders ----
 
   private folderInfo(f: FolderRow): FolderInfo {
-    const c = this.stmt('SELECT count(*) AS n, coalesce(sum((system_flags & 1) = 0), 0) AS unseen FROM messages WHERE folder_id = ?').get(f.id) as { n: number; unseen: number };
+    const c = this.stmt(
+      `SELECT count(*) AS n, coalesce(sum((system_flags & 1) = 0), 0) AS unseen, coalesce(sum((system_flags & 8) <> 0), 0) AS deleted,
+              coalesce(sum(CASE WHEN system_flags & 8 THEN size ELSE 0 END), 0) AS deleted_size, coalesce(sum(size), 0) AS size
+       FROM messages WHERE folder_id = ?`,
+    ).get(f.id) as { n: number; unseen: number; deleted: number; deleted_size: number; size: number };
     return {
       name: f.name,
       specialUse: f.special_use,
@@ -612,7 +625,16 @@ export class MailboxStore {
       subscribed: f.subscribed === 1,
       messages: c.n,
       unseen: c.unseen,
+      deleted: c.deleted,
+      deletedSize: c.deleted_size,
+      size: c.size,
     };
+  }
+
+  /** Messages and octets across every folder (a copy counts again, as RFC 9208 STORAGE does). */
+  usage(): MailboxUsage {
+    const r = this.stmt('SELECT count(*) AS n, coalesce(sum(size), 0) AS octets FROM messages').get() as { n: number; octets: number };
+    return { messages: r.n, octets: r.octets };
   }
 
   listFolders(): FolderInfo[] {
