@@ -379,6 +379,7 @@ export class MailboxStore {
       db.pragma('foreign_keys = ON');
       db.pragma(`busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? 5000))}`);
       db.pragma('temp_store = MEMORY'); // sorts and temp tables never become files outside the volume
+      db.pragma('journal_size_limit = 1048576'); // the WAL shrinks back after checkpoints (the MX counts it against the quota)
       store = new MailboxStore(mailboxDir, file, db, secrets);
       store.migrate();
       if (tables === 0) {

@@ -30,21 +30,22 @@ export function imapConnect(port: number, opts: { tls?: boolean } = {}): Promise
     socket.on('error', reject);
     socket.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
-      for (;;) {
-        const eol = buf.indexOf('\r\n');
+      // A response line may hold several literals: "... {n}CRLF<n octets> ... {m}CRLF<m octets> ...CRLF".
+      outer: for (;;) {
+        let eol = buf.indexOf('\r\n');
         if (eol < 0) break;
         let line = buf.subarray(0, eol).toString('utf8');
         let end = eol + 2;
-        const lit = /\{(\d+)\}$/.exec(line);
-        if (lit) {
-          const size = Number(lit[1]);
-          if (buf.length < end + size) break; // wait for the whole literal
-          line += '\r\n' + buf.subarray(end, end + size).toString('utf8');
+        // literal8 (~{n}, RFC 3516) content is kept as latin1: one character per octet
+        for (let lit = /(~?)\{(\d+)\}$/.exec(line); lit; lit = /(~?)\{(\d+)\}$/.exec(line)) {
+          const size = Number(lit[2]);
+          if (buf.length < end + size) break outer; // wait for the whole literal
+          line += '\r\n' + buf.subarray(end, end + size).toString(lit[1] ? 'latin1' : 'utf8');
           end += size;
-          const rest = buf.indexOf('\r\n', end);
-          if (rest < 0) break;
-          line += buf.subarray(end, rest).toString('utf8');
-          end = rest + 2;
+          eol = buf.indexOf('\r\n', end);
+          if (eol < 0) break outer;
+          line += buf.subarray(end, eol).toString('utf8');
+          end = eol + 2;
         }
         lines.push(line);
         buf = buf.subarray(end);
