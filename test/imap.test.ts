@@ -72,6 +72,45 @@ m.logout()
   assert.match(r.env, new RegExp(`RFC822\\.SIZE ${Buffer.byteLength(r.raw)}`));
 });
 
+test('a whole message sent with swaks --data comes back byte for byte (after fe\'s trace headers) over IMAP', async () => {
+  const original = Buffer.from(
+    [
+      'From: "Ünïcode Sender" <alice@sender.example>',
+      'To: me@example.org',
+      `Subject: exact bytes ${Date.now()}`,
+      'MIME-Version: 1.0',
+      'Content-Type: text/plain; charset=utf-8',
+      'Content-Transfer-Encoding: 8bit',
+      '',
+      '.a line starting with a dot (dot-stuffed on the wire, not in the store)',
+      'tabs\tand trailing spaces   ',
+      'UTF-8: grüße, 日本語',
+      '',
+      '',
+    ].join('\r\n'),
+  );
+  const file = path.join(w.dir, 'exact.eml');
+  writeFileSync(file, original);
+  const { stdout } = await run('swaks', ['--server', `127.0.0.1:${fe.ports.mx}`, '--from', 'alice@sender.example', '--to', 'me@example.org', '--data', `@${file}`, '--hide-informational']);
+  assert.match(stdout, /<- +250 /);
+  const out = await python(`
+import imaplib, ssl, sys, base64
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL('127.0.0.1', ${fe.ports.imaps}, ssl_context=ctx)
+m.login('me@example.org', '${PASSWORD}')
+typ, data = m.select('INBOX', readonly=True)
+typ, body = m.fetch(data[0].decode(), '(BODY.PEEK[])')
+sys.stdout.write(base64.b64encode(body[0][1]).decode())
+m.logout()
+`);
+  const stored = Buffer.from(out, 'base64');
+  // swaks always ends DATA with CRLF "." CRLF after the file, so the message it sent is the file plus one CRLF
+  const sent = Buffer.concat([original, Buffer.from('\r\n')]);
+  assert.ok(stored.length > sent.length);
+  assert.equal(stored.subarray(stored.length - sent.length).toString('latin1'), sent.toString('latin1'), 'the sent octets end the stored message unchanged');
+  assert.match(stored.subarray(0, stored.length - sent.length).toString('utf8'), /^Received: [^]*\r\n$/, 'only fe\'s trace headers precede them');
+});
+
 test('imaplib: flags, copy, move, expunge, folders, append and status work and persist', async () => {
   await deliver('me@example.org', 'for flags');
   const out = await python(`
@@ -136,6 +175,16 @@ test('no password before TLS on the plain port; wrong passwords are refused clea
   const plain = await s.command(`AUTHENTICATE PLAIN ${Buffer.from(`\0me@example.org\0${PASSWORD}`).toString('base64')}`);
   assert.equal(plain.status, 'OK', 'SASL-IR PLAIN');
   s.close();
+  // AUTHENTICATE LOGIN: two base64 prompts, "Username:" and "Password:"
+  const l = await imapConnect(fe.ports.imaps!, { tls: true });
+  assert.match(l.greeting, /AUTH=LOGIN/);
+  l.write('L1 AUTHENTICATE LOGIN\r\n');
+  assert.equal(await l.waitFor(/^\+ /), `+ ${Buffer.from('Username:').toString('base64')}`);
+  l.write(Buffer.from('me@example.org').toString('base64') + '\r\n');
+  assert.equal(await l.waitFor(/^\+ /), `+ ${Buffer.from('Password:').toString('base64')}`);
+  l.write(Buffer.from(PASSWORD).toString('base64') + '\r\n');
+  assert.match(await l.waitFor(/^L1 /), /^L1 OK /);
+  l.close();
   assert.deepEqual(readFileSync(keyFile), before);
 });
 

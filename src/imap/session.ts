@@ -99,7 +99,7 @@ export class ImapSession {
     const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'LIST-EXTENDED', 'LIST-STATUS', 'CONDSTORE', 'QRESYNC', 'ESEARCH', 'UTF8=ACCEPT', 'BINARY', 'QUOTA', 'QUOTA=RES-STORAGE', 'STATUS=SIZE', 'COMPRESS=DEFLATE', `APPENDLIMIT=${this.opts.appendLimit}`];
     if (this.state === 'notauth') {
       if (!this.secure && this.opts.secureContext) caps.push('STARTTLS');
-      if (this.secure || this.opts.allowPlaintextAuth(this.socket.remoteAddress ?? '')) caps.push('AUTH=PLAIN');
+      if (this.secure || this.opts.allowPlaintextAuth(this.socket.remoteAddress ?? '')) caps.push('AUTH=PLAIN', 'AUTH=LOGIN');
       else caps.push('LOGINDISABLED');
     }
     return caps.join(' ');
@@ -430,20 +430,31 @@ export class ImapSession {
     return `[CAPABILITY ${this.capabilities()}] logged in`;
   }
 
+  /** AUTHENTICATE PLAIN (RFC 4616, with SASL-IR) or LOGIN (the old two-prompt mechanism some clients still pick). */
   private async authenticate(cmd: Command): Promise<string> {
     const mech = (atom(cmd.args[0]) ?? '').toUpperCase();
-    if (mech !== 'PLAIN') throw new No('only AUTHENTICATE PLAIN is supported', null, 'NO');
-    let response: string | null = asAString(cmd.args[1]);
-    if (response === null) {
-      this.send('+ ');
+    if (mech !== 'PLAIN' && mech !== 'LOGIN') throw new No('supported mechanisms: PLAIN, LOGIN', null, 'NO');
+    if (!this.secure && !this.opts.allowPlaintextAuth(this.socket.remoteAddress ?? '')) throw new No('use TLS (STARTTLS or port 993) before logging in', 'PRIVACYREQUIRED');
+    const ask = async (prompt: string): Promise<string | null> => {
+      this.send(`+ ${prompt}`);
       await this.flush();
       const line = await this.readLine();
-      if (line === null) return '';
-      response = line;
+      if (line === '*') throw new No('authentication cancelled', null, 'BAD');
+      return line;
+    };
+    const decode = (b64: string) => (b64 === '=' ? '' : Buffer.from(b64, 'base64').toString('utf8'));
+    if (mech === 'LOGIN') {
+      const user = await ask(Buffer.from('Username:').toString('base64'));
+      if (user === null) return '';
+      const pass = await ask(Buffer.from('Password:').toString('base64'));
+      if (pass === null) return '';
+      return this.login(decode(user), decode(pass));
     }
+    const initial = asAString(cmd.args[1]);
+    const response = initial ?? (await ask(''));
+    if (response === null) return '';
     if (response === '*') throw new No('authentication cancelled', null, 'BAD');
-    const decoded = response === '=' ? '' : Buffer.from(response, 'base64').toString('utf8');
-    const [authz = '', user = '', pass = ''] = decoded.split('\u0000');
+    const [authz = '', user = '', pass = ''] = decode(response).split('\u0000');
     if (!user || (authz && authz.toLowerCase() !== user.toLowerCase())) throw new No('invalid PLAIN response', null, 'BAD');
     return this.login(user, pass);
   }
