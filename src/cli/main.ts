@@ -12,6 +12,7 @@ import { registerKey } from './commands/key.js';
 import { registerDev } from './commands/dev.js';
 import { registerServe } from './commands/serve.js';
 import { registerMailbox } from './commands/mailbox.js';
+import { registerInit } from './commands/init.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -52,6 +53,7 @@ Examples:
   registerMailbox(program);
   registerServe(program);
   registerDev(program);
+  registerInit(program);
   return program;
 }
 
