@@ -13,6 +13,7 @@ import { registerDev } from './commands/dev.js';
 import { registerServe } from './commands/serve.js';
 import { registerMailbox } from './commands/mailbox.js';
 import { registerInit } from './commands/init.js';
+import { registerStatus } from './commands/status.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -54,6 +55,7 @@ Examples:
   registerServe(program);
   registerDev(program);
   registerInit(program);
+  registerStatus(program);
   return program;
 }
 
