@@ -5,7 +5,7 @@
 // The playbook itself runs for real in the VM test.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -197,4 +197,43 @@ test('fe unlock without an fe volume says to run fe init', async (t) => {
   const r = await runFe(['unlock', '--passphrase-stdin'], { env: guardedEnv(), stdin: 'x\n' });
   assert.equal(r.code, 1);
   assert.match(r.stderr, /run fe init first/);
+});
+
+test('fe init on a terminal asks its questions (inquirer) and goes on with the answers', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root');
+  const env = guardedEnv();
+  const cfg = path.join(mkdtempSync(path.join(tmpdir(), 'fe-init-')), 'fe.yml');
+  const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1x me@laptop';
+  // util-linux `script` gives fe a pseudo-terminal, as a person at a console would have
+  const child = spawn('script', ['-qfec', `${process.execPath} ${path.join(ROOT, 'bin', 'fe')} --config ${cfg} init --ssh-key '${key}'`, '/dev/null'], {
+    env: { ...process.env, ...env, TERM: 'xterm', COLUMNS: '120', LINES: '40', NO_COLOR: '1' },
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const answer = async (prompt: RegExp, keys: string) => {
+    const end = Date.now() + 15_000;
+    while (!prompt.test(out)) {
+      if (Date.now() > end) {
+        child.kill('SIGKILL');
+        throw new Error(`no prompt ${prompt}; the screen was:\n${out}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.stdin.write(keys);
+  };
+  await answer(/Mail host name/, 'mail.example.org\r');
+  await answer(/First mail domain \(example\.org\)/, '\r'); // the default comes from the host name
+  await answer(/Admin address.*\(postmaster@example\.org\)/, '\r');
+  await answer(/encrypted mail volume/, '\x1b[B'); // arrow down: the container file
+  await new Promise((r) => setTimeout(r, 300));
+  child.stdin.write('\r');
+  await answer(/Container size/, '\r');
+  await answer(/spam and virus filtering/, 'n\r');
+  await exited;
+  const screen = out.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
+  assert.match(screen, /fe init on .*: mail\.example\.org, domain example\.org, data in \/var\/lib\/fe on LUKS \(\/var\/lib\/fe\.luks\)/);
+  // with the answers collected it goes on to install ansible, which the guard stops
+  assert.match(screen, /installing ansible-core from the distribution/);
+  assert.match(screen, /apt-get update failed: guard: .*apt-get must not run/);
 });
