@@ -27,6 +27,9 @@ export function createImapServer(opts: ImapServerOptions) {
   const sessions = new Set<ImapSession>();
   const perIp = new Map<string, number>();
   const onSocket = (socket: net.Socket) => {
+    // A response is several writes (untagged lines, then the tagged one): with Nagle's algorithm
+    // the later ones wait for the client's delayed ACK, some 40 ms on Linux, after each command.
+    socket.setNoDelay(true);
     const ip = socket.remoteAddress ?? '';
     const n = (perIp.get(ip) ?? 0) + 1;
     if (n > (opts.maxConnectionsPerIp ?? 50)) {
