@@ -43,9 +43,9 @@ const code = (lines: string[], name: string): string => {
 
 before(async () => {
   dns = await startDnsServer({});
-  w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlimits:\n  mailbox_quota: 300K\nlisten:\n  mx: 127.0.0.1:0\n  imaps: 127.0.0.1:0\n  pop3s: off\ndns:\n  servers: ["${dns.address}"]\n`);
+  w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlimits:\n  mailbox_quota: 300K\n  imap_connections_per_ip: 6\nlisten:\n  mx: 127.0.0.1:0\n  imaps: 127.0.0.1:0\n  pop3s: off\ndns:\n  servers: ["${dns.address}"]\n`);
   await w.ok(['domain', 'add', 'example.org']);
-  for (const user of ['q', 'full', 'bin', 'z']) await w.ok(['alias', 'add', `${user}@example.org`, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
+  for (const user of ['q', 'full', 'bin', 'z', 'idle']) await w.ok(['alias', 'add', `${user}@example.org`, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
   fe = await startServe(w.config, [], {}, ['mx', 'imaps']);
 });
 
@@ -280,4 +280,41 @@ test('COMPRESS=DEFLATE: after the tagged OK both directions are raw deflate, and
   send('f LOGOUT');
   await until(/f OK/);
   socket.destroy();
+});
+
+test('limits.imap_connections_per_ip: the connection over the limit gets BYE; a closed one frees its place', async () => {
+  const open: ImapConn[] = [];
+  for (let i = 0; i < 6; i++) open.push(await imapConnect(fe.ports.imaps!, { tls: true }));
+  for (const c of open) assert.match(c.greeting, /^\* OK /);
+  const over = await imapConnect(fe.ports.imaps!, { tls: true });
+  assert.match(over.greeting, /^\* BYE too many connections from your address/);
+  await over.closed;
+  open.pop()!.close();
+  await new Promise((r) => setTimeout(r, 200));
+  const again = await imapConnect(fe.ports.imaps!, { tls: true });
+  assert.match(again.greeting, /^\* OK /);
+  for (const c of [...open, again]) c.close();
+});
+
+test('five idling sessions each hear new mail, flag changes and expunges made by another session', async () => {
+  const writer = await login('idle');
+  const first = await append(writer, 'INBOX', message('idle one'));
+  await append(writer, 'INBOX', message('idle two'));
+  const idlers: ImapConn[] = [];
+  for (let i = 0; i < 5; i++) {
+    const c = await login('idle');
+    await c.command('SELECT INBOX');
+    c.write('i IDLE\r\n');
+    await c.waitFor(/^\+ /);
+    idlers.push(c);
+  }
+  await append(writer, 'INBOX', message('idle three'));
+  for (const c of idlers) await c.waitFor(/^\* 3 EXISTS$/, 5000);
+  await writer.command('SELECT INBOX');
+  await writer.command(`UID STORE ${first} +FLAGS (\\Flagged)`);
+  for (const c of idlers) assert.match(await c.waitFor(/FETCH/, 5000), new RegExp(`^\\* 1 FETCH \\(UID ${first} FLAGS \\(\\\\Flagged\\)\\)$`));
+  await writer.command(`UID STORE ${first} +FLAGS (\\Deleted)`);
+  await writer.command('EXPUNGE');
+  for (const c of idlers) await c.waitFor(/^\* 1 EXPUNGE$/, 5000);
+  for (const c of [...idlers, writer]) c.close();
 });

@@ -61,7 +61,7 @@ export interface FeConfig {
   dataDir: string; // absolute
   admin: string | null;
   mtaSts: { mode: MtaStsMode; maxAgeSeconds: number };
-  limits: { aliasCreationsPerDomainPerDay: number; messageSize: number; mailboxQuota: number; connectionsPerIp: number; messagesPerIpPerMinute: number; idleTimeoutSeconds: number };
+  limits: { aliasCreationsPerDomainPerDay: number; messageSize: number; mailboxQuota: number; connectionsPerIp: number; imapConnectionsPerIp: number; messagesPerIpPerMinute: number; idleTimeoutSeconds: number };
   ports: Ports;
   domains: Map<string, DomainConfig>; // ASCII domain -> config
   keys: Map<string, PgpKeyConfig>; // canonical address -> key
@@ -125,7 +125,7 @@ const ALIAS_KEYS = ['forward', 'mailbox'] as const;
 const DKIM_KEYS = ['active', 'published'] as const;
 const KEY_KEYS = ['fingerprint', 'key'] as const;
 const MTA_STS_KEYS = ['mode', 'max_age'] as const;
-const LIMIT_KEYS = ['alias_creations_per_domain_per_day', 'message_size', 'mailbox_quota', 'connections_per_ip', 'messages_per_ip_per_minute', 'idle_timeout_seconds'] as const;
+const LIMIT_KEYS = ['alias_creations_per_domain_per_day', 'message_size', 'mailbox_quota', 'connections_per_ip', 'imap_connections_per_ip', 'messages_per_ip_per_minute', 'idle_timeout_seconds'] as const;
 const PORT_KEYS = Object.keys(DEFAULT_PORTS);
 const SELECTOR = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -223,7 +223,7 @@ class Validator {
       dataDir: DEFAULT_DATA_DIR,
       admin: null,
       mtaSts: { mode: 'testing', maxAgeSeconds: 604800 },
-      limits: { aliasCreationsPerDomainPerDay: 50, messageSize: 25 * 1024 * 1024, mailboxQuota: 0, connectionsPerIp: 10, messagesPerIpPerMinute: 60, idleTimeoutSeconds: 300 },
+      limits: { aliasCreationsPerDomainPerDay: 50, messageSize: 25 * 1024 * 1024, mailboxQuota: 0, connectionsPerIp: 10, imapConnectionsPerIp: 50, messagesPerIpPerMinute: 60, idleTimeoutSeconds: 300 },
       listen: { ...DEFAULT_LISTEN },
       tls: null,
       dns: { servers: [] },
@@ -268,6 +268,7 @@ class Validator {
             if (k === 'alias_creations_per_domain_per_day') config.limits.aliasCreationsPerDomainPerDay = this.integer(v, f, 0, 1_000_000) ?? 50;
             else if (k === 'message_size') config.limits.messageSize = this.size(v, f, 1024, 1024 * 1024 * 1024) ?? config.limits.messageSize;
             else if (k === 'mailbox_quota') config.limits.mailboxQuota = this.size(v, f, 0, 2 ** 50) ?? config.limits.mailboxQuota;
+            else if (k === 'imap_connections_per_ip') config.limits.imapConnectionsPerIp = this.integer(v, f, 1, 100_000) ?? config.limits.imapConnectionsPerIp;
             else if (k === 'connections_per_ip') config.limits.connectionsPerIp = this.integer(v, f, 1, 100_000) ?? config.limits.connectionsPerIp;
             else if (k === 'messages_per_ip_per_minute') config.limits.messagesPerIpPerMinute = this.integer(v, f, 1, 1_000_000) ?? config.limits.messagesPerIpPerMinute;
             else config.limits.idleTimeoutSeconds = this.integer(v, f, 1, 3600) ?? config.limits.idleTimeoutSeconds;

@@ -53,7 +53,7 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
         return createMx({ config: () => config, resolver: () => resolver, log: log.child('mx'), srsSecret: serverSecret(config.dataDir, 'srs'), tls });
       case 'imap':
       case 'imaps':
-        return createImapServer({ registry, log: log.child(name), throttle, tls, implicitTls: name === 'imaps', allowPlaintextAuth, hostname: config.hostname, appendLimit: config.limits.messageSize, quota: () => config.limits.mailboxQuota, ...(testing.idleTimeoutMs ? { idleTimeoutMs: testing.idleTimeoutMs } : {}) });
+        return createImapServer({ registry, log: log.child(name), throttle, tls, implicitTls: name === 'imaps', allowPlaintextAuth, hostname: config.hostname, appendLimit: config.limits.messageSize, quota: () => config.limits.mailboxQuota, maxConnectionsPerIp: () => config.limits.imapConnectionsPerIp, ...(testing.idleTimeoutMs ? { idleTimeoutMs: testing.idleTimeoutMs } : {}) });
       case 'pop3':
       case 'pop3s':
         return createPop3Server({ registry, throttle, tls, allowPlaintextAuth, log: log.child(name), implicitTls: name === 'pop3s', connectionsPerIp: () => config.limits.connectionsPerIp, idleTimeoutMs: testing.idleTimeoutMs });

@@ -19,7 +19,8 @@ export interface ImapServerOptions {
   appendLimit: number;
   quota: () => number;
   idleTimeoutMs?: number;
-  maxConnectionsPerIp?: number;
+  /** Read per connection, so SIGHUP changes it (limits.imap_connections_per_ip). */
+  maxConnectionsPerIp?: () => number;
 }
 
 export function createImapServer(opts: ImapServerOptions) {
@@ -32,7 +33,7 @@ export function createImapServer(opts: ImapServerOptions) {
     socket.setNoDelay(true);
     const ip = socket.remoteAddress ?? '';
     const n = (perIp.get(ip) ?? 0) + 1;
-    if (n > (opts.maxConnectionsPerIp ?? 50)) {
+    if (n > (opts.maxConnectionsPerIp?.() ?? 50)) {
       socket.end('* BYE too many connections from your address\r\n');
       return;
     }

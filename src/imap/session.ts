@@ -47,9 +47,26 @@ interface Selected {
   flags: Map<number, string>; // uid -> flags as last told to the client
   uidValidity: number;
   dirty: boolean;
+  /** Changes up to this MODSEQ have been told to the client (new mail, flags). */
+  seenModseq: number;
+  /** Expunges up to this MODSEQ have been told (lags behind while EXPUNGE may not be sent). */
+  expungedModseq: number;
 }
 
 const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
+
+/** Sequence number of a UID in the ascending UID list (binary search). */
+function seqOfUid(uids: readonly number[], uid: number): number {
+  let lo = 0;
+  let hi = uids.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (uids[mid] === uid) return mid + 1;
+    if (uids[mid]! < uid) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
 
 function listOf(tok: Token | undefined): Token[] | null {
   return tok?.type === 'list' ? tok.items : null;
@@ -72,6 +89,7 @@ export class ImapSession {
   private utf8 = false; // ENABLE UTF8=ACCEPT (RFC 6855): UTF-8 in strings and mailbox names
   private readonly onChange = (e: ChangeEvent) => this.changed(e);
   private timer: NodeJS.Timeout | null = null;
+  private idleUpdateQueued = false;
   /** Where responses go: the socket, or the deflate stream in front of it after COMPRESS. */
   private out: Writable;
   private deflate: zlib.DeflateRaw | null = null;
@@ -637,7 +655,7 @@ export class ImapSession {
     if (!f) throw new NoSuchFolder(name);
     const store = this.handle!.store;
     const messages = store.listMessages(f.name);
-    this.selected = { name: f.name, readOnly, uids: messages.map((m) => m.uid), flags: new Map(messages.map((m) => [m.uid, m.flags.join(' ')])), uidValidity: f.uidValidity, dirty: false };
+    this.selected = { name: f.name, readOnly, uids: messages.map((m) => m.uid), flags: new Map(messages.map((m) => [m.uid, m.flags.join(' ')])), uidValidity: f.uidValidity, dirty: false, seenModseq: f.highestModseq, expungedModseq: f.highestModseq };
     this.state = 'selected';
     const firstUnseen = messages.findIndex((m) => !m.flags.includes('\\Seen'));
     this.send(`* FLAGS (${SYSTEM_FLAGS.join(' ')})`);
@@ -943,7 +961,15 @@ export class ImapSession {
   private changed(e: ChangeEvent): void {
     if (e.origin === this) return;
     if (this.selected && (e.folder === null || e.folder === this.selected.name)) this.selected.dirty = true;
-    if (this.idling) this.sendUpdates('IDLE');
+    // Idle clients hear of it after the command that made the change has answered, and a burst
+    // of changes becomes one update: the change's author never waits for every idler.
+    if (this.idling && !this.idleUpdateQueued) {
+      this.idleUpdateQueued = true;
+      setImmediate(() => {
+        this.idleUpdateQueued = false;
+        if (this.idling && !this.closed) this.sendUpdates('IDLE');
+      });
+    }
   }
 
   /** EXPUNGE responses for removed UIDs, highest sequence number first so numbers stay valid. */
@@ -968,30 +994,44 @@ export class ImapSession {
   }
 
   /**
-   * Tells the client what other sessions (or new mail) changed. EXPUNGE is not sent while a
-   * FETCH, STORE or SEARCH by sequence number runs (RFC 3501 7.4.1): numbers must not shift then.
+   * Tells the client what other sessions (or new mail) changed since it last heard, reading only
+   * what changed (by MODSEQ), not the whole folder. EXPUNGE is not sent while a FETCH, STORE or
+   * SEARCH by sequence number runs (RFC 3501 7.4.1): numbers must not shift then.
    */
   private sendUpdates(command: string): void {
     const sel = this.selected;
     if (!sel || !sel.dirty || !this.handle) return;
-    const now = this.handle.store.listMessages(sel.name);
-    const present = new Set(now.map((m) => m.uid));
+    const store = this.handle.store;
+    const state = store.folderState(sel.name);
+    if (!state) return; // deleted or renamed away by another session; the next SELECT says so
     const mayExpunge = !['FETCH', 'STORE', 'SEARCH'].includes(command);
-    if (mayExpunge) this.reportExpunged(new Set(sel.uids.filter((u) => !present.has(u))));
-    const known = new Set(sel.uids);
-    let added = 0;
-    for (const m of now) {
-      if (!known.has(m.uid)) {
-        sel.uids.push(m.uid);
-        sel.flags.set(m.uid, m.flags.join(' '));
-        added++;
-      } else if (sel.flags.get(m.uid) !== m.flags.join(' ')) {
-        sel.flags.set(m.uid, m.flags.join(' '));
-        this.send(`* ${sel.uids.indexOf(m.uid) + 1} FETCH (UID ${m.uid} FLAGS ${encodeFlags(m.flags)}${this.condstore ? ` MODSEQ (${m.modseq})` : ''})`);
+    let expungePending = false;
+    if (state.highestModseq > sel.expungedModseq) {
+      const gone = store.vanishedSince(sel.name, sel.expungedModseq);
+      if (gone.length > 0 && !mayExpunge) expungePending = gone.some((u) => sel.flags.has(u));
+      else {
+        if (gone.length > 0) this.reportExpunged(new Set(gone));
+        sel.expungedModseq = state.highestModseq;
       }
     }
-    if (added > 0) this.send(`* ${sel.uids.length} EXISTS`);
-    sel.dirty = !mayExpunge && sel.uids.some((u) => !present.has(u));
+    if (state.highestModseq > sel.seenModseq) {
+      const last = sel.uids.at(-1) ?? 0;
+      let added = 0;
+      for (const m of store.listMessages(sel.name, { changedSince: sel.seenModseq })) {
+        const flags = m.flags.join(' ');
+        if (m.uid > last) {
+          sel.uids.push(m.uid); // UIDs only grow, so new mail goes at the end
+          sel.flags.set(m.uid, flags);
+          added++;
+        } else if (sel.flags.has(m.uid) && sel.flags.get(m.uid) !== flags) {
+          sel.flags.set(m.uid, flags);
+          this.send(`* ${seqOfUid(sel.uids, m.uid)} FETCH (UID ${m.uid} FLAGS ${encodeFlags(m.flags)}${this.condstore ? ` MODSEQ (${m.modseq})` : ''})`);
+        }
+      }
+      if (added > 0) this.send(`* ${sel.uids.length} EXISTS`);
+      sel.seenModseq = state.highestModseq;
+    }
+    sel.dirty = expungePending;
   }
 
   private cleanup(): void {

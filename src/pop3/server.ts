@@ -606,6 +606,7 @@ export function createPop3Server(opts: Pop3Options) {
   }
 
   function accept(sock: Socket, raw: Socket, secure: boolean): void {
+    raw.setNoDelay(true); // multi-line replies end with a short line that Nagle would hold back
     const ip = raw.remoteAddress ?? '';
     const limit = opts.connectionsPerIp?.() ?? Infinity;
     const n = (perIp.get(ip) ?? 0) + 1;

@@ -828,6 +828,12 @@ export class MailboxStore {
     this.deleteOrphanBodies([...new Set(rows.map((r) => r.body_id))]);
   }
 
+  /** The folder's HIGHESTMODSEQ and canonical name, without counting its messages (cheap). */
+  folderState(name: string): { name: string; highestModseq: number; uidValidity: number } | null {
+    const f = this.findFolder(name);
+    return f ? { name: f.name, highestModseq: f.highest_modseq, uidValidity: f.uid_validity } : null;
+  }
+
   /** QRESYNC VANISHED (EARLIER): UIDs expunged after `modseq`. */
   vanishedSince(folder: string, modseq: number): number[] {
     const f = this.folder(folder);
