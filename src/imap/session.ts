@@ -696,7 +696,7 @@ export class ImapSession {
     }
     const msg = a[i];
     if (msg?.type !== 'string' || a.length !== i + 1) throw new No('APPEND needs a message literal', null, 'BAD');
-    const f = this.handle!.store.getFolder(name);
+    const f = this.handle!.store.folderState(name); // no message count: APPEND must not scan the folder
     if (!f) throw new No(`no mailbox ${name}`, 'TRYCREATE');
     this.checkQuota(msg.bytes.length);
     const { uid, uidValidity } = this.handle!.store.appendMessage(f.name, msg.bytes, { flags, ...(date ? { internalDate: date } : {}) });
@@ -910,7 +910,7 @@ export class ImapSession {
     if (move) this.writable();
     const sel = this.selected!;
     const dest = this.mailboxArg(cmd.args[1]);
-    const target = this.handle!.store.getFolder(dest);
+    const target = this.handle!.store.folderState(dest);
     if (!target) throw new No(`no mailbox ${dest}`, 'TRYCREATE');
     const pairs = this.targets(cmd.args[0], byUid);
     if (pairs.length === 0) return `${cmd.command} completed (nothing to do)`;
