@@ -57,7 +57,10 @@ export function bodyText(raw: Buffer, root: BodyPart): string {
   return out.join('\n');
 }
 
-export function searchView(store: MailboxStore, folder: string, m: MessageSummary, seq: number): SearchMessage {
+type SearchIndex = ReturnType<MailboxStore['searchIndex']>;
+const INDEXED = new Set(['subject', 'from', 'to', 'cc', 'bcc']);
+
+export function searchView(store: MailboxStore, folder: string, m: MessageSummary, seq: number, index?: () => SearchIndex): SearchMessage {
   let raw: Buffer | null = null;
   let headers: Map<string, string[]> | null = null;
   let sent: Date | null | undefined;
@@ -82,6 +85,11 @@ export function searchView(store: MailboxStore, folder: string, m: MessageSummar
     get sentDate() {
       if (sent === undefined) sent = store.getMessage(folder, m.uid)?.sentAt ?? null;
       return sent;
+    },
+    indexedHeader(field: string): string | null {
+      if (!index || !INDEXED.has(field)) return null;
+      const row = index().get(m.uid);
+      return row ? row[field as keyof typeof row] : null;
     },
     get headers() {
       return (headers ??= headerFields(split().head));

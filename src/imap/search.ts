@@ -49,6 +49,11 @@ export interface SearchMessage {
   modseq: number;
   /** Lower-case field name -> decoded (RFC 2047) values, one per occurrence. */
   headers: ReadonlyMap<string, readonly string[]>;
+  /**
+   * The stored search text of an indexed header (subject, from, to, cc, bcc), or null when the
+   * field is not indexed; lets SEARCH skip loading the message. An absent field reads as ''.
+   */
+  indexedHeader?(field: string): string | null;
   /** Decoded body text (BODY). */
   body(): string;
   /** Decoded header and body text (TEXT). */
@@ -329,6 +334,10 @@ export function matches(key: SearchKey, m: SearchMessage, ctx: SearchContext): b
     case 'uid':
       return inRaw(key.set, m.uid, ctx.maxUid, ctx.saved, m.uid);
     case 'header': {
+      if (key.value !== '' && m.indexedHeader) {
+        const text = m.indexedHeader(key.field);
+        if (text !== null) return contains(text, key.value);
+      }
       const values = m.headers.get(key.field);
       if (!values || values.length === 0) return false;
       return key.value === '' || values.some((v) => contains(v, key.value));

@@ -834,6 +834,19 @@ export class MailboxStore {
     return f ? { name: f.name, highestModseq: f.highest_modseq, uidValidity: f.uid_validity } : null;
   }
 
+  /**
+   * The decoded, lower-cased Subject/From/To/Cc/Bcc kept at store time, per UID: SEARCH on those
+   * headers reads these instead of decrypting and parsing every message.
+   */
+  searchIndex(folder: string): Map<number, Record<'subject' | 'from' | 'to' | 'cc' | 'bcc', string>> {
+    const f = this.folder(folder);
+    const rows = this.stmt(
+      `SELECT m.uid, b.search_subject AS subject, b.search_from AS "from", b.search_to AS "to", b.search_cc AS cc, b.search_bcc AS bcc
+       FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.folder_id = ?`,
+    ).all(f.id) as { uid: number; subject: string; from: string; to: string; cc: string; bcc: string }[];
+    return new Map(rows.map((r) => [r.uid, { subject: r.subject, from: r.from, to: r.to, cc: r.cc, bcc: r.bcc }]));
+  }
+
   /** QRESYNC VANISHED (EARLIER): UIDs expunged after `modseq`. */
   vanishedSince(folder: string, modseq: number): number[] {
     const f = this.folder(folder);
