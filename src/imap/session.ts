@@ -768,7 +768,14 @@ export class ImapSession {
     const wantModseq = this.condstore && (changedSince !== null || items.some((i) => i.name === 'MODSEQ'));
     const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
     let markSeen: number[] = [];
+    const needsDetails = items.some((i) => i.name === 'ENVELOPE' || i.name === 'BODYSTRUCTURE' || i.name === 'BODY' || i.name === 'BODY[]' || i.name === 'BINARY[]' || i.name === 'BINARY.SIZE[]');
+    // Details come from the store in batches of 500 (one query each), not one query per message.
+    const BATCH = 500;
+    let batch = new Map<number, NonNullable<ReturnType<typeof store.getMessage>>>();
+    let index = -1;
+    const detailsOf = (uid: number) => batch.get(uid);
     for (const [seq, uid] of targets) {
+      if (++index % BATCH === 0 && needsDetails) batch = store.getMessages(sel.name, targets.slice(index, index + BATCH).map(([, u]) => u));
       const m = summaries.get(uid);
       if (!m) continue; // expunged by another session; its EXPUNGE is reported later
       if (changedSince !== null && m.modseq <= changedSince) continue;
@@ -780,8 +787,8 @@ export class ImapSession {
         add(value);
         first = false;
       };
-      const needsDetails = items.some((i) => i.name === 'ENVELOPE' || i.name === 'BODYSTRUCTURE' || i.name === 'BODY' || i.name === 'BODY[]' || i.name === 'BINARY[]' || i.name === 'BINARY.SIZE[]');
-      const details = needsDetails ? store.getMessage(sel.name, uid) : null;
+      const details = needsDetails ? (detailsOf(uid) ?? null) : null;
+      if (needsDetails && !details) continue; // expunged by another session meanwhile; reported later
       let raw: Buffer | null = null;
       const getRaw = () => (raw ??= store.getRaw(sel.name, uid) ?? Buffer.alloc(0));
       let seenNow = false;

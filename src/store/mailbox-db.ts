@@ -738,24 +738,39 @@ export class MailboxStore {
   }
 
   getMessage(folder: string, uid: number): MessageDetails | null {
+    return this.getMessages(folder, [uid]).get(uid) ?? null;
+  }
+
+  /**
+   * Details of many messages in one query (FETCH ENVELOPE/BODYSTRUCTURE of a whole folder).
+   * The envelope and structure JSON are parsed only when read.
+   */
+  getMessages(folder: string, uids: readonly number[]): Map<number, MessageDetails> {
     const f = this.folder(folder);
-    const r = this.stmt(
+    const rows = this.stmt(
       `SELECT m.*, b.header_size, b.sent_at, b.envelope, b.structure, b.parse_error
-       FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.folder_id = ? AND m.uid = ?`,
-    ).get(f.id, uid) as
-      | (MessageRow & { header_size: number; sent_at: number | null; envelope: string; structure: string; parse_error: string | null; envelope_from: string | null; envelope_to: string | null })
-      | undefined;
-    if (!r) return null;
-    return {
-      ...this.summary(r),
-      headerSize: r.header_size,
-      sentAt: r.sent_at === null ? null : new Date(r.sent_at),
-      envelope: JSON.parse(r.envelope) as Envelope,
-      structure: JSON.parse(r.structure) as BodyPart,
-      envelopeFrom: r.envelope_from,
-      envelopeTo: r.envelope_to,
-      parseError: r.parse_error,
-    };
+       FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.folder_id = ? AND m.uid IN (SELECT value FROM json_each(?))`,
+    ).all(f.id, JSON.stringify(uids)) as (MessageRow & { header_size: number; sent_at: number | null; envelope: string; structure: string; parse_error: string | null; envelope_from: string | null; envelope_to: string | null })[];
+    const out = new Map<number, MessageDetails>();
+    for (const r of rows) {
+      let envelope: Envelope | undefined;
+      let structure: BodyPart | undefined;
+      out.set(r.uid, {
+        ...this.summary(r),
+        headerSize: r.header_size,
+        sentAt: r.sent_at === null ? null : new Date(r.sent_at),
+        get envelope() {
+          return (envelope ??= JSON.parse(r.envelope) as Envelope);
+        },
+        get structure() {
+          return (structure ??= JSON.parse(r.structure) as BodyPart);
+        },
+        envelopeFrom: r.envelope_from,
+        envelopeTo: r.envelope_to,
+        parseError: r.parse_error,
+      });
+    }
+    return out;
   }
 
   getRaw(folder: string, uid: number): Buffer | null {
