@@ -60,13 +60,19 @@ export function bodyText(raw: Buffer, root: BodyPart): string {
 type SearchIndex = ReturnType<MailboxStore['searchIndex']>;
 const INDEXED = new Set(['subject', 'from', 'to', 'cc', 'bcc']);
 
-export function searchView(store: MailboxStore, folder: string, m: MessageSummary, seq: number, index?: () => SearchIndex): SearchMessage {
+/** Per-folder data a SEARCH reads at most once, whichever message first needs it. */
+export interface SearchShared {
+  headerIndex: () => SearchIndex;
+  structures: () => Map<number, { structure: BodyPart }>;
+}
+
+export function searchView(store: MailboxStore, folder: string, m: MessageSummary, seq: number, shared?: SearchShared): SearchMessage {
   let raw: Buffer | null = null;
   let headers: Map<string, string[]> | null = null;
   let sent: Date | null | undefined;
   let body: string | undefined;
   const decodedBody = () => {
-    const structure = store.getMessage(folder, m.uid)?.structure;
+    const structure = shared ? shared.structures().get(m.uid)?.structure : store.getMessage(folder, m.uid)?.structure;
     return structure ? bodyText(load(), structure) : split().body;
   };
   const load = () => (raw ??= store.getRaw(folder, m.uid) ?? Buffer.alloc(0));
@@ -87,8 +93,8 @@ export function searchView(store: MailboxStore, folder: string, m: MessageSummar
       return sent;
     },
     indexedHeader(field: string): string | null {
-      if (!index || !INDEXED.has(field)) return null;
-      const row = index().get(m.uid);
+      if (!shared || !INDEXED.has(field)) return null;
+      const row = shared.headerIndex().get(m.uid);
       return row ? row[field as keyof typeof row] : null;
     },
     get headers() {

@@ -951,11 +951,13 @@ export class ImapSession {
     const sel = this.selected!;
     const store = this.handle!.store;
     const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
+    // read once per SEARCH, and only if a key asks: header search text, MIME structures for BODY/TEXT
     let index: ReturnType<typeof store.searchIndex> | null = null;
-    const lazyIndex = () => (index ??= store.searchIndex(sel.name)); // read once, only if a header key asks
+    let structures: ReturnType<typeof store.getMessages> | null = null;
+    const shared = { headerIndex: () => (index ??= store.searchIndex(sel.name)), structures: () => (structures ??= store.getMessages(sel.name, sel.uids)) };
     const views = sel.uids.flatMap((uid, i) => {
       const m = summaries.get(uid);
-      return m ? [searchView(store, sel.name, m, i + 1, lazyIndex)] : [];
+      return m ? [searchView(store, sel.name, m, i + 1, shared)] : [];
     });
     const found = runSearch(parsed.key, views, { maxSeq: sel.uids.length, maxUid: sel.uids.at(-1) ?? 0 });
     const nums = found.map((m) => (byUid ? m.uid : m.seq));
