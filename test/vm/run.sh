@@ -138,17 +138,22 @@ PASSPHRASE=
 # fe init as documented; it runs detached in the guest (an ssh hiccup must not kill it) and its
 # output is followed until it ends.
 fe_init() {
-  local pub rc
+  local pub rc="" shown=0 lines
   pub="$(cat "$VM_KEY.pub")"
-  g "cd /root && rm -f fe-init.rc && NO_COLOR=1 nohup setsid sh -c 'node /root/fe/bin/fe init --yes --hostname mail.fe-vm.test --domain fe-vm.test --luks-device /dev/vdb --ssh-key \"$pub\" --luks-pbkdf-memory 32768 --luks-iter-time 200 >/root/fe-init.log 2>&1; echo \$? >/root/fe-init.rc' </dev/null >/dev/null 2>&1 &
-     sleep 1; tail -n +1 --pid=\$(pgrep -n -f 'bin/fe init' || echo 1) -f /root/fe-init.log 2>/dev/null; true" | tee "$INIT_LOG" >&2 || true
-  # If the follow ended early (ssh dropped), wait for the result file.
-  for _ in $(seq 180); do
-    rc="$(g 'cat /root/fe-init.rc 2>/dev/null' || true)"
-    [[ -n $rc ]] && break
+  g "rm -f /root/fe-init.rc /root/fe-init.log
+     NO_COLOR=1 nohup sh -c 'node /root/fe/bin/fe init --yes --hostname mail.fe-vm.test --domain fe-vm.test --luks-device /dev/vdb --ssh-key \"$pub\" --luks-pbkdf-memory 32768 --luks-iter-time 200 >/root/fe-init.log 2>&1; echo \$? >/root/fe-init.rc' </dev/null >/dev/null 2>&1 &"
+  # Follow its output every few seconds until it writes its exit status (30 min at most).
+  for _ in $(seq 360); do
     sleep 5
+    rc="$(g 'cat /root/fe-init.rc 2>/dev/null' || true)"
+    g 'cat /root/fe-init.log' >"$INIT_LOG" 2>/dev/null || true
+    lines=$(wc -l <"$INIT_LOG")
+    if ((lines > shown)); then
+      tail -n "+$((shown + 1))" "$INIT_LOG" | head -n "$((lines - shown))" >&2
+      shown=$lines
+    fi
+    [[ -n $rc ]] && break
   done
-  g 'cat /root/fe-init.log' >"$INIT_LOG" 2>/dev/null || true
   [[ $rc == 0 ]] || fail "fe init exited with ${rc:-nothing (still running?)}"
   pass 'fe init exits 0'
   PASSPHRASE="$(grep -A1 'LUKS passphrase for the mail volume' "$INIT_LOG" | tail -n 1 | tr -d ' \r')"
