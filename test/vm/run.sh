@@ -54,7 +54,7 @@ trap cleanup EXIT
 # What to look at when something fails: the guest's console and fe init's output.
 diagnose() {
   echo "---- serial console (last 40 lines)" >&2
-  tail -n 40 "$VM_WORK/console.log" 2>/dev/null | tr -d '\r' >&2 || true
+  tail -n 40 "$VM_WORK/console.log" 2>/dev/null | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' | tr -d '\r' >&2 || true
   if [[ -s $INIT_LOG ]]; then
     echo "---- fe init output (last 40 lines)" >&2
     tail -n 40 "$INIT_LOG" >&2
