@@ -195,7 +195,12 @@ after_init() {
   pass 'a new ssh login as root with the key is refused'
   check_eq 'admin has sudo' 'root' 'id -un'
   check_eq 'fe-mx and fe-mailstore are active' $'active\nactive' 'systemctl is-active fe-mx fe-mailstore'
-  check 'port 25 is listening' ':25 ' 'ss -ltn'
+  # Node starts slowly under emulation: give the daemons up to two minutes to listen.
+  if ! g 'for i in $(seq 60); do ss -ltn | grep -q ":25 " && ss -ltn | grep -q ":993 " && exit 0; sleep 2; done; exit 1'; then
+    g 'ss -ltn; systemctl status --no-pager fe-mx fe-mailstore; journalctl --no-pager -n 60 -u fe-mx -u fe-mailstore' >&2 || true
+    fail 'fe-mx listens on 25 and fe-mailstore on 993'
+  fi
+  pass 'fe-mx listens on 25 and fe-mailstore on 993'
 }
 
 mail() {
