@@ -25,6 +25,7 @@ export interface InitPlan {
   luksKeyfile: boolean;
   luksWipe: boolean;
   luksPbkdfMemoryKiB: number | null;
+  luksIterTimeMs?: number | null;
   sshPort: number;
   adminUser: string;
   sshKeys: string[];
@@ -97,6 +98,7 @@ export function playbookVars(plan: InitPlan, passphraseFile: string | null, node
     fe_luks_keyfile: plan.luksKeyfile,
     fe_luks_wipe: plan.luksWipe,
     fe_luks_pbkdf_memory: plan.luksPbkdfMemoryKiB ?? '',
+    fe_luks_iter_time: plan.luksIterTimeMs ?? '',
     fe_ssh_port: plan.sshPort,
     fe_admin_user: plan.adminUser,
     fe_admin_ssh_keys: plan.sshKeys,

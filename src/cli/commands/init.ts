@@ -27,6 +27,7 @@ interface InitFlags {
   luksKeyfile?: boolean;
   luksWipe?: boolean;
   luksPbkdfMemory?: string;
+  luksIterTime?: string;
   sshPort: string;
   adminUser: string;
   sshKey: string[];
@@ -86,6 +87,8 @@ async function collect(flags: InitFlags, file: string): Promise<InitPlan> {
   const filtering = flags.filtering ?? (prompts ? await prompts.confirm({ message: 'Install spam and virus filtering (rspamd, ClamAV; needs ~2 GB RAM)?', default: false }) : false);
   const pbkdf = flags.luksPbkdfMemory === undefined ? null : Number(flags.luksPbkdfMemory);
   if (pbkdf !== null && (!Number.isInteger(pbkdf) || pbkdf < 32 * 1024)) throw new UsageError('--luks-pbkdf-memory takes KiB, at least 32768');
+  const iterTime = flags.luksIterTime === undefined ? null : Number(flags.luksIterTime);
+  if (iterTime !== null && (!Number.isInteger(iterTime) || iterTime < 1)) throw new UsageError('--luks-iter-time takes milliseconds, a whole number of at least 1');
 
   // Plain IMAP/POP3 ports are opened only if an existing fe.yml turns them on.
   let openPlainImap = false;
@@ -105,6 +108,7 @@ async function collect(flags: InitFlags, file: string): Promise<InitPlan> {
     luksKeyfile: flags.luksKeyfile === true,
     luksWipe: flags.luksWipe === true,
     luksPbkdfMemoryKiB: pbkdf,
+    luksIterTimeMs: iterTime,
     sshPort,
     adminUser: flags.adminUser,
     sshKeys,
@@ -140,6 +144,7 @@ export function registerInit(program: Command): void {
     .option('--luks-keyfile', 'unlock the volume at boot with a key file on the root disk (unattended reboots; weaker: see README)')
     .option('--luks-wipe', 'allow formatting a device that already holds a file system')
     .addOption(new Option('--luks-pbkdf-memory <KiB>', 'argon2id memory for the LUKS key slot (default: cryptsetup decides)'))
+    .addOption(new Option('--luks-iter-time <ms>', 'time cryptsetup aims for to unlock the key slot (its --iter-time; default: cryptsetup\'s 2000)'))
     .option('--ssh-port <port>', 'SSH port', '22')
     .option('--admin-user <name>', 'the non-root admin user (sudo, SSH keys only)', 'admin')
     .option('--ssh-key <file-or-key>', "the admin's SSH public key; repeatable (default: root's authorized_keys)", (v: string, acc: string[]) => [...acc, v], [] as string[])
