@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, statSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -14,7 +14,7 @@ import { ANSIBLE_DIR, PlaybookOutputReader, runPlaybook, type PlaybookEvent } fr
 import { newPassphrase, playbookVars, sshKeyLines, type InitPlan } from '../src/provision/init.js';
 import { parseOsRelease, unsupportedReason } from '../src/provision/os.js';
 import { parseInputChain } from '../src/provision/status.js';
-import { ROOT, runFe } from './helpers/fe.js';
+import { filesUnder, ROOT, runFe, workspace } from './helpers/fe.js';
 
 const run = promisify(execFile);
 const ansibleEnv = { ...process.env, ANSIBLE_CONFIG: path.join(ANSIBLE_DIR, 'ansible.cfg'), ANSIBLE_NOCOLOR: '1' };
@@ -237,3 +237,19 @@ test('fe init on a terminal asks its questions (inquirer) and goes on with the a
   assert.match(screen, /installing ansible-core from the distribution/);
   assert.match(screen, /apt-get update failed: guard: .*apt-get must not run/);
 });
+
+test('fe run as root hands what it creates in the data directory to the directory\'s owner (the fe user on a server)', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root');
+  const w = workspace();
+  await w.ok(['domain', 'add', 'example.org']);
+  chownSync(w.dataDir, 65534, 65534); // as the playbook leaves it: owned by the service user
+  await w.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: 'a long enough password\n' });
+  await w.ok(['dkim', 'rotate', 'example.org']);
+  const rootOwned = filesUnder(w.dataDir).concat(dirsUnder(w.dataDir)).filter((p) => statSync(p).uid === 0);
+  assert.deepEqual(rootOwned, [], 'the MX (user fe) can spool into the new mailbox and read the new DKIM key');
+  assert.equal(statSync(path.join(w.dataDir, 'mailboxes', 'example.org', 'me')).uid, 65534);
+});
+
+function dirsUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? [path.join(dir, e.name), ...dirsUnder(path.join(dir, e.name))] : []));
+}

@@ -1,6 +1,8 @@
 // The `fe` command: a thin face over the config, crypto and daemon modules.
 import { Command, CommanderError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { configPath, loadConfig } from '../config/file.js';
+import { adoptDataDirOwner } from '../util/data-owner.js';
 import { ConfigError } from '../config/schema.js';
 import { UsageError, UserError } from '../util/errors.js';
 import { style } from './output.js';
@@ -59,6 +61,16 @@ Examples:
   return program;
 }
 
+/** As root: files a command created under the data directory go to its owner (the fe user). */
+function handOverToDataOwner(program: Command): void {
+  try {
+    const file = configPath((program.opts() as { config?: string }).config);
+    if (existsSync(file)) adoptDataDirOwner(loadConfig(file).dataDir);
+  } catch {
+    // no readable config (fe init before it wrote one, fe --help ...): nothing to hand over
+  }
+}
+
 /** Runs the CLI; returns the exit code instead of exiting so tests and the launcher share it. */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
@@ -68,6 +80,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     await program.parseAsync(argv, { from: 'user' });
+    if (process.getuid?.() === 0) handOverToDataOwner(program);
     return typeof process.exitCode === 'number' ? process.exitCode : 0; // a check that found problems sets 1
 
   } catch (e) {
