@@ -335,12 +335,14 @@ export function sectionBytes(raw: Buffer, root: BodyPart, spec: SectionSpec, par
       break;
     }
   }
-  if (partial) {
-    const start = Math.min(partial.offset, out.length);
-    const end = partial.length === null ? out.length : Math.min(out.length, start + partial.length);
-    out = out.subarray(start, end);
-  }
-  return out;
+  return applyPartial(out, partial);
+}
+
+/** The `<offset.length>` slice of a FETCH item (BODY[]<>, BINARY[]<>); the whole when null. */
+export function applyPartial(b: Buffer, partial?: { offset: number; length: number | null } | null): Buffer {
+  if (!partial) return b;
+  const start = Math.min(partial.offset, b.length);
+  return b.subarray(start, partial.length === null ? b.length : Math.min(b.length, start + partial.length));
 }
 
 /** The section text as a response names it: `1.2.HEADER.FIELDS (From To)`. */

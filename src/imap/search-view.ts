@@ -66,13 +66,13 @@ export interface SearchShared {
   structures: () => Map<number, { structure: BodyPart }>;
 }
 
-export function searchView(store: MailboxStore, folder: string, m: MessageSummary, seq: number, shared?: SearchShared): SearchMessage {
+export function searchView(store: MailboxStore, folder: string, m: MessageSummary, seq: number, shared: SearchShared): SearchMessage {
   let raw: Buffer | null = null;
   let headers: Map<string, string[]> | null = null;
   let sent: Date | null | undefined;
   let body: string | undefined;
   const decodedBody = () => {
-    const structure = shared ? shared.structures().get(m.uid)?.structure : store.getMessage(folder, m.uid)?.structure;
+    const structure = shared.structures().get(m.uid)?.structure;
     return structure ? bodyText(load(), structure) : split().body;
   };
   const load = () => (raw ??= store.getRaw(folder, m.uid) ?? Buffer.alloc(0));
@@ -93,7 +93,7 @@ export function searchView(store: MailboxStore, folder: string, m: MessageSummar
       return sent;
     },
     indexedHeader(field: string): string | null {
-      if (!shared || !INDEXED.has(field)) return null;
+      if (!INDEXED.has(field)) return null;
       const row = shared.headerIndex().get(m.uid);
       return row ? row[field as keyof typeof row] : null;
     },

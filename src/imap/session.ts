@@ -12,7 +12,7 @@ import type { Logger } from '../util/log.js';
 import { asAString, asNumber, CommandReader, decodeMailboxName, ImapSyntaxError, parseDateTime, parseFetchItems, parseRawSequenceSet, resolveSequenceSet, type Command, type FetchItem, type Token } from './parser.js';
 import { formatEsearch, formatSearch, parseSearch, search as runSearch, SearchError } from './search.js';
 import { searchView } from './search-view.js';
-import { encodeBodyStructure, encodeEnvelope, encodeFlags, encodeInternalDate, encodeMailbox, encodeSequenceSet, literal8Bytes, literalBytes, binarySection, sectionBytes, sectionLabel } from './encode.js';
+import { encodeBodyStructure, encodeEnvelope, encodeFlags, encodeInternalDate, encodeMailbox, encodeSequenceSet, applyPartial, literal8Bytes, literalBytes, binarySection, sectionBytes, sectionLabel } from './encode.js';
 
 export interface SessionOptions {
   registry: MailboxRegistry;
@@ -768,7 +768,7 @@ export class ImapSession {
     const wantModseq = this.condstore && (changedSince !== null || items.some((i) => i.name === 'MODSEQ'));
     const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
     let markSeen: number[] = [];
-    const needsDetails = items.some((i) => i.name === 'ENVELOPE' || i.name === 'BODYSTRUCTURE' || i.name === 'BODY' || i.name === 'BODY[]' || i.name === 'BINARY[]' || i.name === 'BINARY.SIZE[]');
+    const needsDetails = items.some((i) => !['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'MODSEQ', 'RFC822'].includes(i.name));
     // Details come from the store in batches of 500 (one query each), not one query per message.
     const BATCH = 500;
     let batch = new Map<number, NonNullable<ReturnType<typeof store.getMessage>>>();
@@ -822,10 +822,10 @@ export class ImapSession {
             seenNow = true;
             break;
           case 'RFC822.HEADER':
-            item('RFC822.HEADER', literalBytes(sectionBytes(getRaw(), (details ?? store.getMessage(sel.name, uid)!).structure, { path: [], text: 'HEADER', fields: [] })));
+            item('RFC822.HEADER', literalBytes(sectionBytes(getRaw(), details!.structure, { path: [], text: 'HEADER', fields: [] })));
             break;
           case 'RFC822.TEXT':
-            item('RFC822.TEXT', literalBytes(sectionBytes(getRaw(), (details ?? store.getMessage(sel.name, uid)!).structure, { path: [], text: 'TEXT', fields: [] })));
+            item('RFC822.TEXT', literalBytes(sectionBytes(getRaw(), details!.structure, { path: [], text: 'TEXT', fields: [] })));
             seenNow = true;
             break;
           case 'BODY[]':
@@ -841,9 +841,7 @@ export class ImapSession {
               item(`BINARY.SIZE[${label}]`, String(bin?.length ?? 0));
               break;
             }
-            let out = bin;
-            if (out && it.partial) out = out.subarray(Math.min(it.partial.offset, out.length), it.partial.length === null ? undefined : Math.min(out.length, it.partial.offset + it.partial.length));
-            item(`BINARY[${label}]${it.partial ? `<${it.partial.offset}>` : ''}`, literal8Bytes(out));
+            item(`BINARY[${label}]${it.partial ? `<${it.partial.offset}>` : ''}`, literal8Bytes(bin && applyPartial(bin, it.partial)));
             if (!it.peek) seenNow = true;
             break;
           }
