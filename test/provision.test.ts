@@ -38,7 +38,7 @@ test('the systemd units render with the playbook variables and pass systemd-anal
   const out = path.join(dir, 'units');
   mkdirSync(out);
   const units = readdirSync(path.join(ROOT, 'systemd')).filter((f) => /\.(service|target)$/.test(f));
-  assert.deepEqual(units.sort(), ['fe-mailstore.service', 'fe-mx.service', 'fe.target']);
+  assert.deepEqual(units.sort(), ['fe-mailstore.service', 'fe-mx.service', 'fe-web.service', 'fe.target']);
   for (const u of units) {
     await run('ansible', ['localhost', '-c', 'local', '-i', 'localhost,', '-m', 'ansible.builtin.template', '-a', `src=${path.join(ROOT, 'systemd', u)} dest=${path.join(out, u)}`, '-e', `fe_data_dir=${dir}/data`, '-e', `fe_prefix=${prefix}`, '-e', `fe_config=${dir}/fe.yml`], { env: ansibleEnv });
   }
@@ -55,6 +55,10 @@ test('the systemd units render with the playbook variables and pass systemd-anal
   assert.match(mx, new RegExp(`^ConditionPathIsMountPoint=${dir}/data$`, 'm'), 'never starts on the bare directory under the mount point');
   const store = readFileSync(path.join(out, 'fe-mailstore.service'), 'utf8');
   assert.match(store, /serve --only imap,imaps,pop3,pop3s$/m, 'IMAP and POP3 share the one process that writes mailboxes');
+  const web = readFileSync(path.join(out, 'fe-web.service'), 'utf8');
+  assert.match(web, /serve --only http,https$/m, 'fe-web answers ACME on 80 and serves MTA-STS on 443');
+  assert.match(web, /^User=fe$/m);
+  assert.match(web, /^CapabilityBoundingSet=CAP_NET_BIND_SERVICE$/m);
 });
 
 test('shell in the repository passes shellcheck', async () => {
@@ -86,10 +90,14 @@ test('SSH keys, passphrases and playbook variables', () => {
   const plan: InitPlan = {
     hostname: 'mail.example.org', domain: 'example.org', admin: 'postmaster@example.org', dataDir: '/var/lib/fe', configFile: '/etc/fe/fe.yml',
     luks: { mode: 'device', device: '/dev/vdb' }, luksKeyfile: false, luksWipe: false, luksPbkdfMemoryKiB: null,
-    sshPort: 2222, adminUser: 'admin', sshKeys: keys, filtering: false, openPlainImap: true, openPlainPop3: false,
+    sshPort: 2222, adminUser: 'admin', sshKeys: keys, filtering: false, openPlainImap: true, openPlainPop3: false, web: false,
   };
   const vars = playbookVars(plan, '/run/fe-init-x/passphrase', '/usr/bin/node');
   assert.deepEqual(vars.fe_open_tcp, [25, 465, 587, 993, 995, 143]);
+  assert.deepEqual(vars.fe_units, ['fe-mx', 'fe-mailstore']);
+  const withWeb = playbookVars({ ...plan, web: true }, null);
+  assert.deepEqual(withWeb.fe_open_tcp, [25, 465, 587, 993, 995, 143, 80, 443], 'the web daemon opens 80 (ACME) and 443 (MTA-STS)');
+  assert.deepEqual(withWeb.fe_units, ['fe-mx', 'fe-mailstore', 'fe-web']);
   assert.equal(vars.fe_luks_device, '/dev/vdb');
   assert.equal(vars.fe_ssh_port, 2222);
   assert.equal(vars.fe_luks_passphrase_file, '/run/fe-init-x/passphrase');

@@ -16,6 +16,7 @@ import { registerServe } from './commands/serve.js';
 import { registerMailbox } from './commands/mailbox.js';
 import { registerInit } from './commands/init.js';
 import { registerStatus } from './commands/status.js';
+import { registerCert } from './commands/cert.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -58,6 +59,7 @@ Examples:
   registerDev(program);
   registerInit(program);
   registerStatus(program);
+  registerCert(program);
   return program;
 }
 

@@ -46,12 +46,14 @@ export interface Listen {
   port: number;
 }
 
-export type DaemonName = 'mx' | 'imap' | 'imaps' | 'pop3' | 'pop3s';
+export type DaemonName = 'mx' | 'imap' | 'imaps' | 'pop3' | 'pop3s' | 'http' | 'https';
 
 export interface FeConfig {
   file: string;
   listen: Record<DaemonName, Listen | null>;
   tls: { cert: string; key: string } | null; // absolute paths
+  /** Certificates from an ACME CA, kept by the daemon that listens on listen.http. */
+  acme: { directory: string | null; email: string | null; caFile: string | null };
   dns: { servers: string[] }; // empty: the system's resolvers
   outbound: { port: number; mtaStsPort: number };
   logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -106,8 +108,11 @@ export function parseConfig(text: string, file: string): { config: FeConfig | nu
   return { config: errors.length === 0 ? config : null, doc, problems: v.problems };
 }
 
-const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'dns', 'outbound', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
-const LISTEN_KEYS = ['mx', 'imap', 'imaps', 'pop3', 'pop3s'] as const;
+const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'acme', 'dns', 'outbound', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
+const LISTEN_KEYS = ['mx', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'] as const;
+const ACME_KEYS = ['directory', 'email', 'ca_file'] as const;
+/** Let's Encrypt's production directory (RFC 8555 7.1.1): the default CA for `acme.directory`. */
+export const DEFAULT_ACME_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
 const TLS_KEYS = ['cert', 'key'] as const;
 const DNS_KEYS = ['servers'] as const;
 const OUTBOUND_KEYS = ['port', 'mta_sts_port'] as const;
@@ -119,6 +124,9 @@ export const DEFAULT_LISTEN: Record<DaemonName, Listen | null> = {
   imaps: { host: '0.0.0.0', port: 993 },
   pop3: null,
   pop3s: { host: '0.0.0.0', port: 995 },
+  // The web daemon (ACME HTTP-01 on 80, the MTA-STS policy on 443) is on where fe init turns it on.
+  http: null,
+  https: null,
 };
 const DOMAIN_KEYS = ['aliases', 'dkim'] as const;
 const ALIAS_KEYS = ['forward', 'mailbox'] as const;
@@ -226,6 +234,7 @@ class Validator {
       limits: { aliasCreationsPerDomainPerDay: 50, messageSize: 25 * 1024 * 1024, mailboxQuota: 0, connectionsPerIp: 10, imapConnectionsPerIp: 50, messagesPerIpPerMinute: 60, idleTimeoutSeconds: 300 },
       listen: { ...DEFAULT_LISTEN },
       tls: null,
+      acme: { directory: DEFAULT_ACME_DIRECTORY, email: null, caFile: null },
       dns: { servers: [] },
       outbound: { port: 25, mtaStsPort: 443 },
       logLevel: 'info',
@@ -287,6 +296,24 @@ class Validator {
           else if (isMap(value)) this.fail(value, key, 'needs both "cert" and "key" (PEM file paths)');
           break;
         }
+        case 'acme':
+          for (const [k, v] of this.entries(value, key, ACME_KEYS)) {
+            const f = `${key}.${k}`;
+            if (k === 'directory') {
+              if (isScalar(v) && (v.value === false || v.value === 'off' || v.value === null)) config.acme.directory = null;
+              else {
+                const url = this.string(v, f);
+                if (url !== undefined && !/^https:\/\/[^\s/]+\/\S*$/.test(url)) this.fail(v, f, `"${url}" is not an https:// URL of an ACME directory (or off)`);
+                else if (url !== undefined) config.acme.directory = url;
+              }
+            } else if (k === 'email') {
+              if (!(isScalar(v) && v.value === null)) config.acme.email = this.named(v, f, mailboxAddress) ?? null;
+            } else {
+              const s = this.string(v, f);
+              if (s !== undefined) config.acme.caFile = path.resolve(path.dirname(path.resolve(file)), s);
+            }
+          }
+          break;
         case 'dns':
           for (const [k, v] of this.entries(value, key, DNS_KEYS)) {
             config.dns.servers = this.stringList(v, `${key}.${k}`).flatMap(({ value: s, node: n }) => {

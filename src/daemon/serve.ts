@@ -7,11 +7,14 @@ import { createPop3Server, isLoopback } from '../pop3/server.js';
 import { createImapServer } from '../imap/server.js';
 import { createMx } from '../smtp/mx.js';
 import { MailboxRegistry } from '../store/registry.js';
-import { ensureSelfSigned, loadTls } from '../tls/self-signed.js';
+import { TlsSource } from '../tls/source.js';
+import { createWebServer } from '../web/server.js';
+import { ChallengeFiles, challengeDir } from '../acme/challenges.js';
+import { RenewalSchedule } from '../acme/renewal.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { serverSecret } from './secrets.js';
 
-export const DAEMONS: readonly DaemonName[] = ['mx', 'imap', 'imaps', 'pop3', 'pop3s'];
+export const DAEMONS: readonly DaemonName[] = ['mx', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'];
 
 interface Daemon {
   listen(port: number, host: string): Promise<void>;
@@ -40,7 +43,9 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
   const log = opts.log ?? createLogger(config.logLevel);
   let resolver: FeResolver = createResolver({ servers: config.dns.servers });
   const wanted = (opts.only ?? DAEMONS).filter((d) => config.listen[d] !== null);
-  const tls = config.tls ? loadTls(config.tls) : await ensureSelfSigned(config.dataDir, config.hostname);
+  // One certificate source per process; it notices a renewal written by another process.
+  const tls = await TlsSource.open(() => config, log.child('tls'));
+  tls.watch();
 
   // One registry per process: every session of a mailbox shares one open database.
   const registry = new MailboxRegistry({ config: () => config, log: log.child('mailbox') });
@@ -57,6 +62,10 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
       case 'pop3':
       case 'pop3s':
         return createPop3Server({ registry, throttle, tls, allowPlaintextAuth, log: log.child(name), implicitTls: name === 'pop3s', connectionsPerIp: () => config.limits.connectionsPerIp, idleTimeoutMs: testing.idleTimeoutMs });
+      case 'http':
+        return createWebServer({ config: () => config, log: log.child('http'), secure: false, challenges: new ChallengeFiles(challengeDir(config.dataDir)) });
+      case 'https':
+        return createWebServer({ config: () => config, log: log.child('https'), secure: true, tls });
     }
   };
 
@@ -73,8 +82,12 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
     }
   } catch (e) {
     await Promise.all(started.map((s) => s.daemon.close()));
+    tls.close();
     throw e;
   }
+  // The process that answers HTTP-01 on port 80 also keeps the ACME certificate.
+  const renewal = addresses.http && !config.tls && config.acme.directory ? new RenewalSchedule(() => config, log.child('acme'), () => tls.refresh()) : null;
+  renewal?.start();
 
   return {
     config: () => config,
@@ -85,6 +98,8 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
         config = next;
         resolver = createResolver({ servers: next.dns.servers });
         log.info('configuration reloaded', { domains: next.domains.size });
+        tls.refresh();
+        renewal?.kick(); // a new domain needs its mta-sts name on the certificate
         return { ok: true };
       } catch (e) {
         log.error('configuration not reloaded; keeping the running one', { reason: (e as Error).message.split('\n').slice(0, 3).join(' | ') });
@@ -92,6 +107,8 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
       }
     },
     async close() {
+      renewal?.stop();
+      tls.close();
       await Promise.all(started.map((s) => s.daemon.close()));
       registry.closeAll();
       log.info('stopped');

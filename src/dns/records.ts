@@ -158,7 +158,7 @@ function mailtoUri(address: string): string {
   return `mailto:${encoded}@${domain}`;
 }
 
-function mtaStsPolicyText(mode: string, mx: string, maxAge: number): string {
+export function mtaStsPolicyText(mode: string, mx: string, maxAge: number): string {
   // RFC 8461 section 3.2 specifies CRLF-separated lines.
   return ['version: STSv1', `mode: ${mode}`, `mx: ${mx}`, `max_age: ${maxAge}`].map((line) => `${line}\r\n`).join('');
 }

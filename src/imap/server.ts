@@ -5,6 +5,7 @@ import tls from 'node:tls';
 import type { LoginThrottle } from '../auth/throttle.js';
 import type { MailboxRegistry } from '../store/registry.js';
 import type { Logger } from '../util/log.js';
+import type { TlsSource } from '../tls/source.js';
 import { ImapSession } from './session.js';
 import { boundAddress, listenOn } from '../daemon/listen.js';
 
@@ -12,7 +13,7 @@ export interface ImapServerOptions {
   registry: MailboxRegistry;
   log: Logger;
   throttle: LoginThrottle;
-  tls: { key: Buffer; cert: Buffer } | null;
+  tls: TlsSource | null;
   implicitTls: boolean;
   allowPlaintextAuth: (remoteAddress: string) => boolean;
   hostname: string;
@@ -24,7 +25,8 @@ export interface ImapServerOptions {
 }
 
 export function createImapServer(opts: ImapServerOptions) {
-  const context = opts.tls ? tls.createSecureContext({ key: opts.tls.key, cert: opts.tls.cert }) : null;
+  const source = opts.tls;
+  const context = source ? () => source.context() : null;
   const sessions = new Set<ImapSession>();
   const perIp = new Map<string, number>();
   const onSocket = (socket: net.Socket) => {
@@ -57,7 +59,8 @@ export function createImapServer(opts: ImapServerOptions) {
     });
     sessions.add(session);
   };
-  const server = opts.implicitTls && opts.tls ? tls.createServer({ key: opts.tls.key, cert: opts.tls.cert }, onSocket) : net.createServer(onSocket);
+  const server = opts.implicitTls && source ? tls.createServer({ ...source.current(), minVersion: 'TLSv1.2' }, onSocket) : net.createServer(onSocket);
+  if (server instanceof tls.Server && source) source.onChange((m) => (server as tls.Server).setSecureContext({ ...m, minVersion: 'TLSv1.2' }));
   server.on('tlsClientError', () => undefined);
   return {
     listen: (port: number, host: string) => listenOn(server, port, host),

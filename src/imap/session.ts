@@ -18,7 +18,7 @@ export interface SessionOptions {
   registry: MailboxRegistry;
   log: Logger;
   throttle: LoginThrottle;
-  secureContext: SecureContext | null; // for STARTTLS; null: not offered
+  secureContext: (() => SecureContext) | null; // for STARTTLS, read at each use (renewals); null: not offered
   allowPlaintextAuth: (remoteAddress: string) => boolean;
   hostname: string;
   appendLimit: number;
@@ -399,7 +399,7 @@ export class ImapSession {
     this.send(`${cmd.tag} OK begin TLS now`);
     const plain = this.socket;
     plain.removeAllListeners('data');
-    const secured = new TLSSocket(plain, { isServer: true, secureContext: this.opts.secureContext });
+    const secured = new TLSSocket(plain, { isServer: true, secureContext: this.opts.secureContext() });
     this.socket = secured;
     this.out = secured;
     this.reader = new CommandReader({});

@@ -19,18 +19,18 @@
 //   written in slices that wait for the socket to drain, so a client that never reads holds at
 //   most one message in memory until the idle timeout (default 10 minutes, RFC 1939 3) drops it.
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { createSecureContext, createServer as createTlsServer, TLSSocket, type SecureContext, type Server as TlsServer } from 'node:tls';
+import { createServer as createTlsServer, TLSSocket, type SecureContext, type Server as TlsServer } from 'node:tls';
 import type { LoginThrottle } from '../auth/throttle.js';
 import type { MailboxStore } from '../store/mailbox-db.js';
 import type { MailboxHandle, MailboxRegistry } from '../store/registry.js';
-import type { TlsMaterial } from '../tls/self-signed.js';
+import type { TlsSource } from '../tls/source.js';
 import type { Logger } from '../util/log.js';
 import { boundAddress, listenOn } from '../daemon/listen.js';
 
 export interface Pop3Options {
   registry: MailboxRegistry;
   log: Logger;
-  tls: TlsMaterial | null;
+  tls: TlsSource | null;
   /** true: TLS from the first byte (995); false: plain with STLS (110). */
   implicitTls: boolean;
   /** Whether USER/PASS and AUTH PLAIN may be used without TLS from this client address. */
@@ -85,8 +85,9 @@ export function createPop3Server(opts: Pop3Options) {
   const idleTimeoutMs = opts.idleTimeoutMs ?? 10 * 60_000;
   const maxLineBytes = opts.maxLineBytes ?? 4096;
   const maxAuthFailures = opts.maxAuthFailures ?? 3;
-  const secureContext: SecureContext | null = opts.tls ? createSecureContext({ key: opts.tls.key, cert: opts.tls.cert, minVersion: 'TLSv1.2' }) : null;
-  if (opts.implicitTls && !secureContext) throw new Error('POP3S needs TLS material');
+  const source = opts.tls;
+  const secureContext = source ? (): SecureContext => source.context() : null;
+  if (opts.implicitTls && !source) throw new Error('POP3S needs TLS material');
   const sessions = new Set<Session>();
   const perIp = new Map<string, number>();
   let closing = false;
@@ -440,7 +441,7 @@ export function createPop3Server(opts: Pop3Options) {
       plain.off('drain', this.touch);
       await new Promise<void>((resolve) => plain.write('+OK Begin TLS negotiation\r\n', () => resolve()));
       if (this.isClosed()) return;
-      const secure = new TLSSocket(plain, { isServer: true, secureContext });
+      const secure = new TLSSocket(plain, { isServer: true, secureContext: secureContext() });
       this.sock = secure;
       this.pausedForQueue = false;
       this.attach(secure);
@@ -625,7 +626,8 @@ export function createPop3Server(opts: Pop3Options) {
 
   let server: NetServer | TlsServer;
   if (opts.implicitTls) {
-    const tlsServer = createTlsServer({ key: opts.tls!.key, cert: opts.tls!.cert, minVersion: 'TLSv1.2', handshakeTimeout: Math.min(idleTimeoutMs, 30_000) }, (sock) => accept(sock, sock, true));
+    const tlsServer = createTlsServer({ ...source!.current(), minVersion: 'TLSv1.2', handshakeTimeout: Math.min(idleTimeoutMs, 30_000) }, (sock) => accept(sock, sock, true));
+    source!.onChange((m) => tlsServer.setSecureContext({ ...m, minVersion: 'TLSv1.2' }));
     tlsServer.on('tlsClientError', (e) => log.debug('TLS handshake failed', { reason: e.message }));
     server = tlsServer;
   } else {

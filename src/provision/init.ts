@@ -32,6 +32,8 @@ export interface InitPlan {
   filtering: boolean;
   openPlainImap: boolean;
   openPlainPop3: boolean;
+  /** The web daemon: ACME HTTP-01 on 80, the MTA-STS policy on 443. */
+  web: boolean;
 }
 
 /** Throws UserError unless this is root on a supported system. */
@@ -85,6 +87,7 @@ export function playbookVars(plan: InitPlan, passphraseFile: string | null, node
   const open = [25, 465, 587, 993, 995];
   if (plan.openPlainImap) open.push(143);
   if (plan.openPlainPop3) open.push(110);
+  if (plan.web) open.push(80, 443);
   return {
     fe_hostname: plan.hostname,
     fe_domain: plan.domain,
@@ -103,6 +106,7 @@ export function playbookVars(plan: InitPlan, passphraseFile: string | null, node
     fe_admin_user: plan.adminUser,
     fe_admin_ssh_keys: plan.sshKeys,
     fe_open_tcp: open,
+    fe_units: plan.web ? ['fe-mx', 'fe-mailstore', 'fe-web'] : ['fe-mx', 'fe-mailstore'],
     fe_filtering: plan.filtering,
     fe_source: PROJECT_ROOT,
     fe_node: node,
@@ -115,6 +119,17 @@ export function ensureConfig(plan: InitPlan, render: (hostname: string, dataDir:
   mkdirSync(path.dirname(plan.configFile), { recursive: true, mode: 0o750 });
   let text = render(plan.hostname, plan.dataDir);
   if (plan.admin) text = text.replace(/^# admin: .*$/m, `admin: ${plan.admin}`);
+  if (plan.web) {
+    text += [
+      '',
+      '# fe-web: port 80 answers the ACME CA (Let\'s Encrypt) for the certificate of the host name and',
+      '# of mta-sts.DOMAIN; port 443 serves each domain\'s MTA-STS policy. See `fe cert --help`.',
+      'listen:',
+      '  http: "0.0.0.0:80"',
+      '  https: "0.0.0.0:443"',
+      '',
+    ].join('\n');
+  }
   writeFileAtomic(plan.configFile, text, 0o640);
   return 'written';
 }

@@ -11,6 +11,7 @@ import type { FeConfig } from '../config/schema.js';
 import type { DnsRecord, DomainDns } from '../dns/records.js';
 import { isDnsNotFound, type FeResolver } from '../dns/resolver.js';
 import { readVolumeInfo, volumeState } from './volume.js';
+import { currentCertificateFiles } from '../tls/source.js';
 
 export type Level = 'OK' | 'WARN' | 'FAIL';
 
@@ -35,7 +36,10 @@ export interface StatusContext {
   now?: Date;
 }
 
-const UNITS = ['fe-mx', 'fe-mailstore'];
+/** The units fe init installs for this fe.yml (fe-web only when a web listener is on). */
+function units(config: FeConfig): string[] {
+  return config.listen.http || config.listen.https ? ['fe-mx', 'fe-mailstore', 'fe-web'] : ['fe-mx', 'fe-mailstore'];
+}
 
 const ok = (check: string, subject: string, detail: string): CheckResult => ({ check, subject, level: 'OK', detail, fix: null });
 const warn = (check: string, subject: string, detail: string, fix: string | null): CheckResult => ({ check, subject, level: 'WARN', detail, fix });
@@ -51,9 +55,9 @@ async function run(cmd: string, args: string[]): Promise<{ code: number; out: st
   }
 }
 
-async function services(): Promise<CheckResult[]> {
+async function services(config: FeConfig): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
-  for (const unit of UNITS) {
+  for (const unit of units(config)) {
     const r = await run('systemctl', ['is-active', `${unit}.service`]);
     if (r === null || /not been booted with systemd|Failed to connect to bus/.test(r.out)) return [warn('services', 'systemd', 'systemd is not running here: not a systemd host', 'fe init installs the units on Debian/Ubuntu hosts')];
     if (r.out === 'active') out.push(ok('services', unit, 'running'));
@@ -317,8 +321,10 @@ async function outbound(ctx: StatusContext): Promise<CheckResult[]> {
 }
 
 function certificate(config: FeConfig, now: Date): CheckResult[] {
-  const file = config.tls ? config.tls.cert : path.join(config.dataDir, 'tls', 'self-signed.crt');
-  if (!existsSync(file)) return [warn('certificate', config.hostname, `no certificate yet (${file})`, 'fe serve makes a self-signed one at start; configure tls.cert for a real one')];
+  const { kind, cert: file } = currentCertificateFiles(config);
+  // How this certificate gets replaced, for the hints below.
+  const how = kind === 'configured' ? 'replace tls.cert / tls.key in fe.yml' : config.acme.directory && config.listen.http ? 'fe cert renew (and fe cert status)' : 'turn on listen.http and acme.directory, or set tls.cert / tls.key in fe.yml';
+  if (!existsSync(file)) return [warn('certificate', config.hostname, `no certificate yet (${file})`, `fe serve makes a self-signed one at start; for a real one: ${how}`)];
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(readFileSync(file));
@@ -328,11 +334,11 @@ function certificate(config: FeConfig, now: Date): CheckResult[] {
   const days = Math.floor((new Date(cert.validTo).getTime() - now.getTime()) / 86_400_000);
   const names = cert.subjectAltName ?? '';
   const selfSigned = cert.issuer === cert.subject;
-  if (days < 0) return [fail('certificate', config.hostname, `expired ${-days} days ago`, 'renew it (tls.cert in fe.yml)')];
+  if (days < 0) return [fail('certificate', config.hostname, `expired ${-days} days ago`, how)];
   if (!names.toLowerCase().includes(`dns:${config.hostname.toLowerCase()}`)) return [fail('certificate', config.hostname, `does not name ${config.hostname} (${names})`, 'get a certificate for the host name')];
-  if (selfSigned) return [warn('certificate', config.hostname, `self-signed, ${days} days left: mail clients will warn`, 'get a certificate from a CA (tls.cert / tls.key in fe.yml)')];
-  if (days < 14) return [warn('certificate', config.hostname, `expires in ${days} days`, 'renew it')];
-  return [ok('certificate', config.hostname, `valid for ${days} more days`)];
+  if (selfSigned) return [warn('certificate', config.hostname, `self-signed, ${days} days left: mail clients will warn`, how)];
+  if (days < 14) return [warn('certificate', config.hostname, `expires in ${days} days`, how)];
+  return [ok('certificate', config.hostname, `${kind === 'acme' ? 'from ACME, ' : ''}valid for ${days} more days`)];
 }
 
 function backup(): CheckResult[] {
@@ -346,7 +352,7 @@ export async function runStatus(ctx: StatusContext, groups: readonly CheckGroup[
   for (const g of groups) {
     switch (g) {
       case 'services':
-        out.push(...(await services()));
+        out.push(...(await services(ctx.config)));
         break;
       case 'ports':
         out.push(...ports(ctx.config));

@@ -17,13 +17,14 @@ import { arcSeal, checkAuth, type AuthVerdict } from './auth-check.js';
 import { MtaStsCache } from './mta-sts.js';
 import { deliverToDomain, type DeliveryResult, type OutboundOptions } from './outbound.js';
 import { createSrs } from './srs.js';
+import type { TlsSource } from '../tls/source.js';
 
 export interface MxOptions {
   config: () => FeConfig; // read on every use, so SIGHUP reloads reach open sessions too
   resolver: () => FeResolver;
   log: Logger;
   srsSecret: Buffer;
-  tls: { key: Buffer; cert: Buffer } | null;
+  tls: TlsSource | null;
 }
 
 const MAX_RECIPIENTS = 100;
@@ -259,7 +260,7 @@ export function createMx(opts: MxOptions) {
     disabledCommands: ['AUTH'], // port 25 takes mail for local users only; submission is elsewhere
     authOptional: true,
     hideSTARTTLS: opts.tls === null,
-    ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : {}),
+    ...(opts.tls ? opts.tls.current() : {}),
     disableReverseLookup: true, // no lookups outside fe's resolver
     logger: false,
     socketTimeout: opts.config().limits.idleTimeoutSeconds * 1000, // RFC 5321 4.5.3.2.7 suggests 5 minutes
@@ -334,6 +335,8 @@ export function createMx(opts: MxOptions) {
   });
 
   server.on('error', (e: Error) => log.warn('connection error', { reason: e.message }));
+  // A renewed certificate: STARTTLS sessions from now on get it.
+  opts.tls?.onChange((m) => server.updateSecureContext({ key: m.key, cert: m.cert }));
 
   return {
     server,

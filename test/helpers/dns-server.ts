@@ -20,6 +20,8 @@ export interface DnsServerOptions {
   servfail?: string[];
   /** Names never answered, so the client times out. */
   drop?: string[];
+  /** Port for both UDP and TCP on 127.0.0.1 (default: one the kernel picks). */
+  port?: number;
 }
 
 export interface QueryLogEntry {
@@ -321,12 +323,13 @@ export async function startDnsServer(zone: Zone, opts: DnsServerOptions = {}): P
   // transports need one port number; if the TCP side is taken, try another.
   let udp: Socket | undefined;
   let tcp: Server | undefined;
-  for (let attempt = 0; attempt < 20 && !tcp; attempt++) {
+  const fixedPort = opts.port ?? 0;
+  for (let attempt = 0; attempt < (fixedPort ? 1 : 20) && !tcp; attempt++) {
     const u = createSocket('udp4');
     u.on('message', onUdp(u));
     await new Promise<void>((resolve, reject) => {
       u.once('error', reject);
-      u.bind(0, '127.0.0.1', () => {
+      u.bind(fixedPort, '127.0.0.1', () => {
         u.off('error', reject);
         resolve();
       });

@@ -170,6 +170,18 @@ vm_configure() {
   mkdir -p "$r/root/fe"
   tar -C "$project" --exclude=./dist/test -cf - bin dist node_modules templates ansible systemd package.json LICENSE |
     tar -C "$r/root/fe" -xf -
+  # A resolver on the guest's loopback (test/vm/guest-dns.ts): the guest has no network, and a
+  # VPS has a resolver. It starts before anything that looks names up.
+  install -d "$r/opt/fe-vm-dns/helpers" "$r/opt/fe-vm-dns/vm"
+  echo '{"type":"module"}' >"$r/opt/fe-vm-dns/package.json"
+  install -m 644 "$project/dist/test/helpers/dns-server.js" "$r/opt/fe-vm-dns/helpers/"
+  install -m 644 "$project/dist/test/vm/guest-dns.js" "$r/opt/fe-vm-dns/vm/"
+  printf '%s\n' '[Unit]' 'Description=fe VM test: DNS on 127.0.0.1:53' 'Before=nss-lookup.target' 'Wants=nss-lookup.target' \
+    '[Service]' 'ExecStart=/usr/local/bin/node /opt/fe-vm-dns/vm/guest-dns.js fe-vm.test 10.0.2.15' 'Restart=always' \
+    '[Install]' 'WantedBy=multi-user.target' >"$r/etc/systemd/system/fe-vm-dns.service"
+  systemctl --root="$r" enable fe-vm-dns.service >/dev/null 2>&1
+  rm -f "$r/etc/resolv.conf"
+  echo 'nameserver 127.0.0.1' >"$r/etc/resolv.conf"
 }
 
 # vm_images ROOT: root.img (mkfs.ext4 -d: no loop device, no mount), an empty 1 GiB data disk,
@@ -195,22 +207,24 @@ vm_free_port() {
 VM_SSH_PORT=
 VM_SMTP_PORT=
 VM_IMAPS_PORT=
+VM_HTTPS_PORT=
 vm_start() {
   VM_SSH_PORT=$(vm_free_port)
   VM_SMTP_PORT=$(vm_free_port)
   VM_IMAPS_PORT=$(vm_free_port)
+  VM_HTTPS_PORT=$(vm_free_port)
   qemu-system-x86_64 \
     -M q35 -accel tcg,thread=multi -cpu max -smp "$VM_CPUS" -m "$VM_MEM" \
     -kernel "$VM_WORK/vmlinuz" -initrd "$VM_WORK/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 loglevel=4" \
     -drive "file=$VM_WORK/root.img,if=virtio,format=raw,cache=unsafe" \
     -drive "file=$VM_WORK/data.img,if=virtio,format=raw,cache=unsafe" \
-    -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$VM_SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$VM_SMTP_PORT-:25,hostfwd=tcp:127.0.0.1:$VM_IMAPS_PORT-:993" \
+    -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$VM_SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$VM_SMTP_PORT-:25,hostfwd=tcp:127.0.0.1:$VM_IMAPS_PORT-:993,hostfwd=tcp:127.0.0.1:$VM_HTTPS_PORT-:443" \
     -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
     -display none -serial "file:$VM_WORK/console.log" \
     -monitor "unix:$VM_WORK/monitor.sock,server,nowait" \
     -pidfile "$VM_WORK/qemu.pid" -daemonize
-  vm_log "   qemu pid $(cat "$VM_WORK/qemu.pid"); 127.0.0.1: ssh $VM_SSH_PORT, smtp $VM_SMTP_PORT, imaps $VM_IMAPS_PORT"
+  vm_log "   qemu pid $(cat "$VM_WORK/qemu.pid"); 127.0.0.1: ssh $VM_SSH_PORT, smtp $VM_SMTP_PORT, imaps $VM_IMAPS_PORT, https $VM_HTTPS_PORT"
 }
 
 vm_running() { [[ -f "$VM_WORK/qemu.pid" ]] && kill -0 "$(cat "$VM_WORK/qemu.pid")" 2>/dev/null; }

@@ -180,9 +180,9 @@ after_init() {
   USER_NOW="admin"
   check 'LUKS volume fe-data is open' 'is active' 'cryptsetup status fe-data'
   check 'it is mounted on /var/lib/fe' '^/dev/mapper/fe-data ext4' 'findmnt -n -o SOURCE,FSTYPE /var/lib/fe'
-  check_eq 'iptables INPUT policy DROP, TCP ACCEPT ports {22,25,465,587,993,995}' $'-P INPUT DROP\n22\n25\n465\n587\n993\n995' \
+  check_eq 'iptables INPUT policy DROP, TCP ACCEPT ports {22,25,80,443,465,587,993,995}' $'-P INPUT DROP\n22\n25\n80\n443\n465\n587\n993\n995' \
     'iptables -S INPUT | grep -E "^-P INPUT"; iptables -S INPUT | grep -E -- "-j ACCEPT" | grep -oE -- "--dport [0-9]+" | cut -d" " -f2 | sort -n | uniq'
-  check_eq 'ip6tables the same' $'-P INPUT DROP\n22\n25\n465\n587\n993\n995' \
+  check_eq 'ip6tables the same' $'-P INPUT DROP\n22\n25\n80\n443\n465\n587\n993\n995' \
     'ip6tables -S INPUT | grep -E "^-P INPUT"; ip6tables -S INPUT | grep -E -- "-j ACCEPT" | grep -oE -- "--dport [0-9]+" | cut -d" " -f2 | sort -n | uniq'
   check_eq 'modprobe usb-storage loads nothing' 'not loaded' \
     'modprobe usb-storage; if grep -q "^usb_storage " /proc/modules || lsmod | grep -q "^usb_storage"; then echo loaded; else echo not loaded; fi'
@@ -194,13 +194,14 @@ after_init() {
   if vm_ssh_fresh root true 2>/dev/null; then fail 'a new ssh login as root with the key is refused'; fi
   pass 'a new ssh login as root with the key is refused'
   check_eq 'admin has sudo' 'root' 'id -un'
-  check_eq 'fe-mx and fe-mailstore are active' $'active\nactive' 'systemctl is-active fe-mx fe-mailstore'
+  check_eq 'fe-mx, fe-mailstore and fe-web are active' $'active\nactive\nactive' 'systemctl is-active fe-mx fe-mailstore fe-web'
   # Node starts slowly under emulation: give the daemons up to two minutes to listen.
-  if ! g 'for i in $(seq 60); do ss -ltn | grep -q ":25 " && ss -ltn | grep -q ":993 " && exit 0; sleep 2; done; exit 1'; then
-    g 'ss -ltn; systemctl status --no-pager fe-mx fe-mailstore; journalctl --no-pager -n 60 -u fe-mx -u fe-mailstore' >&2 || true
-    fail 'fe-mx listens on 25 and fe-mailstore on 993'
+  if ! g 'for i in $(seq 60); do ss -ltn | grep -q ":25 " && ss -ltn | grep -q ":993 " && ss -ltn | grep -q ":443 " && exit 0; sleep 2; done; exit 1'; then
+    g 'ss -ltn; systemctl status --no-pager fe-mx fe-mailstore fe-web; journalctl --no-pager -n 60 -u fe-mx -u fe-mailstore -u fe-web' >&2 || true
+    fail 'fe-mx listens on 25, fe-mailstore on 993, fe-web on 443'
   fi
-  pass 'fe-mx listens on 25 and fe-mailstore on 993'
+  pass 'fe-mx listens on 25, fe-mailstore on 993, fe-web on 443'
+  mta_sts_check
 }
 
 mail() {
@@ -223,10 +224,32 @@ mail() {
   fi
 }
 
+# The MTA-STS policy, fetched from the host through the forwarded port 443 (so through the
+# firewall) as a sending MTA would: https://mta-sts.fe-vm.test/.well-known/mta-sts.txt. The
+# certificate is still the self-signed one (the guest reaches no ACME CA), so it is not verified.
+mta_sts_check() {
+  local out
+  out="$(PORT="$VM_HTTPS_PORT" node --input-type=module -e '
+    import https from "node:https";
+    const req = https.get({ host: "127.0.0.1", port: Number(process.env.PORT), path: "/.well-known/mta-sts.txt",
+      servername: "mta-sts.fe-vm.test", headers: { host: "mta-sts.fe-vm.test" }, rejectUnauthorized: false, timeout: 60000 }, (res) => {
+      let body = ""; res.on("data", (d) => (body += d)); res.on("end", () => console.log(`${res.statusCode} ${JSON.stringify(body)}`));
+    });
+    req.on("error", (e) => console.log(`error ${e.message}`));
+  ' 2>&1)" || true
+  if [[ $out == '200 "version: STSv1\r\nmode: testing\r\nmx: mail.fe-vm.test\r\nmax_age: 604800\r\n"' ]]; then
+    pass "fe-web serves the MTA-STS policy on 443 ($out)"
+  else
+    printf '%s\n' "---- https:" "$out" >&2
+    g 'journalctl -u fe-web --no-pager -n 30' >&2 || true
+    fail 'fe-web serves the MTA-STS policy on 443'
+  fi
+}
+
 after_reboot() {
   check_eq 'after reboot: the volume is locked' 'locked' 'test -e /dev/mapper/fe-data && echo open || echo locked'
   check_eq 'after reboot: /var/lib/fe is not mounted' 'no' 'mountpoint -q /var/lib/fe && echo yes || echo no'
-  check_eq 'after reboot: fe-mx and fe-mailstore are not active' $'inactive\ninactive' 'systemctl is-active fe-mx fe-mailstore || true'
+  check_eq 'after reboot: fe-mx, fe-mailstore and fe-web are not active' $'inactive\ninactive\ninactive' 'systemctl is-active fe-mx fe-mailstore fe-web || true'
   check_eq 'after reboot: nothing under the bare /var/lib/fe' '' 'find /var/lib/fe -mindepth 1'
   check_eq 'after reboot: usb-storage still refused' 'not loaded' \
     'modprobe usb-storage; grep -q "^usb_storage " /proc/modules && echo loaded || echo not loaded'
@@ -237,7 +260,7 @@ after_reboot() {
 unlock() {
   check 'fe unlock --passphrase-stdin' 'fe is running' "echo -n '$PASSPHRASE' | fe unlock --passphrase-stdin"
   check 'after unlock: volume mounted' '^/dev/mapper/fe-data ext4' 'findmnt -n -o SOURCE,FSTYPE /var/lib/fe'
-  check_eq 'after unlock: fe-mx and fe-mailstore are active' $'active\nactive' 'systemctl is-active fe-mx fe-mailstore'
+  check_eq 'after unlock: fe-mx, fe-mailstore and fe-web are active' $'active\nactive\nactive' 'systemctl is-active fe-mx fe-mailstore fe-web'
 }
 
 # The message sent before the reboot, read over IMAPS from the host (imapflow from the project's

@@ -32,6 +32,7 @@ interface InitFlags {
   adminUser: string;
   sshKey: string[];
   filtering?: boolean;
+  web: boolean; // --no-web sets false
 }
 
 const SIZE = /^\d+[MGT]$/;
@@ -90,13 +91,16 @@ async function collect(flags: InitFlags, file: string): Promise<InitPlan> {
   const iterTime = flags.luksIterTime === undefined ? null : Number(flags.luksIterTime);
   if (iterTime !== null && (!Number.isInteger(iterTime) || iterTime < 1)) throw new UsageError('--luks-iter-time takes milliseconds, a whole number of at least 1');
 
-  // Plain IMAP/POP3 ports are opened only if an existing fe.yml turns them on.
+  // Plain IMAP/POP3 ports are opened only if an existing fe.yml turns them on; the same file says
+  // whether the web daemon runs (a new one gets it unless --no-web).
   let openPlainImap = false;
   let openPlainPop3 = false;
+  let web = flags.web;
   if (existsSync(file)) {
     const config = loadConfig(file);
     openPlainImap = config.listen.imap !== null;
     openPlainPop3 = config.listen.pop3 !== null;
+    web = config.listen.http !== null || config.listen.https !== null;
   }
   return {
     hostname: host,
@@ -115,6 +119,7 @@ async function collect(flags: InitFlags, file: string): Promise<InitPlan> {
     filtering,
     openPlainImap,
     openPlainPop3,
+    web,
   };
 }
 
@@ -150,13 +155,15 @@ export function registerInit(program: Command): void {
     .option('--ssh-key <file-or-key>', "the admin's SSH public key; repeatable (default: root's authorized_keys)", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--filtering', 'install spam and virus filtering (rspamd, ClamAV)')
     .option('--no-filtering', 'do not install spam and virus filtering')
+    .option('--no-web', 'no web daemon: no ACME certificate (port 80) and no MTA-STS policy host (443); bring tls.cert yourself')
     .addHelpText(
       'after',
       `
 What it does: writes /etc/fe/fe.yml (kept if it exists), installs ansible-core if missing, then
 runs fe's playbook on this host: a LUKS2 data volume, an iptables firewall (v4 and v6), no
 USB storage, no swap, no core dumps, SSH keys only for a non-root admin, kernel hardening,
-unattended security upgrades, the fe user and systemd units. It prints every task as it
+unattended security upgrades, the fe user and systemd units (fe-mx; fe-mailstore; fe-web, which
+gets the certificate from Let's Encrypt and serves the MTA-STS policy). It prints every task as it
 finishes and, at the end, the DNS records to publish. Running it again is safe: it reports
 what changed. The LUKS passphrase is shown once and never stored; after a reboot,
 \`fe unlock\` opens the volume and starts fe.
