@@ -64,3 +64,17 @@ export async function startServices(): Promise<void> {
   const r = await execa('systemctl', ['start', 'fe.target'], { reject: false });
   if (r.exitCode !== 0) throw new UserError(`systemctl start fe.target failed: ${r.stderr.trim()}`);
 }
+
+/**
+ * Waits until every port in `ports` is listening (the units are Type=simple: "started" means the
+ * process exists, not that it accepts connections yet). Returns the ports still closed at the end.
+ */
+export async function waitForPorts(ports: number[], timeoutMs: number, listening: () => Set<number>): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = listening();
+    const closed = ports.filter((p) => !open.has(p));
+    if (closed.length === 0 || Date.now() >= deadline) return closed;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}

@@ -115,6 +115,13 @@ vm_debootstrap() {
     fi
   fi
   mirror="$(vm_apt_mirror "$VM_SUITE")"
+  if [[ -z $mirror ]]; then
+    # Another release than this machine's (VM_SUITE=trixie on a Debian 12 host): a Debian mirror
+    # carries every suite, so take the one apt uses for this machine's own release.
+    local own
+    own="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+    [[ -n $own ]] && mirror="$(vm_apt_mirror "$own")"
+  fi
   [[ -n $mirror ]] || { echo "no apt source for $VM_SUITE in this machine's apt configuration" >&2; return 1; }
   vm_log "   mirror (from apt's configuration): $mirror"
   # Before the kernel's package runs update-initramfs: MODULES=list and a hook with the three

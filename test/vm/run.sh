@@ -10,7 +10,8 @@
 # usb-storage, no swap, sshd, the admin user, the units, mail over port 25; then reboots and
 # checks that the volume is locked and fe is down until `fe unlock`, and the mail is still there.
 #
-# Environment: FE_VM_CACHE=DIR keeps the debootstrap result between runs (optional),
+# Environment: VM_SUITE=trixie builds Debian 13 instead of 12 (from the same mirror),
+# FE_VM_CACHE=DIR keeps the debootstrap result between runs (optional),
 # FE_VM_KEEP=1 leaves the work directory behind, VM_MEM, VM_CPUS, VM_BOOT_TIMEOUT,
 # FE_VM_IDEMPOTENCE=0 skips the second `fe init` run.
 #

@@ -7,7 +7,8 @@ import { asciiDomain } from '../../config/names.js';
 import { renderZone } from '../../dns/records.js';
 import { ansibleAvailable, runPlaybook, type PlaybookEvent } from '../../provision/ansible.js';
 import { currentVolume, defaultSshKeys, ensureConfig, installAnsible, luksSource, newPassphrase, passphraseFile, playbookVars, preflight, sshKeyLines, type InitPlan, type LuksChoice } from '../../provision/init.js';
-import { readVolumeInfo, startServices, unlockVolume, volumeState } from '../../provision/volume.js';
+import { readVolumeInfo, startServices, unlockVolume, volumeState, waitForPorts } from '../../provision/volume.js';
+import { listeningPorts } from '../../provision/status.js';
 import { UsageError, UserError } from '../../util/errors.js';
 import { configFile, parseName } from '../context.js';
 import { print, style } from '../output.js';
@@ -229,7 +230,8 @@ Examples:
     .description('after a reboot: open the encrypted mail volume with its passphrase, mount it and start fe')
     .option('--passphrase-stdin', 'read the passphrase from standard input instead of asking')
     .addHelpText('after', '\nThe passphrase is the one fe init showed. It goes to cryptsetup on a pipe, never on a command line.')
-    .action(async (opts: { passphraseStdin?: boolean }) => {
+    .option('--wait <seconds>', 'how long to wait for the daemons to listen on their ports', '180')
+    .action(async (opts: { passphraseStdin?: boolean; wait: string }, cmd: Command) => {
       if (process.getuid?.() !== 0) throw new UserError('fe unlock opens a disk: run it as root (sudo fe unlock)');
       const info = readVolumeInfo();
       if (!info) throw new UserError('this host has no fe volume (/etc/fe/volume.json is missing): run fe init first');
@@ -243,6 +245,10 @@ Examples:
       const did = await unlockVolume(info, passphrase);
       for (const line of did) print(line);
       await startServices();
-      print('fe is running (systemctl status fe.target)');
+      // Started is not yet listening: say so only once every configured port accepts connections.
+      const ports = Object.values(loadConfig(configFile(cmd)).listen).flatMap((l) => (l && l.port > 0 ? [l.port] : []));
+      const closed = await waitForPorts(ports, Math.max(0, Number(opts.wait) || 0) * 1000, () => listeningPorts());
+      if (closed.length > 0) throw new UserError(`fe.target started, but nothing listens on ${closed.join(', ')} yet: journalctl -u fe-mx -u fe-mailstore -u fe-web`);
+      print(`fe is running, listening on ${[...new Set(ports)].sort((a, b) => a - b).join(', ')} (systemctl status fe.target)`);
     });
 }
