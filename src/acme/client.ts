@@ -144,6 +144,10 @@ function describeProblem(v: unknown): string {
   return text;
 }
 
+function seconds(ms: number): string {
+  return String(Number((ms / 1000).toFixed(1)));
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -196,7 +200,12 @@ function loadOrCreateAccountKey(file: string, log: Log | undefined): KeyObject {
     log?.info('acme account key created', { file });
     pem = readFileSync(file, 'utf8');
   }
-  const key = createPrivateKey(pem);
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch (e) {
+    throw new AcmeError(`acme: cannot read the account key ${file}: ${(e as Error).message}`);
+  }
   if (!isP256(key)) throw new AcmeError(`acme: account key ${file} is not an EC P-256 key`);
   return key;
 }
@@ -218,34 +227,50 @@ function publicJwk(key: KeyObject): Jwk {
 }
 
 /** RFC 7638: the required members in lexicographic order, no whitespace, SHA-256. */
-export function jwkThumbprint(jwk: Jwk): string {
+function jwkThumbprint(jwk: Jwk): string {
   const canonical = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
   return b64u(createHash('sha256').update(canonical).digest());
 }
 
 // ---- CSR -------------------------------------------------------------------------------------
 
-async function makeCsr(keyPem: string, names: string[]): Promise<Buffer> {
+/** The DER of the one CERTIFICATE REQUEST in openssl's PEM output, or null. */
+function csrDer(pem: string): Buffer | null {
+  const m = /-----BEGIN CERTIFICATE REQUEST-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE REQUEST-----/.exec(pem);
+  return m ? Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64') : null;
+}
+
+async function makeCsr(keyPem: string, names: string[], log: Log | undefined): Promise<Buffer> {
   const first = names[0]!;
   // A CN is limited to 64 characters; the SANs are what matters (RFC 8555 §7.4), so leave it out then.
   const subject = first.length <= 64 ? `/CN=${first}` : '/';
-  const args = (keyPath: string) => ['req', '-new', '-sha256', '-key', keyPath, '-subj', subject, '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`, '-outform', 'DER'];
-  // The key goes to openssl on a pipe so it never touches a disk.
-  const viaStdin = await execa('openssl', args('/dev/stdin'), { input: keyPem, encoding: 'buffer', reject: false, timeout: 30_000 });
-  if (viaStdin.exitCode === 0 && viaStdin.stdout.length > 0) return Buffer.from(viaStdin.stdout);
-  // Without /dev/stdin (no /proc), fall back to a 0600 file in a private directory removed at once.
+  // PEM, not DER, through execa: text output cannot lose a trailing byte that happens to be "\n".
+  const args = (keyPath: string) => ['req', '-new', '-sha256', '-key', keyPath, '-subj', subject, '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`, '-outform', 'PEM'];
+  // Keep the key off disk: openssl reads it from /dev/stdin, which must be a real pipe (Node hands a
+  // child a socket, which fopen() refuses), hence "cat |". The names are arguments, never shell text.
+  const piped = await execa('sh', ['-c', 'cat | openssl "$@"', 'sh', ...args('/dev/stdin')], { input: keyPem, reject: false, timeout: 30_000 });
+  const der = piped.exitCode === 0 ? csrDer(piped.stdout) : null;
+  if (der) return der;
+  // No /proc (so no /dev/stdin): a 0600 file in a private directory, removed at once.
+  log?.warn('acme openssl could not read the key from a pipe; using a private temporary file', { error: piped.stderr.split('\n')[0] });
   const dir = await mkdtemp(path.join(tmpdir(), 'fe-acme-'));
   try {
     const keyFile = path.join(dir, 'key.pem');
     await writeFile(keyFile, keyPem, { mode: 0o600 });
-    const r = await execa('openssl', args(keyFile), { stdin: 'ignore', encoding: 'buffer', reject: false, timeout: 30_000 });
-    if (r.exitCode !== 0 || r.stdout.length === 0) {
-      throw new AcmeError(`acme: openssl could not make the CSR: ${Buffer.from(r.stderr).toString('utf8').trim().split('\n')[0] ?? ''}`);
-    }
-    return Buffer.from(r.stdout);
+    const r = await execa('openssl', args(keyFile), { stdin: 'ignore', reject: false, timeout: 30_000 });
+    const der2 = r.exitCode === 0 ? csrDer(r.stdout) : null;
+    if (!der2) throw new AcmeError(`acme: openssl could not make the CSR: ${r.stderr.trim().split('\n')[0] ?? ''}`);
+    return der2;
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The Location header as an absolute URL (resolved against the request URL, to be lenient). */
+function locationOf(res: HttpResponse, requestUrl: string, what: string): string {
+  const loc = res.headers['location'];
+  if (typeof loc !== 'string' || loc === '') throw new AcmeError(`acme: ${what} returned no Location header`, { status: res.status });
+  return new URL(loc, requestUrl).href;
 }
 
 function splitPem(chain: string): string[] {
@@ -276,7 +301,7 @@ class AcmeSession {
 
   private remaining(what: string): number {
     const left = this.deadline - Date.now();
-    if (left <= 0) throw new AcmeError(`acme: timed out after ${Math.round(this.timeoutMs / 1000)} s ${what}`);
+    if (left <= 0) throw new AcmeError(`acme: timed out after ${seconds(this.timeoutMs)} s ${what}`);
     return left;
   }
 
@@ -310,7 +335,7 @@ class AcmeSession {
       });
       req.on('error', (e: Error) => {
         if (e instanceof AcmeError) reject(e);
-        else if (signal.aborted) reject(new AcmeError(`acme: timed out after ${Math.round(this.timeoutMs / 1000)} s during ${method} ${url}`));
+        else if (signal.aborted) reject(new AcmeError(`acme: timed out after ${seconds(this.timeoutMs)} s during ${method} ${url}`));
         else reject(new AcmeError(`acme: ${method} ${url}: ${e.message}`));
       });
       req.end(body);
@@ -393,8 +418,7 @@ class AcmeSession {
     const payload: Json = { termsOfServiceAgreed: true };
     if (email) payload['contact'] = [`mailto:${email}`];
     const res = await this.post(this.dir!.newAccount, payload, 'newAccount');
-    const location = res.headers['location'];
-    if (typeof location !== 'string' || location === '') throw new AcmeError('acme: newAccount returned no Location (account URL)', { status: res.status });
+    const location = locationOf(res, this.dir!.newAccount, 'newAccount');
     const acct = this.json(res, 'newAccount');
     if (acct['status'] !== undefined && acct['status'] !== 'valid') {
       throw new AcmeError(`acme: the ACME account ${location} is ${String(acct['status'])}`, { status: res.status });
@@ -421,8 +445,7 @@ class AcmeSession {
 
   async newOrder(names: string[]): Promise<{ url: string; order: Order }> {
     const res = await this.post(this.dir!.newOrder, { identifiers: names.map((value) => ({ type: 'dns', value })) }, 'newOrder');
-    const url = res.headers['location'];
-    if (typeof url !== 'string' || url === '') throw new AcmeError('acme: newOrder returned no Location (order URL)', { status: res.status });
+    const url = locationOf(res, this.dir!.newOrder, 'newOrder');
     return { url, order: this.parseOrder(this.json(res, 'newOrder')) };
   }
 
@@ -491,6 +514,7 @@ export async function obtainCertificate(opts: AcmeOptions): Promise<IssuedCertif
           throw new AcmeError(`acme: the server offers no http-01 challenge for ${authz.identifier} (offered: ${authz.challenges.map((c) => c.type).join(', ') || 'none'})`);
         }
         published.push(challenge.token);
+        // Key authorization, RFC 8555 §8.1: token "." base64url(JWK thumbprint of the account key).
         await opts.challenges.set(challenge.token, `${challenge.token}.${s.thumbprint}`);
         pending.push({ authz, challenge, url: authzUrl });
       }
@@ -522,20 +546,20 @@ export async function obtainCertificate(opts: AcmeOptions): Promise<IssuedCertif
     }
 
     // All authorizations are valid, so the order should be "ready" (it may lag a moment).
-    let current = order;
+    let current: Order;
     let backoff = POLL_START_MS;
     for (;;) {
-      const { order: o, res } = await s.getOrder(orderUrl);
-      current = o;
+      const got = await s.getOrder(orderUrl);
+      current = got.order;
       if (current.status === 'ready' || current.status === 'valid' || current.status === 'processing') break;
       if (current.status !== 'pending') throw new AcmeError(`acme: order became ${current.status}${current.error ? `: ${describeProblem(current.error)}` : ''}`, current.error ?? {});
-      await s.wait(res, backoff, 'waiting for the order to become ready');
+      await s.wait(got.res, backoff, 'waiting for the order to become ready');
       backoff = Math.min(backoff * 2, POLL_MAX_MS);
     }
     if (current.status !== 'ready') throw new AcmeError(`acme: order is ${current.status} before finalization; cannot use it with a new key`);
 
     const keyPem = newP256Pem();
-    const csr = await makeCsr(keyPem, names);
+    const csr = await makeCsr(keyPem, names, log);
     const fin = await s.post(current.finalize, { csr: b64u(csr) }, 'finalize');
     // The finalize response is the order itself; poll it only while the CA is still signing.
     let res = fin;
@@ -555,7 +579,12 @@ export async function obtainCertificate(opts: AcmeOptions): Promise<IssuedCertif
     const certPem = certRes.body.toString('utf8');
     const pems = splitPem(certPem);
     if (pems.length === 0) throw new AcmeError('acme: the certificate download contained no PEM certificate');
-    const leaf = new X509Certificate(pems[0]!);
+    let leaf: X509Certificate;
+    try {
+      leaf = new X509Certificate(pems[0]!);
+    } catch (e) {
+      throw new AcmeError(`acme: the downloaded certificate cannot be parsed: ${(e as Error).message}`);
+    }
     // A chain for someone else's key would break TLS at the next reload; refuse it here instead.
     if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) throw new AcmeError('acme: the issued certificate does not match the key we sent');
     const notAfter = new Date(leaf.validTo);

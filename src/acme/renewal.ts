@@ -107,6 +107,7 @@ export class RenewalSchedule {
   private failures = 0;
   private running: Promise<void> | null = null;
   private stopped = false;
+  private again = false;
 
   constructor(
     private readonly config: () => FeConfig,
@@ -119,12 +120,20 @@ export class RenewalSchedule {
     this.kick();
   }
 
-  /** Checks now (unless a check is under way). */
+  /** Checks now; during a check, once more right after it (fe.yml may have changed meanwhile). */
   kick(): void {
-    if (this.stopped || this.running) return;
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
     if (this.timer) clearTimeout(this.timer);
     this.running = this.check().finally(() => {
       this.running = null;
+      if (this.again) {
+        this.again = false;
+        this.kick();
+      }
     });
   }
 

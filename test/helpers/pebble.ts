@@ -2,7 +2,7 @@
 // the name's address (from the test's DNS server) on `httpPort`; its own HTTPS uses a certificate
 // from the test CA, so clients trust it through that CA. Its root is made anew at each start.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,15 +19,22 @@ export interface Pebble {
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
+/** n distinct free loopback ports: all are held open together, so none is handed out twice. */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<net.Server>((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => resolve(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  return ports;
+}
+
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0]!;
 }
 
 function get(url: string, ca: string): Promise<{ status: number; body: string }> {
@@ -42,9 +49,28 @@ function get(url: string, ca: string): Promise<{ status: number; body: string }>
   });
 }
 
-export async function startPebble(opts: { ca: TestCa; caPem: string; dnsServer: string; httpPort: number; env?: Record<string, string> }): Promise<Pebble> {
+export interface PebbleOptions {
+  ca: TestCa;
+  caPem: string;
+  dnsServer: string;
+  httpPort: number;
+  env?: Record<string, string>;
+}
+
+export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
+  // Another process may take a port between the probe and pebble's bind; then try fresh ones.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startPebbleOnce(opts);
+    } catch (e) {
+      if (attempt >= 3 || !/address already in use/.test(String(e))) throw e;
+    }
+  }
+}
+
+async function startPebbleOnce(opts: PebbleOptions): Promise<Pebble> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fe-pebble-'));
-  const [listen, mgmt, tlsPort] = [await freePort(), await freePort(), await freePort()];
+  const [listen, mgmt, tlsPort] = (await freePorts(3)) as [number, number, number];
   const own = opts.ca.issue(['localhost']);
   writeFileSync(path.join(dir, 'server.crt'), own.cert);
   writeFileSync(path.join(dir, 'server.key'), own.key, { mode: 0o600 });
@@ -56,6 +82,7 @@ export async function startPebble(opts: { ca: TestCa; caPem: string; dnsServer: 
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  void exited.then(() => rmSync(dir, { recursive: true, force: true }));
   // The certificate names "localhost": the URLs use that name.
   const directoryUrl = `https://localhost:${listen}/dir`;
   const pebble: Pebble = {
