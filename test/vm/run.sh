@@ -262,6 +262,10 @@ unlock() {
   check 'fe unlock --passphrase-stdin' 'fe is running' "echo -n '$PASSPHRASE' | fe unlock --passphrase-stdin"
   check 'after unlock: volume mounted' '^/dev/mapper/fe-data ext4' 'findmnt -n -o SOURCE,FSTYPE /var/lib/fe'
   check_eq 'after unlock: fe-mx, fe-mailstore and fe-web are active' $'active\nactive\nactive' 'systemctl is-active fe-mx fe-mailstore fe-web'
+  # fe status on the host it describes: every host check OK (DNS, PTR and the certificate are
+  # about the outside world, which this guest has none of).
+  check_eq 'fe status: services, ports, firewall, volume, swap, usb-storage, ssh all OK' 'OK' \
+    'fe status --json --checks services,ports,firewall,volume,swap,usb-storage,ssh | python3 -c "import json,sys; r=json.load(sys.stdin); bad=[x for x in r if x[\"level\"]!=\"OK\"]; print(\"OK\" if r and not bad else bad)"'
 }
 
 # The message sent before the reboot, read over IMAPS from the host (imapflow from the project's
