@@ -8,6 +8,8 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
+import { loadConfig } from '../src/config/file.js';
+import { acmeState } from '../src/acme/renewal.js';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
@@ -116,3 +118,13 @@ function readdirChallenges(): string[] {
   const dir = path.join(w.dataDir, 'acme', 'challenges');
   return existsSync(dir) ? readdirSync(dir) : [];
 }
+
+test('renewal is due 30 days before the end, not before', { skip }, async () => {
+  const config = loadConfig(w.config);
+  const current = acmeState(config);
+  assert.equal(current.due, null);
+  const end = current.notAfter!.getTime();
+  assert.equal(acmeState(config, new Date(end - 31 * 86_400_000)).due, null);
+  assert.match(acmeState(config, new Date(end - 29 * 86_400_000)).due ?? '', /^it expires in 29 days$/);
+  assert.match(acmeState(config, new Date(end + 86_400_000)).due ?? '', /^it has expired$/);
+});
