@@ -20,6 +20,13 @@ VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-600}
 # needs; python3-cffi-backend is named because debootstrap does not resolve virtual packages.
 VM_PACKAGES=systemd,systemd-sysv,udev,dbus,openssh-server,cryptsetup,iptables,python3,ansible-core,python3-cffi-backend,python3-apt,linux-image-amd64,initramfs-tools,kmod,iproute2,sudo,procps,e2fsprogs,util-linux,rsync,openssl,ca-certificates,iptables-persistent,netfilter-persistent,unattended-upgrades
 
+# Ubuntu (VM_SUITE=jammy or noble) needs VM_MIRROR (an Ubuntu archive URL; this machine's apt
+# has none), its universe component (ansible-core, iptables-persistent) and its kernel package.
+vm_is_ubuntu() { [[ $VM_SUITE == jammy || $VM_SUITE == noble ]]; }
+if vm_is_ubuntu; then
+  VM_PACKAGES=${VM_PACKAGES/linux-image-amd64/linux-image-virtual}
+fi
+
 VM_T0=$(date +%s)
 VM_TIMINGS=()
 
@@ -114,7 +121,11 @@ vm_debootstrap() {
       return 0
     fi
   fi
-  mirror="$(vm_apt_mirror "$VM_SUITE")"
+  mirror="${VM_MIRROR:-$(vm_apt_mirror "$VM_SUITE")}"
+  if [[ -z $mirror ]] && vm_is_ubuntu; then
+    echo "VM_SUITE=$VM_SUITE needs VM_MIRROR=<an Ubuntu archive URL>" >&2
+    return 1
+  fi
   if [[ -z $mirror ]]; then
     # Another release than this machine's (VM_SUITE=trixie on a Debian 12 host): a Debian mirror
     # carries every suite, so take the one apt uses for this machine's own release.
@@ -123,7 +134,18 @@ vm_debootstrap() {
     [[ -n $own ]] && mirror="$(vm_apt_mirror "$own")"
   fi
   [[ -n $mirror ]] || { echo "no apt source for $VM_SUITE in this machine's apt configuration" >&2; return 1; }
-  vm_log "   mirror (from apt's configuration): $mirror"
+  vm_log "   mirror: $mirror"
+  local -a extra=()
+  if vm_is_ubuntu; then
+    extra+=("--components=main,universe")
+    if [[ -f /usr/share/keyrings/ubuntu-archive-keyring.gpg ]]; then
+      extra+=(--keyring=/usr/share/keyrings/ubuntu-archive-keyring.gpg)
+    else
+      # A Debian host without Ubuntu's archive key cannot check the Release signature.
+      vm_log "   WARNING: no ubuntu-archive-keyring.gpg here: the Ubuntu packages are not signature-checked"
+      extra+=(--no-check-gpg)
+    fi
+  fi
   # Before the kernel's package runs update-initramfs: MODULES=list and a hook with the three
   # modules this VM boots with. MODULES=most takes minutes in the chroot for a 36 MB initrd.
   mkdir -p "$root/etc/initramfs-tools/conf.d" "$root/etc/initramfs-tools/hooks"
@@ -135,7 +157,10 @@ vm_debootstrap() {
 manual_add_modules virtio_pci virtio_blk ext4
 HOOK
   chmod 755 "$root/etc/initramfs-tools/hooks/fe-vm"
-  if ! debootstrap --variant=minbase --include="$VM_PACKAGES" "$VM_SUITE" "$root" "$mirror" >"$VM_WORK/debootstrap.log" 2>&1; then
+  local -a script=()
+  # Older debootstrap lacks newer Ubuntu suites; they all use the same script.
+  if vm_is_ubuntu && [[ ! -e /usr/share/debootstrap/scripts/$VM_SUITE ]]; then script=(/usr/share/debootstrap/scripts/gutsy); fi
+  if ! debootstrap --variant=minbase "${extra[@]}" --include="$VM_PACKAGES" "$VM_SUITE" "$root" "$mirror" "${script[@]}" >"$VM_WORK/debootstrap.log" 2>&1; then
     echo "debootstrap failed; its log ends:" >&2
     tail -n 30 "$VM_WORK/debootstrap.log" >&2
     return 1

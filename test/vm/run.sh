@@ -10,7 +10,8 @@
 # usb-storage, no swap, sshd, the admin user, the units, mail over port 25; then reboots and
 # checks that the volume is locked and fe is down until `fe unlock`, and the mail is still there.
 #
-# Environment: VM_SUITE=trixie builds Debian 13 instead of 12 (from the same mirror),
+# Environment: VM_SUITE=trixie builds Debian 13 instead of 12 (from the same mirror);
+# VM_SUITE=jammy or noble builds Ubuntu 22.04 or 24.04 from VM_MIRROR (an Ubuntu archive URL);
 # FE_VM_CACHE=DIR keeps the debootstrap result between runs (optional),
 # FE_VM_KEEP=1 leaves the work directory behind, VM_MEM, VM_CPUS, VM_BOOT_TIMEOUT,
 # FE_VM_IDEMPOTENCE=0 skips the second `fe init` run.
@@ -129,7 +130,7 @@ boot() {
 before_init() {
   # A swap file, so that "no swap" afterwards is fe init's doing.
   g 'set -e
-    fallocate -l 64M /swapfile && chmod 600 /swapfile && mkswap -q /swapfile && swapon /swapfile
+    fallocate -l 64M /swapfile && chmod 600 /swapfile && mkswap /swapfile >/dev/null && swapon /swapfile
     echo "/swapfile none swap sw 0 0" >>/etc/fstab'
   check 'swap is on before fe init' '^/swapfile' 'tail -n +2 /proc/swaps'
   check 'sshd allows root (Debian default) before fe init' '^permitrootlogin without-password' 'sshd -T | grep -i "^permitrootlogin"'
