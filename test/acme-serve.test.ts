@@ -14,7 +14,7 @@ import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
 import { freePort, pebbleMissing, startPebble, type Pebble } from './helpers/pebble.js';
-import { createTestCa } from './helpers/test-ca.js';
+import { createTestCa, presentedCertificate } from './helpers/test-ca.js';
 
 const skip = pebbleMissing;
 let dns: DnsServer;
@@ -52,17 +52,7 @@ after(async () => {
   await dns?.close();
 });
 
-function imapsCertificate(): Promise<X509Certificate> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port: fe.ports.imaps!, servername: 'mail.example.org', rejectUnauthorized: false }, () => {
-      const c = s.getPeerX509Certificate();
-      s.end();
-      if (c) resolve(c);
-      else reject(new Error('no certificate'));
-    });
-    s.on('error', reject);
-  });
-}
+const imapsCertificate = () => presentedCertificate(fe.ports.imaps!, 'mail.example.org');
 
 const sans = (c: X509Certificate) => (c.subjectAltName ?? '').split(', ').map((n) => n.replace(/^DNS:/, '')).sort();
 

@@ -16,7 +16,7 @@ import { ensureConfig, type InitPlan } from '../src/provision/init.js';
 import { renderTemplate } from '../src/cli/commands/config.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
-import { createTestCa, type TestCa } from './helpers/test-ca.js';
+import { createTestCa, presentedCertificate, type TestCa } from './helpers/test-ca.js';
 
 const run = promisify(execFile);
 
@@ -100,17 +100,7 @@ test('http: ACME challenge answers come from DATA/acme/challenges; names of ours
   assert.equal((await get({ secure: false, host: 'elsewhere.example', path: '/' })).status, 404);
 });
 
-function imapsCert(): Promise<X509Certificate> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port: fe.ports.imaps!, servername: 'mail.example.org', rejectUnauthorized: false }, () => {
-      const c = s.getPeerX509Certificate();
-      s.end();
-      if (c) resolve(c);
-      else reject(new Error('no certificate'));
-    });
-    s.on('error', reject);
-  });
-}
+const imapsCert = () => presentedCertificate(fe.ports.imaps!, 'mail.example.org');
 
 /** The certificate the MX offers after STARTTLS (openssl s_client, as a sending MTA would see it). */
 async function smtpCert(): Promise<X509Certificate> {

@@ -1,5 +1,7 @@
 // A throw-away certificate authority (system openssl) for tests of verified TLS.
 import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,4 +29,17 @@ export function createTestCa(): TestCa {
       return { key: readFileSync(`${base}.key`), cert: readFileSync(`${base}.crt`) };
     },
   };
+}
+
+/** The certificate a TLS server on 127.0.0.1:port presents for `servername` (not verified). */
+export function presentedCertificate(port: number, servername: string): Promise<X509Certificate> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false }, () => {
+      const c = s.getPeerX509Certificate();
+      s.end();
+      if (c) resolve(c);
+      else reject(new Error('no certificate'));
+    });
+    s.on('error', reject);
+  });
 }
