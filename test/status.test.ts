@@ -158,7 +158,7 @@ test('PTR: forward-confirmed reverse DNS passes; a PTR elsewhere or a host name 
 test('fe status prints one line per check with the fix under it, and --checks rejects unknown names', async () => {
   const r = await w.fe(['status', '--checks', 'swap,backup']);
   assert.match(r.stdout, /^(OK|FAIL) +swap +swap: /m);
-  assert.match(r.stdout, /^WARN +backup +backup: no backups are made yet.*\n +fix: /m);
+  assert.match(r.stdout, /^WARN +backup +backup: backups are off \(backup.recipients is empty\)\n +fix: fe backup key/m);
   assert.match(r.stdout, /\n2 checks: /);
   const bad = await w.fe(['status', '--checks', 'swap,nonsense']);
   assert.equal(bad.code, 2);

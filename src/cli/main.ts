@@ -17,6 +17,7 @@ import { registerMailbox } from './commands/mailbox.js';
 import { registerInit } from './commands/init.js';
 import { registerStatus } from './commands/status.js';
 import { registerCert } from './commands/cert.js';
+import { registerBackup } from './commands/backup.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -60,6 +61,7 @@ Examples:
   registerInit(program);
   registerStatus(program);
   registerCert(program);
+  registerBackup(program);
   return program;
 }
 

@@ -80,3 +80,8 @@ export function setListen(doc: Document, daemon: string, address: string): void 
   mapAt(doc, ['listen']);
   doc.setIn(['listen', daemon], address);
 }
+
+export function setBackupRecipients(doc: Document, recipients: string[]): void {
+  mapAt(doc, ['backup']);
+  doc.setIn(['backup', 'recipients'], flowList(doc, recipients));
+}

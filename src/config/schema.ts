@@ -2,6 +2,8 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair } from 'yaml';
+import { validate as validateCron } from 'node-cron';
+import { isRecipient } from '../backup/age.js';
 import { aliasLocalPart, asciiDomain, didYouMean, mailboxAddress, NameError, splitAddress } from './names.js';
 
 export interface AliasConfig {
@@ -54,6 +56,8 @@ export interface FeConfig {
   tls: { cert: string; key: string } | null; // absolute paths
   /** Certificates from an ACME CA, kept by the daemon that listens on listen.http. */
   acme: { directory: string | null; email: string | null; caFile: string | null };
+  /** Encrypted backups: on when there is at least one recipient (an age public key). */
+  backup: { dir: string; recipients: string[]; schedule: string; keep: number };
   dns: { servers: string[] }; // empty: the system's resolvers
   outbound: { port: number; mtaStsPort: number };
   logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -70,6 +74,10 @@ export interface FeConfig {
 }
 
 export const DEFAULT_DATA_DIR = '/var/lib/fe';
+/** Outside the data volume on purpose: backups are encrypted, and should outlive a broken volume. */
+export const DEFAULT_BACKUP_DIR = '/var/backups/fe';
+/** Every night at 03:30, host time (node-cron syntax: minute hour day-of-month month day-of-week). */
+export const DEFAULT_BACKUP_SCHEDULE = '30 3 * * *';
 export const DEFAULT_PORTS: Ports = { smtp: 25, submission: 587, submissions: 465, imap: null, imaps: 993, pop3: null, pop3s: 995 };
 
 export interface Problem {
@@ -108,9 +116,10 @@ export function parseConfig(text: string, file: string): { config: FeConfig | nu
   return { config: errors.length === 0 ? config : null, doc, problems: v.problems };
 }
 
-const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'acme', 'dns', 'outbound', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
+const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'acme', 'backup', 'dns', 'outbound', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
 const LISTEN_KEYS = ['mx', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'] as const;
 const ACME_KEYS = ['directory', 'email', 'ca_file'] as const;
+const BACKUP_KEYS = ['to', 'recipients', 'schedule', 'keep'] as const;
 /** Let's Encrypt's production directory (RFC 8555 7.1.1): the default CA for `acme.directory`. */
 export const DEFAULT_ACME_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
 const TLS_KEYS = ['cert', 'key'] as const;
@@ -235,6 +244,7 @@ class Validator {
       listen: { ...DEFAULT_LISTEN },
       tls: null,
       acme: { directory: DEFAULT_ACME_DIRECTORY, email: null, caFile: null },
+      backup: { dir: DEFAULT_BACKUP_DIR, recipients: [], schedule: DEFAULT_BACKUP_SCHEDULE, keep: 14 },
       dns: { servers: [] },
       outbound: { port: 25, mtaStsPort: 443 },
       logLevel: 'info',
@@ -312,6 +322,25 @@ class Validator {
               const s = this.string(v, f);
               if (s !== undefined) config.acme.caFile = path.resolve(path.dirname(path.resolve(file)), s);
             }
+          }
+          break;
+        case 'backup':
+          for (const [k, v] of this.entries(value, key, BACKUP_KEYS)) {
+            const f = `${key}.${k}`;
+            if (k === 'to') {
+              const s = this.string(v, f);
+              if (s !== undefined) config.backup.dir = path.resolve(path.dirname(path.resolve(file)), s);
+            } else if (k === 'recipients') {
+              config.backup.recipients = this.stringList(v, f).flatMap(({ value: s, node: n }) => {
+                if (isRecipient(s.trim())) return [s.trim()];
+                this.fail(n, f, `"${s}" is not an age public key (age1…); \`fe backup key\` makes one`);
+                return [];
+              });
+            } else if (k === 'schedule') {
+              const s = this.string(v, f);
+              if (s !== undefined && !validateCron(s)) this.fail(v, f, `"${s}" is not a cron expression ("minute hour day month weekday", e.g. "30 3 * * *")`);
+              else if (s !== undefined) config.backup.schedule = s;
+            } else config.backup.keep = this.integer(v, f, 1, 10_000) ?? config.backup.keep;
           }
           break;
         case 'dns':

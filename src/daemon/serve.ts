@@ -11,10 +11,14 @@ import { TlsSource } from '../tls/source.js';
 import { createWebServer } from '../web/server.js';
 import { ChallengeFiles, challengeDir } from '../acme/challenges.js';
 import { RenewalSchedule } from '../acme/renewal.js';
+import { BackupSchedule } from '../backup/schedule.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { serverSecret } from './secrets.js';
 
 export const DAEMONS: readonly DaemonName[] = ['mx', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'];
+/** What `--only` can pick: the listening daemons, and the backup schedule (which listens on nothing). */
+export type ServiceName = DaemonName | 'backup';
+export const SERVICES: readonly ServiceName[] = [...DAEMONS, 'backup'];
 
 interface Daemon {
   listen(port: number, host: string): Promise<void>;
@@ -23,10 +27,11 @@ interface Daemon {
 }
 
 /** Test knobs, read from the environment so tests can drive the real `fe serve` quickly. */
-function testSettings(): { idleTimeoutMs?: number; throttle: ThrottleOptions } {
+function testSettings(): { idleTimeoutMs?: number; throttle: ThrottleOptions; backupCatchUpMs?: number } {
   const idle = Number(process.env.FE_TEST_IDLE_TIMEOUT_MS);
+  const catchUp = Number(process.env.FE_TEST_BACKUP_CATCHUP_MS);
   const throttle = process.env.FE_TEST_LOGIN_THROTTLE ? (JSON.parse(process.env.FE_TEST_LOGIN_THROTTLE) as ThrottleOptions) : {};
-  return { ...(idle > 0 ? { idleTimeoutMs: idle } : {}), throttle };
+  return { ...(idle > 0 ? { idleTimeoutMs: idle } : {}), ...(catchUp > 0 ? { backupCatchUpMs: catchUp } : {}), throttle };
 }
 
 export interface Running {
@@ -38,11 +43,11 @@ export interface Running {
   close(): Promise<void>;
 }
 
-export async function serve(configFile: string, opts: { only?: DaemonName[]; log?: Logger } = {}): Promise<Running> {
+export async function serve(configFile: string, opts: { only?: ServiceName[]; log?: Logger } = {}): Promise<Running> {
   let config = loadConfig(configFile);
   const log = opts.log ?? createLogger(config.logLevel);
   let resolver: FeResolver = createResolver({ servers: config.dns.servers });
-  const wanted = (opts.only ?? DAEMONS).filter((d) => config.listen[d] !== null);
+  const wanted = DAEMONS.filter((d) => (opts.only ?? DAEMONS).includes(d) && config.listen[d] !== null);
   // One certificate source per process; it notices a renewal written by another process.
   const tls = await TlsSource.open(() => config, log.child('tls'));
   tls.watch();
@@ -88,6 +93,10 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
   // The process that answers HTTP-01 on port 80 also keeps the ACME certificate.
   const renewal = addresses.http && !config.tls && config.acme.directory ? new RenewalSchedule(() => config, log.child('acme'), () => tls.refresh()) : null;
   renewal?.start();
+  // Backups run where asked for (the fe-backup unit), or in a plain `fe serve` when configured.
+  const backups = opts.only ? opts.only.includes('backup') : config.backup.recipients.length > 0;
+  const schedule = backups ? new BackupSchedule(() => config, log.child('backup'), testing.backupCatchUpMs) : null;
+  schedule?.start();
 
   return {
     config: () => config,
@@ -100,6 +109,7 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
         log.info('configuration reloaded', { domains: next.domains.size });
         tls.refresh();
         renewal?.kick(); // a new domain needs its mta-sts name on the certificate
+        schedule?.apply();
         return { ok: true };
       } catch (e) {
         log.error('configuration not reloaded; keeping the running one', { reason: (e as Error).message.split('\n').slice(0, 3).join(' | ') });
@@ -108,6 +118,7 @@ export async function serve(configFile: string, opts: { only?: DaemonName[]; log
     },
     async close() {
       renewal?.stop();
+      await schedule?.stop();
       tls.close();
       await Promise.all(started.map((s) => s.daemon.close()));
       registry.closeAll();

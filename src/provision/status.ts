@@ -12,6 +12,8 @@ import type { DnsRecord, DomainDns } from '../dns/records.js';
 import { isDnsNotFound, type FeResolver } from '../dns/resolver.js';
 import { readVolumeInfo, volumeState } from './volume.js';
 import { currentCertificateFiles } from '../tls/source.js';
+import { readBackupState } from '../backup/archive.js';
+import { schedulePeriodMs } from '../backup/schedule.js';
 
 export type Level = 'OK' | 'WARN' | 'FAIL';
 
@@ -36,9 +38,12 @@ export interface StatusContext {
   now?: Date;
 }
 
-/** The units fe init installs for this fe.yml (fe-web only when a web listener is on). */
+/** The units fe init installs for this fe.yml (fe-web only when a web listener is on, fe-backup when backups are on). */
 function units(config: FeConfig): string[] {
-  return config.listen.http || config.listen.https ? ['fe-mx', 'fe-mailstore', 'fe-web'] : ['fe-mx', 'fe-mailstore'];
+  const out = ['fe-mx', 'fe-mailstore'];
+  if (config.listen.http || config.listen.https) out.push('fe-web');
+  if (config.backup.recipients.length > 0) out.push('fe-backup');
+  return out;
 }
 
 const ok = (check: string, subject: string, detail: string): CheckResult => ({ check, subject, level: 'OK', detail, fix: null });
@@ -341,9 +346,33 @@ function certificate(config: FeConfig, now: Date): CheckResult[] {
   return [ok('certificate', config.hostname, `${kind === 'acme' ? 'from ACME, ' : ''}valid for ${days} more days`)];
 }
 
-function backup(): CheckResult[] {
-  // Honest until backups exist: there is nothing to check yet.
-  return [warn('backup', 'backup', 'no backups are made yet (fe backup is not built)', 'copy snapshots off the host yourself for now')];
+function hoursAgo(ms: number): string {
+  const h = ms / 3_600_000;
+  return h < 48 ? `${Math.max(0, Math.round(h))} h ago` : `${Math.round(h / 24)} days ago`;
+}
+
+/** The last good backup must be younger than one schedule period (plus an hour of slack). */
+function backup(config: FeConfig, now: Date): CheckResult[] {
+  const subject = config.backup.dir;
+  if (config.backup.recipients.length === 0) return [warn('backup', 'backup', 'backups are off (backup.recipients is empty)', 'fe backup key   (then: systemctl reload fe-backup, or re-run fe init)')];
+  const state = readBackupState(config.dataDir);
+  const period = schedulePeriodMs(config.backup.schedule);
+  const out: CheckResult[] = [];
+  const last = state.lastSuccess;
+  if (!last) {
+    if (state.lastRun && !state.lastRun.ok) return [fail('backup', subject, `no backup yet; the last attempt failed ${hoursAgo(now.getTime() - Date.parse(state.lastRun.at))}: ${state.lastRun.error}`, 'fix the cause, then: fe backup run')];
+    return [warn('backup', subject, `no backup yet (schedule "${config.backup.schedule}")`, 'fe backup run')];
+  }
+  const age = now.getTime() - Date.parse(last.at);
+  const file = last.file ? path.basename(last.file) : 'backup';
+  if (last.file && !existsSync(last.file)) out.push(fail('backup', subject, `the last good backup ${file} is gone`, 'fe backup run; fe backup list'));
+  else if (age > period * 3 + 3_600_000) out.push(fail('backup', subject, `the last good backup is ${hoursAgo(age)} (${file})`, 'journalctl -u fe-backup; fe backup run'));
+  else if (age > period + 3_600_000) out.push(warn('backup', subject, `the last good backup is ${hoursAgo(age)} (${file})`, 'journalctl -u fe-backup; fe backup run'));
+  else out.push(ok('backup', subject, `last good backup ${hoursAgo(age)}: ${file}${last.busy?.length ? ` (left out, busy: ${last.busy.join(', ')})` : ''}`));
+  if (state.lastRun && !state.lastRun.ok && Date.parse(state.lastRun.at) > Date.parse(last.at)) {
+    out.push(warn('backup', subject, `the latest attempt failed ${hoursAgo(now.getTime() - Date.parse(state.lastRun.at))}: ${state.lastRun.error}`, 'fix the cause, then: fe backup run'));
+  }
+  return out;
 }
 
 export async function runStatus(ctx: StatusContext, groups: readonly CheckGroup[] = CHECK_GROUPS): Promise<CheckResult[]> {
@@ -385,7 +414,7 @@ export async function runStatus(ctx: StatusContext, groups: readonly CheckGroup[
         out.push(...certificate(ctx.config, now));
         break;
       case 'backup':
-        out.push(...backup());
+        out.push(...backup(ctx.config, now));
         break;
     }
   }

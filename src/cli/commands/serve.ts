@@ -1,17 +1,16 @@
 // fe serve: run the daemons (systemd runs this). SIGHUP reloads fe.yml, SIGTERM drains and exits.
 import type { Command } from 'commander';
-import type { DaemonName } from '../../config/schema.js';
-import { DAEMONS, serve, type Running } from '../../daemon/serve.js';
+import { SERVICES, serve, type Running, type ServiceName } from '../../daemon/serve.js';
 import { UsageError } from '../../util/errors.js';
 import { configFile } from '../context.js';
 import { print } from '../output.js';
 
-function parseOnly(value: string | undefined): DaemonName[] | undefined {
+function parseOnly(value: string | undefined): ServiceName[] | undefined {
   if (value === undefined) return undefined;
   const names = value.split(',').map((s) => s.trim()).filter(Boolean);
-  const unknown = names.filter((n) => !(DAEMONS as readonly string[]).includes(n));
-  if (unknown.length > 0 || names.length === 0) throw new UsageError(`--only takes a comma-separated list of: ${DAEMONS.join(', ')}`);
-  return names as DaemonName[];
+  const unknown = names.filter((n) => !(SERVICES as readonly string[]).includes(n));
+  if (unknown.length > 0 || names.length === 0) throw new UsageError(`--only takes a comma-separated list of: ${SERVICES.join(', ')}`);
+  return names as ServiceName[];
 }
 
 /** Runs until SIGTERM or SIGINT; SIGHUP reloads. Shared by `fe serve` and `fe dev`. */
@@ -41,7 +40,7 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('run the mail daemons configured in fe.yml (in the foreground; systemd runs this)')
-    .option('--only <daemons>', `run only these, comma-separated: ${DAEMONS.join(', ')}`)
+    .option('--only <daemons>', `run only these, comma-separated: ${SERVICES.join(', ')} (backup: the schedule in fe.yml's backup section)`)
     .addHelpText(
       'after',
       `
