@@ -38,9 +38,9 @@ test('the systemd units render with the playbook variables and pass systemd-anal
   const out = path.join(dir, 'units');
   mkdirSync(out);
   const units = readdirSync(path.join(ROOT, 'systemd')).filter((f) => /\.(service|target)$/.test(f));
-  assert.deepEqual(units.sort(), ['fe-mailstore.service', 'fe-mx.service', 'fe-web.service', 'fe.target']);
+  assert.deepEqual(units.sort(), ['fe-backup.service', 'fe-mailstore.service', 'fe-mx.service', 'fe-web.service', 'fe.target']);
   for (const u of units) {
-    await run('ansible', ['localhost', '-c', 'local', '-i', 'localhost,', '-m', 'ansible.builtin.template', '-a', `src=${path.join(ROOT, 'systemd', u)} dest=${path.join(out, u)}`, '-e', `fe_data_dir=${dir}/data`, '-e', `fe_prefix=${prefix}`, '-e', `fe_config=${dir}/fe.yml`], { env: ansibleEnv });
+    await run('ansible', ['localhost', '-c', 'local', '-i', 'localhost,', '-m', 'ansible.builtin.template', '-a', `src=${path.join(ROOT, 'systemd', u)} dest=${path.join(out, u)}`, '-e', `fe_data_dir=${dir}/data`, '-e', `fe_prefix=${prefix}`, '-e', `fe_config=${dir}/fe.yml`, '-e', `fe_backup_dir=${dir}/backups`], { env: ansibleEnv });
   }
   const verify = await run('systemd-analyze', ['verify', '--man=no', ...units.map((u) => path.join(out, u))]).catch((e: { stderr: string; code: number }) => e);
   assert.equal(verify.stderr.trim(), '', 'no warnings about the units');
@@ -59,6 +59,12 @@ test('the systemd units render with the playbook variables and pass systemd-anal
   assert.match(web, /serve --only http,https$/m, 'fe-web answers ACME on 80 and serves MTA-STS on 443');
   assert.match(web, /^User=fe$/m);
   assert.match(web, /^CapabilityBoundingSet=CAP_NET_BIND_SERVICE$/m);
+  const backup = readFileSync(path.join(out, 'fe-backup.service'), 'utf8');
+  assert.match(backup, /serve --only backup$/m);
+  assert.match(backup, /^User=fe$/m);
+  assert.match(backup, /^CapabilityBoundingSet=$/m, 'no capabilities at all');
+  assert.match(backup, /^PrivateNetwork=yes$/m, 'no network: backups are pulled off the host, never pushed');
+  assert.match(backup, new RegExp(`^ReadWritePaths=${dir}/data -${dir}/backups$`, 'm'));
 });
 
 test('shell in the repository passes shellcheck', async () => {
@@ -91,6 +97,7 @@ test('SSH keys, passphrases and playbook variables', () => {
     hostname: 'mail.example.org', domain: 'example.org', admin: 'postmaster@example.org', dataDir: '/var/lib/fe', configFile: '/etc/fe/fe.yml',
     luks: { mode: 'device', device: '/dev/vdb' }, luksKeyfile: false, luksWipe: false, luksPbkdfMemoryKiB: null,
     sshPort: 2222, adminUser: 'admin', sshKeys: keys, filtering: false, openPlainImap: true, openPlainPop3: false, web: false,
+    backup: false, backupDir: '/var/backups/fe', backupRecipient: null,
   };
   const vars = playbookVars(plan, '/run/fe-init-x/passphrase', '/usr/bin/node');
   assert.deepEqual(vars.fe_open_tcp, [25, 465, 587, 993, 995, 143]);
@@ -98,6 +105,9 @@ test('SSH keys, passphrases and playbook variables', () => {
   const withWeb = playbookVars({ ...plan, web: true }, null);
   assert.deepEqual(withWeb.fe_open_tcp, [25, 465, 587, 993, 995, 143, 80, 443], 'the web daemon opens 80 (ACME) and 443 (MTA-STS)');
   assert.deepEqual(withWeb.fe_units, ['fe-mx', 'fe-mailstore', 'fe-web']);
+  const withBackup = playbookVars({ ...plan, web: true, backup: true, backupDir: '/srv/backups' }, null);
+  assert.deepEqual(withBackup.fe_units, ['fe-mx', 'fe-mailstore', 'fe-web', 'fe-backup']);
+  assert.equal(withBackup.fe_backup_dir, '/srv/backups');
   assert.equal(vars.fe_luks_device, '/dev/vdb');
   assert.equal(vars.fe_ssh_port, 2222);
   assert.equal(vars.fe_luks_passphrase_file, '/run/fe-init-x/passphrase');

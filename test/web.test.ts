@@ -13,6 +13,7 @@ import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { parseConfig } from '../src/config/schema.js';
 import { ensureConfig, type InitPlan } from '../src/provision/init.js';
+import { generateIdentity } from '../src/backup/age.js';
 import { renderTemplate } from '../src/cli/commands/config.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
@@ -161,6 +162,22 @@ test('fe init writes listen.http and listen.https unless --no-web', () => {
   const noWeb = { ...plan, configFile: path.join(w2.dir, 'noweb.yml'), web: false } as InitPlan;
   ensureConfig(noWeb, renderTemplate);
   assert.equal(parseConfig(readFileSync(noWeb.configFile, 'utf8'), noWeb.configFile).config!.listen.http, null);
+  assert.deepEqual(parsed.config!.backup.recipients, [], 'no backup section unless fe init has a key for it');
+});
+
+test('fe init writes backup.recipients from the key it was given or made, and backup.to when not the default', () => {
+  const w2 = workspace();
+  const { recipient } = generateIdentity();
+  const plan = { hostname: 'mail.example.org', dataDir: '/var/lib/fe', configFile: path.join(w2.dir, 'b.yml'), admin: '', web: false, backup: true, backupDir: '/var/backups/fe', backupRecipient: recipient } as unknown as InitPlan;
+  ensureConfig(plan, renderTemplate);
+  const text = readFileSync(plan.configFile, 'utf8');
+  const parsed = parseConfig(text, plan.configFile);
+  assert.deepEqual(parsed.problems, []);
+  assert.deepEqual(parsed.config!.backup, { dir: '/var/backups/fe', recipients: [recipient], schedule: '30 3 * * *', keep: 14 });
+  assert.ok(!/AGE-SECRET-KEY/.test(text), 'never the secret half');
+  const elsewhere = { ...plan, configFile: path.join(w2.dir, 'c.yml'), backupDir: '/srv/fe-backups' } as InitPlan;
+  ensureConfig(elsewhere, renderTemplate);
+  assert.equal(parseConfig(readFileSync(elsewhere.configFile, 'utf8'), elsewhere.configFile).config!.backup.dir, '/srv/fe-backups');
 });
 
 test('acme.directory must be an https URL or off', () => {

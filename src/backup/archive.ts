@@ -3,7 +3,7 @@
 // not read it. Written to a temp name, read back and decrypted with the key it was written with,
 // checked member by member, then renamed into place with a sha256sum-style sidecar.
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, createWriteStream, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
+import { chownSync, closeSync, createReadStream, createWriteStream, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -309,7 +309,10 @@ export async function runBackup(config: FeConfig, log: Logger, now = new Date())
     const check = await readArchive(createReadStream(tmp), { fileKey });
     if (check.files !== manifest.files.length) throw new BackupError('verification read a different number of files');
     renameSync(tmp, final);
-    writeFileAtomic(`${final}.sha256`, `${sha256}  ${name}\n`, 0o600);
+    // Run by root (fe backup run), the files still belong to whoever owns the folder (fe).
+    const owner = statSync(dir);
+    if (process.getuid?.() === 0 && owner.uid !== 0) chownSync(final, owner.uid, owner.gid);
+    writeFileAtomic(`${final}.sha256`, `${sha256}  ${name}\n`, 0o600, { uid: owner.uid, gid: owner.gid });
     fsyncDir(dir);
     const pruned = prune(dir, config.backup.keep, name);
     const result: BackupResult = { file: final, bytes: count.bytes, sha256, files: manifest.files.length, busy: manifest.busy, durationMs: Date.now() - t0, pruned };

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { UserError } from '../util/errors.js';
+import { DEFAULT_BACKUP_DIR } from '../config/schema.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { parseOsRelease, unsupportedReason } from './os.js';
 import { volumeState, type VolumeState } from './volume.js';
@@ -34,6 +35,11 @@ export interface InitPlan {
   openPlainPop3: boolean;
   /** The web daemon: ACME HTTP-01 on 80, the MTA-STS policy on 443. */
   web: boolean;
+  /** The fe-backup unit and its folder (backup.to). */
+  backup: boolean;
+  backupDir: string;
+  /** An age public key for a new fe.yml's backup.recipients (the owner's, or one fe init made). */
+  backupRecipient: string | null;
 }
 
 /** Throws UserError unless this is root on a supported system. */
@@ -106,7 +112,8 @@ export function playbookVars(plan: InitPlan, passphraseFile: string | null, node
     fe_admin_user: plan.adminUser,
     fe_admin_ssh_keys: plan.sshKeys,
     fe_open_tcp: open,
-    fe_units: plan.web ? ['fe-mx', 'fe-mailstore', 'fe-web'] : ['fe-mx', 'fe-mailstore'],
+    fe_units: ['fe-mx', 'fe-mailstore', ...(plan.web ? ['fe-web'] : []), ...(plan.backup ? ['fe-backup'] : [])],
+    fe_backup_dir: plan.backupDir,
     fe_filtering: plan.filtering,
     fe_source: PROJECT_ROOT,
     fe_node: node,
@@ -127,6 +134,16 @@ export function ensureConfig(plan: InitPlan, render: (hostname: string, dataDir:
       'listen:',
       '  http: "0.0.0.0:80"',
       '  https: "0.0.0.0:443"',
+      '',
+    ].join('\n');
+  }
+  if (plan.backup && plan.backupRecipient) {
+    text += [
+      '',
+      '# fe-backup: encrypted backups to this public key; its secret half is NOT on this host.',
+      'backup:',
+      `  recipients: [${plan.backupRecipient}]`,
+      ...(plan.backupDir !== DEFAULT_BACKUP_DIR ? [`  to: ${plan.backupDir}`] : []),
       '',
     ].join('\n');
   }

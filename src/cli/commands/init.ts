@@ -4,6 +4,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { loadConfig } from '../../config/file.js';
 import { asciiDomain } from '../../config/names.js';
+import { DEFAULT_BACKUP_DIR } from '../../config/schema.js';
+import { generateIdentity, isRecipient } from '../../backup/age.js';
 import { renderZone } from '../../dns/records.js';
 import { ansibleAvailable, runPlaybook, type PlaybookEvent } from '../../provision/ansible.js';
 import { currentVolume, defaultSshKeys, ensureConfig, installAnsible, luksSource, newPassphrase, passphraseFile, playbookVars, preflight, sshKeyLines, type InitPlan, type LuksChoice } from '../../provision/init.js';
@@ -34,6 +36,8 @@ interface InitFlags {
   sshKey: string[];
   filtering?: boolean;
   web: boolean; // --no-web sets false
+  backup: boolean; // --no-backup sets false
+  backupRecipient?: string;
 }
 
 const SIZE = /^\d+[MGT]$/;
@@ -97,11 +101,14 @@ async function collect(flags: InitFlags, file: string): Promise<InitPlan> {
   let openPlainImap = false;
   let openPlainPop3 = false;
   let web = flags.web;
+  let backupDir = DEFAULT_BACKUP_DIR;
+  if (flags.backupRecipient !== undefined && !isRecipient(flags.backupRecipient.trim())) throw new UsageError(`--backup-recipient takes an age public key (age1…), not "${flags.backupRecipient}"`);
   if (existsSync(file)) {
     const config = loadConfig(file);
     openPlainImap = config.listen.imap !== null;
     openPlainPop3 = config.listen.pop3 !== null;
     web = config.listen.http !== null || config.listen.https !== null;
+    backupDir = config.backup.dir;
   }
   return {
     hostname: host,
@@ -121,6 +128,9 @@ async function collect(flags: InitFlags, file: string): Promise<InitPlan> {
     openPlainImap,
     openPlainPop3,
     web,
+    backup: flags.backup,
+    backupDir,
+    backupRecipient: flags.backupRecipient?.trim() ?? null,
   };
 }
 
@@ -157,6 +167,8 @@ export function registerInit(program: Command): void {
     .option('--filtering', 'install spam and virus filtering (rspamd, ClamAV)')
     .option('--no-filtering', 'do not install spam and virus filtering')
     .option('--no-web', 'no web daemon: no ACME certificate (port 80) and no MTA-STS policy host (443); bring tls.cert yourself')
+    .option('--backup-recipient <age1key>', 'encrypt backups to this age public key (yours, from age-keygen); default: fe init makes a key pair and shows the secret once')
+    .option('--no-backup', 'no fe-backup unit (no scheduled backups)')
     .addHelpText(
       'after',
       `
@@ -164,9 +176,10 @@ What it does: writes /etc/fe/fe.yml (kept if it exists), installs ansible-core i
 runs fe's playbook on this host: a LUKS2 data volume, an iptables firewall (v4 and v6), no
 USB storage, no swap, no core dumps, SSH keys only for a non-root admin, kernel hardening,
 unattended security upgrades, the fe user and systemd units (fe-mx; fe-mailstore; fe-web, which
-gets the certificate from Let's Encrypt and serves the MTA-STS policy). It prints every task as it
+gets the certificate from Let's Encrypt and serves the MTA-STS policy; fe-backup, nightly
+encrypted backups to /var/backups/fe). It prints every task as it
 finishes and, at the end, the DNS records to publish. Running it again is safe: it reports
-what changed. The LUKS passphrase is shown once and never stored; after a reboot,
+what changed. The LUKS passphrase and the backup key are shown once and never stored; after a reboot,
 \`fe unlock\` opens the volume and starts fe.
 
 Examples:
@@ -194,8 +207,20 @@ Examples:
         print(`  ${passphrase}`);
         print('You need it after every reboot: fe unlock');
         print('');
-      } else if (plan.luks.mode !== 'none' && volume.isLuks && !volume.open) {
+      }
+      if (plan.luks.mode !== 'none' && volume.isLuks && !volume.open) {
         throw new UserError(`the data volume ${luksSource(plan.luks)} is locked: run fe unlock first, then fe init again`);
+      }
+      // A new fe.yml gets a backup key: the owner's public key, or a pair made here whose secret
+      // half is shown once, like the passphrase, and stored nowhere on this host.
+      if (plan.backup && !plan.backupRecipient && !existsSync(plan.configFile) && !flags.dryRun) {
+        const pair = generateIdentity();
+        plan.backupRecipient = pair.recipient;
+        print('');
+        print(style.bold('Backup key (shown once, not kept on this host; store it with the passphrase):'));
+        print(`  ${pair.identity}`);
+        print('Backups are encrypted to its public half; only this key opens them: fe backup --help');
+        print('');
       }
       try {
         if (!flags.dryRun) print(`${ensureConfig(plan, renderTemplate) === 'written' ? 'wrote' : 'kept'} ${plan.configFile}`);
