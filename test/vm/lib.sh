@@ -96,14 +96,14 @@ vm_apt_mirror() {
 # Host tools; installed with apt when missing (CI runs as root).
 vm_host_tools() {
   local missing=() cmd
-  for cmd in debootstrap qemu-system-x86_64 mkfs.ext4 ssh ssh-keygen socat swaks; do
+  for cmd in debootstrap qemu-system-x86_64 mkfs.ext4 ssh ssh-keygen socat swaks age; do
     command -v "$cmd" >/dev/null || missing+=("$cmd")
   done
   ((${#missing[@]} == 0)) && return 0
   vm_log "   installing host tools (missing: ${missing[*]})"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-    debootstrap qemu-system-x86 qemu-utils e2fsprogs openssh-client socat swaks >/dev/null
+    debootstrap qemu-system-x86 qemu-utils e2fsprogs openssh-client socat swaks age >/dev/null
 }
 
 # vm_debootstrap ROOT: a minimal Debian root with VM_PACKAGES and a small initrd.

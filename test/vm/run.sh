@@ -172,6 +172,9 @@ fe_init() {
   PASSPHRASE="$(grep -A1 'LUKS passphrase for the mail volume' "$INIT_LOG" | tail -n 1 | tr -d ' \r')"
   [[ $PASSPHRASE =~ ^[a-z2-9]{5}(-[a-z2-9]{5}){7}$ ]] || fail "no LUKS passphrase in fe init's output"
   pass 'fe init printed the LUKS passphrase'
+  BACKUP_KEY="$(grep -A1 'Backup key (shown once' "$INIT_LOG" | tail -n 1 | tr -d ' \r')"
+  [[ $BACKUP_KEY =~ ^AGE-SECRET-KEY-1[0-9A-Z]{58}$ ]] || fail "no backup key in fe init's output"
+  pass 'fe init printed the backup key'
   grep -E '^changed [0-9]+ task' "$INIT_LOG" >&2 || true
 }
 
@@ -196,7 +199,9 @@ after_init() {
   if vm_ssh_fresh root true 2>/dev/null; then fail 'a new ssh login as root with the key is refused'; fi
   pass 'a new ssh login as root with the key is refused'
   check_eq 'admin has sudo' 'root' 'id -un'
-  check_eq 'fe-mx, fe-mailstore and fe-web are active' $'active\nactive\nactive' 'systemctl is-active fe-mx fe-mailstore fe-web'
+  check_eq 'fe-mx, fe-mailstore, fe-web and fe-backup are active' $'active\nactive\nactive\nactive' 'systemctl is-active fe-mx fe-mailstore fe-web fe-backup'
+  check_eq 'fe.yml has the backup public key, never the secret' '1 0' \
+    'echo "$(grep -c "recipients: \[age1" /etc/fe/fe.yml) $(grep -c AGE-SECRET-KEY /etc/fe/fe.yml)"'
   # Node starts slowly under emulation: give the daemons up to two minutes to listen.
   if ! g 'for i in $(seq 60); do ss -ltn | grep -q ":25 " && ss -ltn | grep -q ":993 " && ss -ltn | grep -q ":443 " && exit 0; sleep 2; done; exit 1'; then
     g 'ss -ltn; systemctl status --no-pager fe-mx fe-mailstore fe-web; journalctl --no-pager -n 60 -u fe-mx -u fe-mailstore -u fe-web' >&2 || true
@@ -226,6 +231,28 @@ mail() {
   fi
 }
 
+# Backups: the fe-backup unit's catch-up run (a new host has none), then one by hand as root;
+# the file is copied to the host and opened there with age and the key fe init showed.
+backup_check() {
+  local newest out
+  if ! g 'for i in $(seq 90); do journalctl -u fe-backup --no-pager | grep -q "backup made and verified" && exit 0; sleep 2; done; exit 1'; then
+    g 'systemctl status --no-pager fe-backup; journalctl -u fe-backup --no-pager -n 30' >&2 || true
+    fail 'fe-backup made a backup by itself after start (catch-up)'
+  fi
+  pass 'fe-backup made a backup by itself after start (catch-up)'
+  check 'fe backup run (as root)' 'fe-mail\.fe-vm\.test-.*\.tar\.age: .* verified in' 'fe backup run'
+  newest="$(g 'ls -1 /var/backups/fe/*.tar.age | tail -n 1')"
+  check_eq 'the backup belongs to fe, mode 0600, in a 0700 folder' $'fe 600\nfe 700' "stat -c '%U %a' '$newest' /var/backups/fe"
+  check 'fe status: backup OK' '^OK +backup ' 'fe status --checks backup'
+  out="$(g "cat '$newest'" | age -d -i <(printf '%s\n' "$BACKUP_KEY") | tar -t 2>&1)" || true
+  if printf '%s\n' "$out" | grep -Eq '/data/mailboxes/fe-vm\.test/me/(mailbox\.db|spool/.+)$' && printf '%s\n' "$out" | grep -q '/fe.yml$'; then
+    pass "the backup opens on the host with age and the key from fe init ($(printf '%s\n' "$out" | wc -l) entries)"
+  else
+    printf '%s\n' "---- age | tar -t:" "$out" >&2
+    fail 'the backup opens on the host with age and the key from fe init'
+  fi
+}
+
 # The MTA-STS policy, fetched from the host through the forwarded port 443 (so through the
 # firewall) as a sending MTA would: https://mta-sts.fe-vm.test/.well-known/mta-sts.txt. The
 # certificate is still the self-signed one (the guest reaches no ACME CA), so it is not verified.
@@ -251,7 +278,7 @@ mta_sts_check() {
 after_reboot() {
   check_eq 'after reboot: the volume is locked' 'locked' 'test -e /dev/mapper/fe-data && echo open || echo locked'
   check_eq 'after reboot: /var/lib/fe is not mounted' 'no' 'mountpoint -q /var/lib/fe && echo yes || echo no'
-  check_eq 'after reboot: fe-mx, fe-mailstore and fe-web are not active' $'inactive\ninactive\ninactive' 'systemctl is-active fe-mx fe-mailstore fe-web || true'
+  check_eq 'after reboot: fe-mx, fe-mailstore, fe-web and fe-backup are not active' $'inactive\ninactive\ninactive\ninactive' 'systemctl is-active fe-mx fe-mailstore fe-web fe-backup || true'
   check_eq 'after reboot: nothing under the bare /var/lib/fe' '' 'find /var/lib/fe -mindepth 1'
   check_eq 'after reboot: usb-storage still refused' 'not loaded' \
     'modprobe usb-storage; grep -q "^usb_storage " /proc/modules && echo loaded || echo not loaded'
@@ -262,7 +289,7 @@ after_reboot() {
 unlock() {
   check 'fe unlock --passphrase-stdin' 'fe is running' "echo -n '$PASSPHRASE' | fe unlock --passphrase-stdin"
   check 'after unlock: volume mounted' '^/dev/mapper/fe-data ext4' 'findmnt -n -o SOURCE,FSTYPE /var/lib/fe'
-  check_eq 'after unlock: fe-mx, fe-mailstore and fe-web are active' $'active\nactive\nactive' 'systemctl is-active fe-mx fe-mailstore fe-web'
+  check_eq 'after unlock: fe-mx, fe-mailstore, fe-web and fe-backup are active' $'active\nactive\nactive\nactive' 'systemctl is-active fe-mx fe-mailstore fe-web fe-backup'
   # fe status on the host it describes: every host check OK (DNS, PTR and the certificate are
   # about the outside world, which this guest has none of).
   check_eq 'fe status: services, ports, firewall, volume, swap, usb-storage, ssh all OK' 'OK' \
@@ -315,6 +342,7 @@ vm_step before-init before_init
 vm_step fe-init fe_init
 vm_step after-init after_init
 vm_step mail mail
+vm_step backup backup_check
 vm_step reboot vm_reboot admin 12 || fail 'reboot: no ssh login as admin afterwards'
 vm_step after-reboot after_reboot
 vm_step unlock unlock
