@@ -4,12 +4,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { captureGroup, CaptureBusy, DEFAULT_CAPTURE, planCapture, releaseCapture } from '../src/backup/collect.js';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
-import { filesUnder, runFe, workspace } from './helpers/fe.js';
+import { FE_BIN, filesUnder, runFe, workspace } from './helpers/fe.js';
 
 const run = promisify(execFile);
 const PASSWORD = 'backup test password 1';
@@ -58,7 +60,8 @@ before(async () => {
   const out = await w.ok(['backup', 'key', '--out', keyFile]);
   assert.match(out, /backup\.recipients in .*: age1[0-9a-z]+/);
   assert.equal(statSync(keyFile).mode & 0o777, 0o600);
-  fe = await startServe(w.config, [], {}, ['mx', 'imap']);
+  // Only the mail daemons: this file's tests make the backups themselves.
+  fe = await startServe(w.config, ['--only', 'mx,imap'], {}, ['mx', 'imap']);
 });
 
 after(async () => {
@@ -139,41 +142,46 @@ test('a backup made while mail is in the spool and in the database restores both
   assert.ok(!existsSync(path.join(w.dir, 'other.yml')));
 });
 
-test('a mailbox written to during the backup is captured consistently (retried until quiet), and restores intact', async () => {
-  // A real client APPENDs in a loop while the backup runs.
+test('a mailbox a client writes to during the backup is captured consistently and restores intact', async () => {
+  // A real client APPENDs in a loop until told to stop, so it overlaps the backup however
+  // fast or slow this machine is.
+  const stop = path.join(w.dir, 'stop-writer');
   const writer = spawn('python3', [
     '-c',
     `
-import imaplib, sys, time
+import imaplib, os, sys, time
 m = imaplib.IMAP4('127.0.0.1', ${fe.ports.imap})
 m.login('me@example.org', sys.argv[1])
 i = 0
-end = time.time() + float(sys.argv[2])
-while time.time() < end:
+while not os.path.exists(sys.argv[2]):
     m.append('INBOX', None, None, ('Subject: busy %d\\r\\n\\r\\nbusy-body-%d\\r\\n' % (i, i)).encode())
     i += 1
     print(i, flush=True)
-    time.sleep(0.15)
+    time.sleep(0.1)
 m.logout()
 `,
     PASSWORD,
-    '4',
+    stop,
   ]);
-  let appended = 0;
+  let out = '';
   let started: () => void;
   const writing = new Promise<void>((resolve) => (started = resolve));
+  const appended = () => Math.max(0, ...out.split(/\s+/).filter(Boolean).map(Number));
   writer.stdout.on('data', (d: Buffer) => {
-    appended = Number(d.toString().trim().split('\n').at(-1));
-    if (appended >= 3) started();
+    out += d.toString();
+    if (appended() >= 3) started();
   });
-  const writerDone = new Promise<void>((resolve) => writer.on('exit', () => resolve()));
-  await writing; // the backup starts while the client is appending
+  const writerDone = new Promise<number | null>((resolve) => writer.on('exit', (code) => resolve(code)));
+  await Promise.race([writing, writerDone.then((code) => assert.fail(`the writer stopped early (exit ${code})`))]);
+  const atStart = appended();
   const r = await w.fe(['backup', 'run', '--json']);
-  await writerDone;
+  const atEnd = appended();
+  writeFileSync(stop, '');
+  assert.equal(await writerDone, 0);
   assert.equal(r.code, 0, r.stderr);
   const made = JSON.parse(r.stdout) as { file: string; busy: string[] };
   assert.deepEqual(made.busy, [], 'the writer pauses often enough for a quiet copy');
-  assert.ok(appended > 8, `the writer went on appending while the backup ran (${appended})`);
+  assert.ok(atEnd > atStart, `the client appended while the backup ran (${atStart} before, ${atEnd} after)`);
 
   const target = path.join(w.dir, 'restored-busy');
   const cfg = path.join(target, 'fe.yml');
@@ -324,4 +332,50 @@ test('fe serve --only backup: catches up at start, runs on its schedule, and fol
   } finally {
     assert.equal(await d.stop(), 0);
   }
+});
+
+test('kill -9 in the middle of a backup: the next run clears the partial file, the staging copy and the stale lock, and succeeds', async () => {
+  const other = workspace();
+  const dir = path.join(other.dir, 'b');
+  const recipient = /age1[0-9a-z]+/.exec(w.read())![0];
+  other.write(`hostname: mail.example.org\ndata_dir: ./data\nbackup:\n  to: ${dir}\n  recipients: [${recipient}]\n`);
+  await other.ok(['domain', 'add', 'example.org']);
+  // A file too big for memory goes through a staging copy; big enough to be caught mid-write.
+  await run('dd', ['if=/dev/urandom', `of=${path.join(other.dataDir, 'big.bin')}`, 'bs=1M', 'count=96', 'status=none']);
+  const child = spawn(process.execPath, [FE_BIN, '--config', other.config, 'backup', 'run'], { stdio: 'ignore' });
+  const partial = () => (existsSync(dir) ? readdirSync(dir).find((n) => n.endsWith('.partial')) : undefined);
+  for (let i = 0; i < 300 && !(partial() && statSync(path.join(dir, partial()!)).size > 8 << 20); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(partial(), 'caught while writing');
+  child.kill('SIGKILL');
+  await new Promise((r) => child.on('exit', r));
+  assert.ok(existsSync(path.join(dir, '.fe-backup.lock')), 'the dead run left its lock');
+  assert.ok(readdirSync(other.dataDir).some((n) => n.startsWith('.backup-staging-')), 'and its staging copy');
+  const r = await other.fe(['backup', 'run']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(readdirSync(dir).filter((n) => !n.match(/^fe-mail\.example\.org-\d{8}T\d{6}Z\.tar\.age(\.sha256)?$/)), [], 'only whole backups and their sidecars');
+  assert.ok(!readdirSync(other.dataDir).some((n) => n.startsWith('.backup-staging-')));
+  assert.match(await other.ok(['backup', 'verify', '--identity', keyFile]), /contents ok/);
+});
+
+test('a group that never stops changing is left out (CaptureBusy), one that pauses is copied as it was', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fe-capture-'));
+  writeFileSync(path.join(dir, 'm.db'), Buffer.alloc(8192, 1));
+  writeFileSync(path.join(dir, 'm.db-wal'), Buffer.alloc(100, 2));
+  const plan = planCapture(dir);
+  assert.deepEqual(plan.groups, [{ members: ['m.db', 'm.db-wal'] }], 'a database and its WAL are one group');
+  const opts = { ...DEFAULT_CAPTURE, attempts: 3, stagingDir: path.join(dir, '.staging') };
+  // Written to every 2 ms: never quiet for a whole copy.
+  const busy = setInterval(() => appendFileSync(path.join(dir, 'm.db-wal'), 'x'), 2);
+  try {
+    await assert.rejects(captureGroup(dir, plan.groups[0]!, opts), CaptureBusy);
+  } finally {
+    clearInterval(busy);
+  }
+  const copies = await captureGroup(dir, plan.groups[0]!, opts);
+  assert.deepEqual(copies!.map((c) => [c.rel, c.data?.equals(readFileSync(path.join(dir, c.rel)))]), [['m.db', true], ['m.db-wal', true]]);
+  // Over the memory limit, the copy is staged on the data volume and removed after.
+  const staged = await captureGroup(dir, plan.groups[0]!, { ...opts, memoryLimit: 1000 });
+  assert.ok(staged!.every((c) => c.staged && readFileSync(c.staged).equals(readFileSync(path.join(dir, c.rel)))));
+  releaseCapture(staged!);
+  assert.deepEqual(readdirSync(opts.stagingDir), []);
 });

@@ -106,6 +106,12 @@ function takeLock(dir: string): () => void {
   throw new BackupError('could not take the backup lock');
 }
 
+/** What a run killed mid-write left behind; with the lock held, nothing else can own these. */
+function removeLeftovers(dir: string, dataDir: string): void {
+  for (const name of readdirSync(dir)) if (/^\.fe-.*\.partial$/.test(name)) rmSync(path.join(dir, name), { force: true });
+  for (const name of readdirSync(dataDir)) if (name.startsWith('.backup-staging-')) removeStaging(path.join(dataDir, name));
+}
+
 function explainWriteError(e: unknown, dir: string): Error {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC') return new BackupError(`no space left in ${dir}; nothing was kept (free space there, or lower backup.keep)`);
@@ -281,6 +287,7 @@ export async function runBackup(config: FeConfig, log: Logger, now = new Date())
     throw explainWriteError(e, dir);
   }
   const release = takeLock(dir);
+  removeLeftovers(dir, config.dataDir);
   const stagingDir = path.join(config.dataDir, `.backup-staging-${process.pid}`);
   const name = backupName(config.hostname || osHostname(), now);
   const final = path.join(dir, name);
