@@ -14,6 +14,9 @@ VM_SUITE=${VM_SUITE:-bookworm}
 VM_MEM=${VM_MEM:-1024}
 VM_CPUS=${VM_CPUS:-2}
 VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-600}
+# The SSH port fe init is told to use (--ssh-port); when not 22, it is forwarded as well and the
+# test moves to it once fe init has run.
+VM_FE_SSH_PORT=${VM_FE_SSH_PORT:-22}
 
 # What fe init's playbook installs with apt is installed here already: the guest has no network,
 # so those apt tasks must find everything present. python3-apt is what ansible's apt module
@@ -240,8 +243,15 @@ VM_SSH_PORT=
 VM_SMTP_PORT=
 VM_IMAPS_PORT=
 VM_HTTPS_PORT=
+VM_SSH_PORT_AFTER=
 vm_start() {
+  local fwd_ssh=""
   VM_SSH_PORT=$(vm_free_port)
+  VM_SSH_PORT_AFTER=$VM_SSH_PORT
+  if [[ $VM_FE_SSH_PORT != 22 ]]; then
+    VM_SSH_PORT_AFTER=$(vm_free_port)
+    fwd_ssh=",hostfwd=tcp:127.0.0.1:$VM_SSH_PORT_AFTER-:$VM_FE_SSH_PORT"
+  fi
   VM_SMTP_PORT=$(vm_free_port)
   VM_IMAPS_PORT=$(vm_free_port)
   VM_HTTPS_PORT=$(vm_free_port)
@@ -251,12 +261,12 @@ vm_start() {
     -append "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 loglevel=4" \
     -drive "file=$VM_WORK/root.img,if=virtio,format=raw,cache=unsafe" \
     -drive "file=$VM_WORK/data.img,if=virtio,format=raw,cache=unsafe" \
-    -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$VM_SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$VM_SMTP_PORT-:25,hostfwd=tcp:127.0.0.1:$VM_IMAPS_PORT-:993,hostfwd=tcp:127.0.0.1:$VM_HTTPS_PORT-:443" \
+    -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$VM_SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$VM_SMTP_PORT-:25,hostfwd=tcp:127.0.0.1:$VM_IMAPS_PORT-:993,hostfwd=tcp:127.0.0.1:$VM_HTTPS_PORT-:443$fwd_ssh" \
     -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
     -display none -serial "file:$VM_WORK/console.log" \
     -monitor "unix:$VM_WORK/monitor.sock,server,nowait" \
     -pidfile "$VM_WORK/qemu.pid" -daemonize
-  vm_log "   qemu pid $(cat "$VM_WORK/qemu.pid"); 127.0.0.1: ssh $VM_SSH_PORT, smtp $VM_SMTP_PORT, imaps $VM_IMAPS_PORT, https $VM_HTTPS_PORT"
+  vm_log "   qemu pid $(cat "$VM_WORK/qemu.pid"); 127.0.0.1: ssh $VM_SSH_PORT (after fe init $VM_SSH_PORT_AFTER), smtp $VM_SMTP_PORT, imaps $VM_IMAPS_PORT, https $VM_HTTPS_PORT"
 }
 
 vm_running() { [[ -f "$VM_WORK/qemu.pid" ]] && kill -0 "$(cat "$VM_WORK/qemu.pid")" 2>/dev/null; }

@@ -14,7 +14,7 @@
 # VM_SUITE=jammy or noble builds Ubuntu 22.04 or 24.04 from VM_MIRROR (an Ubuntu archive URL);
 # FE_VM_CACHE=DIR keeps the debootstrap result between runs (optional),
 # FE_VM_KEEP=1 leaves the work directory behind, VM_MEM, VM_CPUS, VM_BOOT_TIMEOUT,
-# FE_VM_IDEMPOTENCE=0 skips the second `fe init` run.
+# FE_VM_IDEMPOTENCE=0 skips the second `fe init` run, VM_FE_SSH_PORT=2222 has fe init move sshd.
 #
 # Guest-side scripts are single-quoted on purpose: they expand in the guest.
 # shellcheck disable=SC2016
@@ -143,7 +143,7 @@ fe_init() {
   local pub rc="" shown=0 lines
   pub="$(cat "$VM_KEY.pub")"
   g "rm -f /root/fe-init.rc /root/fe-init.log
-     NO_COLOR=1 nohup sh -c 'node /root/fe/bin/fe init --yes --hostname mail.fe-vm.test --domain fe-vm.test --luks-device /dev/vdb --ssh-key \"$pub\" --luks-pbkdf-memory 32768 --luks-iter-time 200 >/root/fe-init.log 2>&1; echo \$? >/root/fe-init.rc' </dev/null >/dev/null 2>&1 &"
+     NO_COLOR=1 nohup sh -c 'node /root/fe/bin/fe init --yes --hostname mail.fe-vm.test --domain fe-vm.test --luks-device /dev/vdb --ssh-port $VM_FE_SSH_PORT --ssh-key \"$pub\" --luks-pbkdf-memory 32768 --luks-iter-time 200 >/root/fe-init.log 2>&1; echo \$? >/root/fe-init.rc' </dev/null >/dev/null 2>&1 &"
   # Follow its output every few seconds until it writes its exit status (30 min at most).
   for _ in $(seq 360); do
     sleep 5
@@ -154,6 +154,7 @@ fe_init() {
         echo "(root's ssh session ended; following fe init as admin)" >&2
         vm_ssh_close root
         USER_NOW="admin"
+        VM_SSH_PORT=$VM_SSH_PORT_AFTER
       fi
       rc=""
       sleep 12
@@ -179,15 +180,19 @@ fe_init() {
 }
 
 after_init() {
-  # From here on root may not log in: everything goes through admin and sudo.
+  local ports
+  # From here on root may not log in: everything goes through admin and sudo, on fe's SSH port.
+  vm_ssh_close root admin
+  VM_SSH_PORT=$VM_SSH_PORT_AFTER
+  ports="$(printf '%s\n' "$VM_FE_SSH_PORT" 25 80 443 465 587 993 995 | sort -n)"
   vm_ssh_as admin true || fail 'ssh login as admin with the key works'
   pass 'ssh login as admin with the key works'
   USER_NOW="admin"
   check 'LUKS volume fe-data is open' 'is active' 'cryptsetup status fe-data'
   check 'it is mounted on /var/lib/fe' '^/dev/mapper/fe-data ext4' 'findmnt -n -o SOURCE,FSTYPE /var/lib/fe'
-  check_eq 'iptables INPUT policy DROP, TCP ACCEPT ports {22,25,80,443,465,587,993,995}' $'-P INPUT DROP\n22\n25\n80\n443\n465\n587\n993\n995' \
+  check_eq "iptables INPUT policy DROP, TCP ACCEPT ports {$(paste -sd, <<<"$ports")}" "-P INPUT DROP"$'\n'"$ports" \
     'iptables -S INPUT | grep -E "^-P INPUT"; iptables -S INPUT | grep -E -- "-j ACCEPT" | grep -oE -- "--dport [0-9]+" | cut -d" " -f2 | sort -n | uniq'
-  check_eq 'ip6tables the same' $'-P INPUT DROP\n22\n25\n80\n443\n465\n587\n993\n995' \
+  check_eq 'ip6tables the same' "-P INPUT DROP"$'\n'"$ports" \
     'ip6tables -S INPUT | grep -E "^-P INPUT"; ip6tables -S INPUT | grep -E -- "-j ACCEPT" | grep -oE -- "--dport [0-9]+" | cut -d" " -f2 | sort -n | uniq'
   check_eq 'modprobe usb-storage loads nothing' 'not loaded' \
     'modprobe usb-storage; if grep -q "^usb_storage " /proc/modules || lsmod | grep -q "^usb_storage"; then echo loaded; else echo not loaded; fi'
@@ -196,6 +201,8 @@ after_init() {
   check 'the fstab swap line is commented' '^# disabled by fe init: /swapfile none swap' 'cat /etc/fstab'
   check_eq 'sshd: no root, no passwords' $'passwordauthentication no\npermitrootlogin no' \
     'sshd -T | grep -E "^(permitrootlogin|passwordauthentication) " | sort'
+  check_eq "sshd listens on port $VM_FE_SSH_PORT only (socket-activated or not)" "$VM_FE_SSH_PORT" \
+    "ss -Hltn | awk '{print \$4}' | grep -E '^(0[.]0[.]0[.]0|[*]|[[]::[]]):(22|$VM_FE_SSH_PORT)\$' | sed 's/.*://' | sort -u"
   if vm_ssh_fresh root true 2>/dev/null; then fail 'a new ssh login as root with the key is refused'; fi
   pass 'a new ssh login as root with the key is refused'
   check_eq 'admin has sudo' 'root' 'id -un'
@@ -323,7 +330,7 @@ imap_check() {
 idempotence() {
   local pub out rc=0
   pub="$(cat "$VM_KEY.pub")"
-  out="$(g "NO_COLOR=1 fe init --yes --hostname mail.fe-vm.test --domain fe-vm.test --luks-device /dev/vdb --ssh-key '$pub' --luks-pbkdf-memory 32768 --luks-iter-time 200 2>&1")" || rc=$?
+  out="$(g "NO_COLOR=1 fe init --yes --hostname mail.fe-vm.test --domain fe-vm.test --luks-device /dev/vdb --ssh-port $VM_FE_SSH_PORT --ssh-key '$pub' --luks-pbkdf-memory 32768 --luks-iter-time 200 2>&1")" || rc=$?
   printf '%s\n' "$out" >>"$INIT_LOG"
   if [[ $rc == 0 ]] && printf '%s\n' "$out" | grep -Eq '^changed 0 task'; then
     pass 'a second fe init changes nothing'
