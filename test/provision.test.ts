@@ -247,7 +247,10 @@ test('fe init on a terminal asks its questions (inquirer) and goes on with the a
   await new Promise((r) => setTimeout(r, 300));
   child.stdin.write('\r');
   await answer(/Container size/, '\r');
+  await answer(/SSH port.*\(22\)/, '2222\r');
   await answer(/spam and virus filtering/, 'n\r');
+  await answer(/age public key for backups/, 'age1nonsense\r');
+  await answer(/an age public key \(age1…\), or empty/, '\x15\r'); // refused; Ctrl-U clears it, empty: make a pair
   await exited;
   const screen = out.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
   assert.match(screen, /fe init on .*: mail\.example\.org, domain example\.org, data in \/var\/lib\/fe on LUKS \(\/var\/lib\/fe\.luks\)/);

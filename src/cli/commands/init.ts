@@ -31,7 +31,7 @@ interface InitFlags {
   luksWipe?: boolean;
   luksPbkdfMemory?: string;
   luksIterTime?: string;
-  sshPort: string;
+  sshPort?: string;
   adminUser: string;
   sshKey: string[];
   filtering?: boolean;
@@ -85,8 +85,10 @@ async function collect(flags: InitFlags, file: string): Promise<InitPlan> {
   if (luks.mode === 'file' && !SIZE.test(luks.size)) throw new UsageError(`--luks-file takes a size like 10G, not "${luks.size}"`);
   if (luks.mode === 'device' && !existsSync(luks.device)) throw new UserError(`${luks.device} does not exist`);
 
-  const sshPort = Number(flags.sshPort);
-  if (!Number.isInteger(sshPort) || sshPort < 1 || sshPort > 65535) throw new UsageError(`--ssh-port must be a port number, not "${flags.sshPort}"`);
+  const validPort = (v: string) => (/^\d+$/.test(v.trim()) && Number(v) >= 1 && Number(v) <= 65535) || 'a port number, 1 to 65535';
+  const portText = flags.sshPort ?? (prompts ? await prompts.input({ message: 'SSH port (the firewall opens only this one for SSH)', default: '22', validate: validPort }) : '22');
+  const sshPort = Number(portText.trim());
+  if (validPort(portText) !== true) throw new UsageError(`--ssh-port must be a port number, not "${portText}"`);
   if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(flags.adminUser) || flags.adminUser === 'root') throw new UsageError(`--admin-user must be a plain user name other than root, not "${flags.adminUser}"`);
   const sshKeys = flags.sshKey.length > 0 ? flags.sshKey.flatMap((f) => (existsSync(f) ? sshKeyLines(readFileSync(f, 'utf8')) : sshKeyLines(f))) : defaultSshKeys();
   if (sshKeys.length === 0) throw new UserError('no SSH public key for the admin user: fe init turns password logins off, so pass --ssh-key FILE (root has no authorized_keys to copy)');
@@ -102,7 +104,15 @@ async function collect(flags: InitFlags, file: string): Promise<InitPlan> {
   let openPlainPop3 = false;
   let web = flags.web;
   let backupDir = DEFAULT_BACKUP_DIR;
-  if (flags.backupRecipient !== undefined && !isRecipient(flags.backupRecipient.trim())) throw new UsageError(`--backup-recipient takes an age public key (age1…), not "${flags.backupRecipient}"`);
+  let backupRecipient = flags.backupRecipient?.trim();
+  if (backupRecipient !== undefined && !isRecipient(backupRecipient)) throw new UsageError(`--backup-recipient takes an age public key (age1…), not "${flags.backupRecipient}"`);
+  if (prompts && flags.backup && backupRecipient === undefined && !existsSync(file)) {
+    const answer = await prompts.input({
+      message: 'Your age public key for backups (age1…; empty: make a key pair now and show its secret once)',
+      validate: (v) => v.trim() === '' || isRecipient(v.trim()) || 'an age public key (age1…), or empty',
+    });
+    if (answer.trim()) backupRecipient = answer.trim();
+  }
   if (existsSync(file)) {
     const config = loadConfig(file);
     openPlainImap = config.listen.imap !== null;
@@ -130,7 +140,7 @@ async function collect(flags: InitFlags, file: string): Promise<InitPlan> {
     web,
     backup: flags.backup,
     backupDir,
-    backupRecipient: flags.backupRecipient?.trim() ?? null,
+    backupRecipient: backupRecipient ?? null,
   };
 }
 
@@ -161,7 +171,7 @@ export function registerInit(program: Command): void {
     .option('--luks-wipe', 'allow formatting a device that already holds a file system')
     .addOption(new Option('--luks-pbkdf-memory <KiB>', 'argon2id memory for the LUKS key slot (default: cryptsetup decides)'))
     .addOption(new Option('--luks-iter-time <ms>', 'time cryptsetup aims for to unlock the key slot (its --iter-time; default: cryptsetup\'s 2000)'))
-    .option('--ssh-port <port>', 'SSH port', '22')
+    .option('--ssh-port <port>', 'SSH port (default 22)')
     .option('--admin-user <name>', 'the non-root admin user (sudo, SSH keys only)', 'admin')
     .option('--ssh-key <file-or-key>', "the admin's SSH public key; repeatable (default: root's authorized_keys)", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--filtering', 'install spam and virus filtering (rspamd, ClamAV)')
