@@ -3,13 +3,13 @@
 // not read it. Written to a temp name, read back and decrypted with the key it was written with,
 // checked member by member, then renamed into place with a sha256sum-style sidecar.
 import { createHash, randomBytes } from 'node:crypto';
-import { chownSync, closeSync, createReadStream, createWriteStream, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
+import { chownSync, closeSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FeConfig } from '../config/schema.js';
-import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
+import { fsyncDir, fsyncPath, writeFileAtomic } from '../util/atomic-file.js';
 import type { Logger } from '../util/log.js';
 import { createDecryptStream, createEncryptStream } from './age.js';
 import { captureGroup, CaptureBusy, DEFAULT_CAPTURE, planCapture, releaseCapture, removeStaging, type CapturedFile } from './collect.js';
@@ -69,16 +69,6 @@ export function backupName(hostname: string, at: Date): string {
 /** The archive's top folder: what `tar x` creates. */
 function topFolder(file: string): string {
   return path.basename(file).slice(0, -BACKUP_SUFFIX.length);
-}
-
-/** fsync through a new descriptor: it flushes the file's pages whichever descriptor wrote them. */
-export function fsyncFile(file: string): void {
-  const fd = openSync(file, 'r+');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function takeLock(dir: string): () => void {
@@ -305,7 +295,7 @@ export async function runBackup(config: FeConfig, log: Logger, now = new Date())
     const count = { bytes: 0 };
     try {
       await pipeline(Readable.from(archive(config, topFolder(final), manifest, stagingDir, log)), encrypt, hashTap(hash, count), createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
-      fsyncFile(tmp);
+      fsyncPath(tmp);
     } catch (e) {
       throw explainWriteError(e, dir);
     }

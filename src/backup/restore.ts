@@ -8,8 +8,8 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { parseDocument } from 'yaml';
 import { adoptDataDirOwner } from '../util/data-owner.js';
-import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
-import { BackupError, fsyncFile, readArchive, type Manifest } from './archive.js';
+import { fsyncDir, fsyncPath, writeFileAtomic } from '../util/atomic-file.js';
+import { BackupError, readArchive, type Manifest } from './archive.js';
 
 export interface RestoreOptions {
   identities: string[];
@@ -58,7 +58,7 @@ export async function restoreBackup(file: string, opts: RestoreOptions): Promise
         const dest = path.join(ensureScratch(), rel);
         mkdirSync(path.dirname(dest), { recursive: true, mode: 0o700 });
         await pipeline(Readable.from(body), createWriteStream(dest, { flags: 'wx', mode: (mode & 0o700) | 0o600 }));
-        fsyncFile(dest);
+        fsyncPath(dest);
       },
       (rel, mode) => mkdirSync(path.join(ensureScratch(), rel), { recursive: true, mode: (mode & 0o700) | 0o700 }),
       (info) => {

@@ -4,13 +4,18 @@ import { closeSync, fchmodSync, fchownSync, fsyncSync, mkdirSync, openSync, rena
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
+/** fsync a file or folder by path: it flushes the inode whichever descriptor wrote it. */
+export function fsyncPath(p: string): void {
+  const fd = openSync(p, 'r');
   try {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
+}
+
+export function fsyncDir(dir: string): void {
+  fsyncPath(dir);
 }
 
 export interface Owner {
