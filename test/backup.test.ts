@@ -362,7 +362,7 @@ test('a group that never stops changing is left out (CaptureBusy), one that paus
   writeFileSync(path.join(dir, 'm.db'), Buffer.alloc(8192, 1));
   writeFileSync(path.join(dir, 'm.db-wal'), Buffer.alloc(100, 2));
   const plan = planCapture(dir);
-  assert.deepEqual(plan.groups, [{ members: ['m.db', 'm.db-wal'] }], 'a database and its WAL are one group');
+  assert.deepEqual(plan.groups, [{ members: ['m.db', 'm.db-wal'], inPlace: true }], 'a database and its WAL are one group, copied with the quiet check');
   const opts = { ...DEFAULT_CAPTURE, attempts: 3, stagingDir: path.join(dir, '.staging') };
   // Written to every 2 ms: never quiet for a whole copy.
   const busy = setInterval(() => appendFileSync(path.join(dir, 'm.db-wal'), 'x'), 2);

@@ -9,6 +9,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export interface CaptureGroup {
   /** Paths relative to the data directory, '/'-separated; the database first. */
   members: string[];
+  /**
+   * Written in place (SQLite databases and their WAL): needs the quiet-copy check. Everything
+   * else fe writes is replaced whole by rename, so one read of one inode is already consistent.
+   */
+  inPlace: boolean;
+}
+
+/** Files whose bytes change where they lie: SQLite's database and log files. */
+export function writtenInPlace(name: string): boolean {
+  return /\.(db|sqlite)(-wal)?$/.test(name);
 }
 
 export interface DirEntry {
@@ -69,7 +79,7 @@ export function planCapture(dataDir: string): { dirs: DirEntry[]; groups: Captur
     for (const name of files) {
       if (name.endsWith('-wal') && set.has(name.slice(0, -4))) continue; // goes with its database
       const r = rel ? `${rel}/${name}` : name;
-      groups.push({ members: set.has(`${name}-wal`) ? [r, `${r}-wal`] : [r] });
+      groups.push({ members: set.has(`${name}-wal`) ? [r, `${r}-wal`] : [r], inPlace: writtenInPlace(name) || set.has(`${name}-wal`) });
     }
   };
   walk('');
@@ -84,6 +94,14 @@ function signature(st: BigIntStats | undefined): string {
 
 function signatures(dataDir: string, members: string[]): string[] {
   return members.map((m) => signature(statSync(path.join(dataDir, m), { bigint: true, throwIfNoEntry: false })));
+}
+
+function recentlyWritten(dataDir: string, members: string[], withinMs: number): boolean {
+  const now = Date.now();
+  return members.some((m) => {
+    const st = statSync(path.join(dataDir, m), { throwIfNoEntry: false });
+    return st !== undefined && now - st.mtimeMs < withinMs * 2;
+  });
 }
 
 export interface CapturedFile {
@@ -117,9 +135,11 @@ export class CaptureBusy extends Error {}
  */
 export async function captureGroup(dataDir: string, group: CaptureGroup, opts: CaptureOptions): Promise<CapturedFile[] | null> {
   for (let attempt = 1; attempt <= opts.attempts; attempt++) {
-    const before = signatures(dataDir, group.members);
-    if (before.every((s) => s === 'absent')) return null;
-    await sleep(opts.settleMs);
+    const before = group.inPlace ? signatures(dataDir, group.members) : [];
+    if (group.inPlace && before.every((s) => s === 'absent')) return null;
+    // A write lands in a later timestamp tick than one already seen only once that tick is over;
+    // files untouched for longer than the settle time need no wait.
+    if (group.inPlace && recentlyWritten(dataDir, group.members, opts.settleMs)) await sleep(opts.settleMs);
     const total = group.members.reduce((n, m) => n + (statSync(path.join(dataDir, m), { throwIfNoEntry: false })?.size ?? 0), 0);
     const copies: CapturedFile[] = [];
     try {
@@ -141,9 +161,11 @@ export async function captureGroup(dataDir: string, group: CaptureGroup, opts: C
       }
     } catch (e) {
       releaseCapture(copies);
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // vanished mid-copy: look again
-      throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      if (!group.inPlace) return null; // replaced or removed (an imported spool file)
+      continue; // vanished mid-copy: look again
     }
+    if (!group.inPlace) return copies.length > 0 ? copies : null;
     const after = signatures(dataDir, group.members);
     if (after.every((s, i) => s === before[i])) return copies;
     releaseCapture(copies);
