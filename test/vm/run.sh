@@ -208,7 +208,7 @@ after_init() {
   check_eq 'admin has sudo' 'root' 'id -un'
   check_eq 'fe-mx, fe-mailstore, fe-web and fe-backup are active' $'active\nactive\nactive\nactive' 'systemctl is-active fe-mx fe-mailstore fe-web fe-backup'
   check_eq 'fe.yml has the backup public key, never the secret' '1 0' \
-    'echo "$(grep -c "recipients: \[age1" /etc/fe/fe.yml) $(grep -c AGE-SECRET-KEY /etc/fe/fe.yml)"'
+    'echo "$(grep -c "^  recipients: \[age1" /etc/fe/fe.yml) $(grep -c AGE-SECRET-KEY /etc/fe/fe.yml)"'
   # Node starts slowly under emulation: give the daemons up to two minutes to listen.
   if ! g 'for i in $(seq 60); do ss -ltn | grep -q ":25 " && ss -ltn | grep -q ":993 " && ss -ltn | grep -q ":443 " && exit 0; sleep 2; done; exit 1'; then
     g 'ss -ltn; systemctl status --no-pager fe-mx fe-mailstore fe-web; journalctl --no-pager -n 60 -u fe-mx -u fe-mailstore -u fe-web' >&2 || true
