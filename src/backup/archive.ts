@@ -12,7 +12,7 @@ import type { FeConfig } from '../config/schema.js';
 import { fsyncDir, fsyncPath, writeFileAtomic } from '../util/atomic-file.js';
 import type { Logger } from '../util/log.js';
 import { createDecryptStream, createEncryptStream } from './age.js';
-import { captureGroup, CaptureBusy, DEFAULT_CAPTURE, planCapture, releaseCapture, removeStaging, type CapturedFile } from './collect.js';
+import { captureGroup, CaptureBusy, DEFAULT_CAPTURE, planCapture, releaseCapture, removeStaging, type CapturedFile, type CapturePlan } from './collect.js';
 import { endOfArchive, entryHeader, padding, readTar } from './tar.js';
 
 export const FORMAT = 1;
@@ -131,7 +131,7 @@ async function* fileChunks(c: CapturedFile): AsyncGenerator<Buffer> {
 }
 
 /** The tar stream: BACKUP folder, fe.yml, data/…, and MANIFEST.json last (it lists the hashes). */
-async function* archive(config: FeConfig, top: string, manifest: Manifest, stagingDir: string, log: Logger): AsyncGenerator<Buffer> {
+async function* archive(config: FeConfig, plan: CapturePlan, top: string, manifest: Manifest, stagingDir: string, log: Logger): AsyncGenerator<Buffer> {
   const now = Math.floor(Date.now() / 1000);
   const file = async function* (rel: string, mode: number, mtime: number, size: number, chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     const hash = createHash('sha256');
@@ -154,7 +154,6 @@ async function* archive(config: FeConfig, top: string, manifest: Manifest, stagi
   const configText = readFileSync(config.file);
   yield* file('fe.yml', 0o600, now, configText.length, Readable.from([configText]));
   yield entryHeader({ path: `${top}/data`, type: 'dir', size: 0, mode: 0o700, mtime: now });
-  const plan = planCapture(config.dataDir);
   for (const d of plan.dirs) yield entryHeader({ path: `${top}/data/${d.rel}`, type: 'dir', size: 0, mode: d.mode, mtime: d.mtime });
   for (const group of plan.groups) {
     let copies: CapturedFile[] | null;
@@ -286,7 +285,9 @@ export async function runBackup(config: FeConfig, log: Logger, now = new Date())
   try {
     if (existsSync(final)) throw new BackupError(`${final} already exists`);
     // A rough early refusal beats filling the disk: the archive is about as big as the data.
-    const need = planCapture(config.dataDir).bytes;
+    // One walk of the data directory serves the estimate and the archive.
+    const plan = planCapture(config.dataDir);
+    const need = plan.bytes;
     const fs = statfsSync(dir);
     const free = fs.bavail * fs.bsize;
     if (free < need) throw new BackupError(`not enough space in ${dir}: about ${need} bytes needed, ${free} free`);
@@ -294,7 +295,7 @@ export async function runBackup(config: FeConfig, log: Logger, now = new Date())
     const hash = createHash('sha256');
     const count = { bytes: 0 };
     try {
-      await pipeline(Readable.from(archive(config, topFolder(final), manifest, stagingDir, log)), encrypt, hashTap(hash, count), createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
+      await pipeline(Readable.from(archive(config, plan, topFolder(final), manifest, stagingDir, log)), encrypt, hashTap(hash, count), createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
       fsyncPath(tmp);
     } catch (e) {
       throw explainWriteError(e, dir);

@@ -41,7 +41,13 @@ export function skipped(rel: string, name: string): boolean {
  * imported while the backup runs is in the spool copy, the database copy or both (import skips
  * spool ids it already has).
  */
-export function planCapture(dataDir: string): { dirs: DirEntry[]; groups: CaptureGroup[]; bytes: number } {
+export interface CapturePlan {
+  dirs: DirEntry[];
+  groups: CaptureGroup[];
+  bytes: number;
+}
+
+export function planCapture(dataDir: string): CapturePlan {
   const dirs: DirEntry[] = [];
   const groups: CaptureGroup[] = [];
   let bytes = 0;
@@ -92,16 +98,14 @@ function signature(st: BigIntStats | undefined): string {
   return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
-function signatures(dataDir: string, members: string[]): string[] {
-  return members.map((m) => signature(statSync(path.join(dataDir, m), { bigint: true, throwIfNoEntry: false })));
+function statAll(dataDir: string, members: string[]): (BigIntStats | undefined)[] {
+  return members.map((m) => statSync(path.join(dataDir, m), { bigint: true, throwIfNoEntry: false }));
 }
 
-function recentlyWritten(dataDir: string, members: string[], withinMs: number): boolean {
-  const now = Date.now();
-  return members.some((m) => {
-    const st = statSync(path.join(dataDir, m), { throwIfNoEntry: false });
-    return st !== undefined && now - st.mtimeMs < withinMs * 2;
-  });
+/** Written within `withinMs` of now (mtime in ns, compared with the wall clock). */
+function recentlyWritten(stats: (BigIntStats | undefined)[], withinMs: number): boolean {
+  const nowNs = BigInt(Date.now()) * 1_000_000n;
+  return stats.some((st) => st !== undefined && nowNs - st.mtimeNs < BigInt(withinMs) * 1_000_000n);
 }
 
 export interface CapturedFile {
@@ -135,11 +139,12 @@ export class CaptureBusy extends Error {}
  */
 export async function captureGroup(dataDir: string, group: CaptureGroup, opts: CaptureOptions): Promise<CapturedFile[] | null> {
   for (let attempt = 1; attempt <= opts.attempts; attempt++) {
-    const before = group.inPlace ? signatures(dataDir, group.members) : [];
+    const stats = group.inPlace ? statAll(dataDir, group.members) : [];
+    const before = stats.map(signature);
     if (group.inPlace && before.every((s) => s === 'absent')) return null;
     // A write lands in a later timestamp tick than one already seen only once that tick is over;
     // files untouched for longer than the settle time need no wait.
-    if (group.inPlace && recentlyWritten(dataDir, group.members, opts.settleMs)) await sleep(opts.settleMs);
+    if (recentlyWritten(stats, opts.settleMs * 2)) await sleep(opts.settleMs);
     const total = group.members.reduce((n, m) => n + (statSync(path.join(dataDir, m), { throwIfNoEntry: false })?.size ?? 0), 0);
     const copies: CapturedFile[] = [];
     try {
@@ -166,7 +171,7 @@ export async function captureGroup(dataDir: string, group: CaptureGroup, opts: C
       continue; // vanished mid-copy: look again
     }
     if (!group.inPlace) return copies.length > 0 ? copies : null;
-    const after = signatures(dataDir, group.members);
+    const after = statAll(dataDir, group.members).map(signature);
     if (after.every((s, i) => s === before[i])) return copies;
     releaseCapture(copies);
     await sleep(Math.min(2000, 100 * attempt));

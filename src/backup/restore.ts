@@ -60,7 +60,7 @@ export async function restoreBackup(file: string, opts: RestoreOptions): Promise
         await pipeline(Readable.from(body), createWriteStream(dest, { flags: 'wx', mode: (mode & 0o700) | 0o600 }));
         fsyncPath(dest);
       },
-      (rel, mode) => mkdirSync(path.join(ensureScratch(), rel), { recursive: true, mode: (mode & 0o700) | 0o700 }),
+      (rel) => mkdirSync(path.join(ensureScratch(), rel), { recursive: true, mode: 0o700 }), // fe's folders are 0700 whatever the archive says
       (info) => {
         target ??= info.dataDir;
         if (!isEmptyDir(target)) throw notEmpty(target);

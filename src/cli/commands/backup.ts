@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { editConfig, loadConfig } from '../../config/file.js';
 import { setBackupRecipients } from '../../config/edit.js';
-import { generateIdentity, isRecipient, recipientOf } from '../../backup/age.js';
+import { AgeError, generateIdentity, isRecipient, recipientOf } from '../../backup/age.js';
 import { BackupError, listBackups, readBackupState, runBackup, verifyBackup } from '../../backup/archive.js';
 import { restoreBackup } from '../../backup/restore.js';
 import { createLogger } from '../../util/log.js';
@@ -47,7 +47,7 @@ async function asUserError<T>(f: () => Promise<T>): Promise<T> {
   try {
     return await f();
   } catch (e) {
-    if (e instanceof BackupError || (e instanceof Error && e.message.startsWith('age:'))) throw new UserError(e.message);
+    if (e instanceof BackupError || e instanceof AgeError) throw new UserError(e.message);
     throw e;
   }
 }
