@@ -14,7 +14,7 @@ import { createMailboxKey, sealingPublicKey, unlockMailboxKey, type MailboxSecre
 import { seal } from '../src/crypto/seal.js';
 import { FolderExists, InvalidFlag, InvalidFolderName, MAILBOX_DB, MailStoreError, MailboxStore, NoSuchFolder, WrongMailboxKey } from '../src/store/mailbox-db.js';
 import { mailboxDir } from '../src/store/paths.js';
-import { appendToSpool, listSpool, spoolCount, spoolDir } from '../src/store/spool.js';
+import { appendToSpool, isSpoolId, listSpool, newSpoolId, spoolCount, spoolDir, spoolFileName } from '../src/store/spool.js';
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'store-child.js');
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
@@ -115,7 +115,7 @@ test('spool files are sealed, 0600, complete, and a marker is in no file under t
   const pub = sealingPublicKey(dir); // all the MX has
   const ids = [0, 1, 2].map((i) => appendToSpool(dir, pub, msg(`s${i}`, `${marker} number ${i}`), meta(envFrom)));
   assert.equal(spoolCount(dir), 3);
-  assert.deepEqual(listSpool(dir), [...ids].sort());
+  assert.deepEqual(listSpool(dir), ids, 'listed in write order');
   const names = readdirSync(spoolDir(dir));
   assert.deepEqual(names.sort(), ids.map((id) => `${id}.sealed`).sort(), 'nothing but the final files: no temp files left');
   for (const n of names) assert.equal(mode(path.join(spoolDir(dir), n)), 0o600);
@@ -127,7 +127,7 @@ test('spool files are sealed, 0600, complete, and a marker is in no file under t
   try {
     const r = store.importSpool();
     assert.equal(r.imported, 3);
-    assert.deepEqual(r.ids, [...ids].sort());
+    assert.deepEqual(r.ids, ids);
     assert.equal(spoolCount(dir), 0);
     assert.ok(store.getRaw('INBOX', 1)!.includes(marker), 'the message is really in the store');
     assert.equal(store.getMessage('INBOX', 1)!.envelopeFrom, envFrom);
@@ -217,6 +217,56 @@ test('a spool file that does not open goes to spool/failed and is reported; the 
     assert.ok(!existsSync(oldTmp) && existsSync(youngTmp), 'a young temp file may still be being written');
     assert.equal(store.getFolder('INBOX')!.messages, 2);
     assert.ok(store.getRaw('INBOX', 2)!.includes('Subject: f3'));
+  } finally {
+    store.close();
+  }
+});
+
+test('1,000 spool files written as fast as possible get UIDs in write order, and ids never repeat', () => {
+  const { dir, secrets, publicKey } = newMailbox();
+  const n = 1000;
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push(appendToSpool(dir, publicKey, msg(`order-${i}`), meta()));
+  assert.equal(new Set(ids).size, n);
+  assert.deepEqual(listSpool(dir), ids, 'a plain sort of the file names is write order');
+  const store = MailboxStore.open(dir, secrets);
+  try {
+    const r = store.importSpool();
+    assert.equal(r.imported, n);
+    const uids = store.listMessages('INBOX').map((m) => m.uid);
+    assert.equal(uids.length, n);
+    for (let i = 0; i < n; i += 97) assert.ok(store.getRaw('INBOX', uids[i]!)!.includes(`Subject: order-${i}\r\n`), `UID ${uids[i]} is message ${i}`);
+    assert.ok(store.getRaw('INBOX', uids[n - 1]!)!.includes(`Subject: order-${n - 1}\r\n`));
+  } finally {
+    store.close();
+  }
+  // Ids made back to back in a tight loop (far faster than a spool write) still strictly increase.
+  const burst = Array.from({ length: 10_000 }, () => newSpoolId());
+  for (let i = 1; i < burst.length; i++) assert.ok(burst[i - 1]! < burst[i]!, `${burst[i - 1]} < ${burst[i]}`);
+});
+
+test('spool ids follow arrival across writer processes, and first-format (millisecond) ids still import', () => {
+  const { dir, secrets, publicKey } = newMailbox();
+  // A spool file written by an older fe: 14-digit millisecond id, same payload layout.
+  const oldId = `${String(Date.now() - 60_000).padStart(14, '0')}-${randomBytes(10).toString('hex')}`;
+  assert.ok(isSpoolId(oldId));
+  const metaJson = Buffer.from(JSON.stringify({ v: 1, id: oldId, receivedAt: new Date().toISOString(), envelopeFrom: 'old@example.net', envelopeTo: 'me@example.org' }));
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(metaJson.length);
+  mkdirSync(spoolDir(dir), { recursive: true });
+  writeFileSync(path.join(spoolDir(dir), spoolFileName(oldId)), seal(Buffer.concat([len, metaJson, msg('from-old-fe')]), publicKey), { mode: 0o600 });
+  const first = appendToSpool(dir, publicKey, msg('parent-1'), meta());
+  const pub = publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+  const child = spawnSync(process.execPath, [CHILD, 'spool', dir, pub, 'child', '1'], { encoding: 'utf8' });
+  assert.equal(child.status, 0, child.stderr);
+  const childId = child.stdout.trim().split(' ')[0]!;
+  const last = appendToSpool(dir, publicKey, msg('parent-2'), meta());
+  assert.deepEqual(listSpool(dir), [oldId, first, childId, last]);
+  const store = MailboxStore.open(dir, secrets);
+  try {
+    assert.deepEqual(store.importSpool().ids, [oldId, first, childId, last]);
+    const subjects = store.listMessages('INBOX').map((m) => /Subject: (\S+)/.exec(store.getRaw('INBOX', m.uid)!.toString())![1]);
+    assert.deepEqual(subjects, ['from-old-fe', 'parent-1', 'child-0', 'parent-2']);
   } finally {
     store.close();
   }

@@ -2,6 +2,7 @@
 // written as one file per message under <mailbox>/spool/. Only sealed bytes ever reach the disk;
 // the file name is a time-ordered random id and reveals nothing about the message.
 import { randomBytes, type KeyObject } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { open as openSealed, sealParts } from '../crypto/seal.js';
@@ -22,8 +23,11 @@ export interface SpoolEntry {
 export const SPOOL_DIR = 'spool';
 export const FAILED_DIR = 'failed';
 const SUFFIX = '.sealed';
-// 14-digit ms timestamp so a plain sort is arrival order; 80 random bits so writers never collide.
-const ID_RE = /^[0-9]{14}-[0-9a-f]{20}$/;
+// An id is the arrival time in microseconds (17 digits: the 14-digit millisecond time of the
+// first format, then 3 digits below it) and 80 random bits, so a plain sort is arrival order and
+// writers never collide. Ids of the first format (milliseconds only) stay readable and sort
+// before the new ones of the same millisecond ('-' < '0').
+const ID_RE = /^[0-9]{14}(?:[0-9]{3})?-[0-9a-f]{20}$/;
 const PAYLOAD_VERSION = 1;
 
 export class SpoolFormatError extends Error {}
@@ -40,8 +44,27 @@ export function spoolFileName(id: string): string {
   return id + SUFFIX;
 }
 
-function newId(now: number): string {
-  return `${String(now).padStart(14, '0')}-${randomBytes(10).toString('hex')}`;
+let lastMicros = 0;
+
+/** Wall-clock microseconds, strictly increasing within this process. */
+function nextMicros(): number {
+  // performance.timeOrigin + now() has microsecond resolution and never steps back; if the wall
+  // clock was stepped since this process started, Date.now() wins so ids stay near real time.
+  let micros = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+  const wallMs = Date.now();
+  if (Math.abs(micros / 1000 - wallMs) > 5) micros = wallMs * 1000 + (micros % 1000);
+  if (micros <= lastMicros) micros = lastMicros + 1;
+  lastMicros = micros;
+  return micros;
+}
+
+/**
+ * A new spool id. Within one process each id sorts after the one before; across processes (MX,
+ * submission, queue) ids sort by their microsecond arrival time, and two writers in the same
+ * microsecond fall back to the random part.
+ */
+export function newSpoolId(): string {
+  return `${String(nextMicros()).padStart(17, '0')}-${randomBytes(10).toString('hex')}`;
 }
 
 // Payload: u32 length of the JSON meta | JSON meta | message bytes. The id is inside the sealed
@@ -64,7 +87,7 @@ export function appendToSpool(mailboxDir: string, publicKey: KeyObject, message:
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     fsyncDir(mailboxDir); // the new folder's entry must be durable too
   }
-  const id = newId(Date.now());
+  const id = newSpoolId();
   const sealed = sealParts([encodeMeta(id, meta), message], publicKey);
   // temp file (0600 from creation) -> fsync -> rename -> fsync folder: a crash leaves either
   // nothing under a final name or the whole file.
