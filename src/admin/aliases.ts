@@ -67,7 +67,7 @@ export async function addAlias(file: string, req: AddAliasRequest): Promise<AddA
       }
     }
     takeAliasCreation(config.dataDir, domain.name, config.limits.aliasCreationsPerDomainPerDay);
-    setAlias(doc, domain, address.local, { forward, mailbox: req.mailbox });
+    setAlias(doc, domain, address.local, { forward, mailbox: req.mailbox, sendAs: [] });
   }).catch((e: unknown) => {
     // A key whose password was never shown would only block a later attempt: take it back.
     if (created) rmSync(keyFilePath(created), { force: true });

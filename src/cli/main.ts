@@ -18,6 +18,7 @@ import { registerInit } from './commands/init.js';
 import { registerStatus } from './commands/status.js';
 import { registerCert } from './commands/cert.js';
 import { registerBackup } from './commands/backup.js';
+import { registerQueue } from './commands/queue.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -62,6 +63,7 @@ Examples:
   registerStatus(program);
   registerCert(program);
   registerBackup(program);
+  registerQueue(program);
   return program;
 }
 

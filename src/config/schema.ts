@@ -9,7 +9,11 @@ import { aliasLocalPart, asciiDomain, didYouMean, mailboxAddress, NameError, spl
 export interface AliasConfig {
   forward: string[];
   mailbox: boolean;
+  /** Other addresses this mailbox may send as: exact addresses or "*@domain", all in served domains. */
+  sendAs: string[];
 }
+
+export type SaveSent = 'auto' | 'always' | 'never';
 
 export interface DkimConfig {
   active: string | null;
@@ -48,7 +52,7 @@ export interface Listen {
   port: number;
 }
 
-export type DaemonName = 'mx' | 'imap' | 'imaps' | 'pop3' | 'pop3s' | 'http' | 'https';
+export type DaemonName = 'mx' | 'submission' | 'submissions' | 'imap' | 'imaps' | 'pop3' | 'pop3s' | 'http' | 'https';
 
 export interface FeConfig {
   file: string;
@@ -67,7 +71,23 @@ export interface FeConfig {
   dataDir: string; // absolute
   admin: string | null;
   mtaSts: { mode: MtaStsMode; maxAgeSeconds: number };
-  limits: { aliasCreationsPerDomainPerDay: number; messageSize: number; mailboxQuota: number; connectionsPerIp: number; imapConnectionsPerIp: number; messagesPerIpPerMinute: number; idleTimeoutSeconds: number };
+  limits: {
+    aliasCreationsPerDomainPerDay: number;
+    messageSize: number;
+    mailboxQuota: number;
+    connectionsPerIp: number;
+    imapConnectionsPerIp: number;
+    messagesPerIpPerMinute: number;
+    idleTimeoutSeconds: number;
+    /** Per mailbox, for mail it sends through submission. */
+    sendMessagesPerHour: number;
+    sendRecipientsPerDay: number;
+    sendRecipientsPerMessage: number;
+  };
+  /** Submission: where the sender's copy goes (see README: Sending). */
+  submission: { saveSent: SaveSent };
+  /** The outbound queue: when to give up, when to tell the sender of a delay, how long to keep records. */
+  queue: { giveUpAfterSeconds: number; delayNoticeAfterSeconds: number; retentionDays: number };
   ports: Ports;
   domains: Map<string, DomainConfig>; // ASCII domain -> config
   keys: Map<string, PgpKeyConfig>; // canonical address -> key
@@ -116,8 +136,10 @@ export function parseConfig(text: string, file: string): { config: FeConfig | nu
   return { config: errors.length === 0 ? config : null, doc, problems: v.problems };
 }
 
-const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'acme', 'backup', 'dns', 'outbound', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
-const LISTEN_KEYS = ['mx', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'] as const;
+const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'acme', 'backup', 'dns', 'outbound', 'submission', 'queue', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
+const LISTEN_KEYS = ['mx', 'submission', 'submissions', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'] as const;
+const SUBMISSION_KEYS = ['save_sent'] as const;
+const QUEUE_KEYS = ['give_up_after', 'delay_notice_after', 'retention_days'] as const;
 const ACME_KEYS = ['directory', 'email', 'ca_file'] as const;
 const BACKUP_KEYS = ['to', 'recipients', 'schedule', 'keep'] as const;
 /** Let's Encrypt's production directory (RFC 8555 7.1.1): the default CA for `acme.directory`. */
@@ -129,6 +151,8 @@ const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 // The STARTTLS ports (143, 110) are off unless asked for; the implicit-TLS ones (RFC 8314) are on.
 export const DEFAULT_LISTEN: Record<DaemonName, Listen | null> = {
   mx: { host: '0.0.0.0', port: 25 },
+  submission: { host: '0.0.0.0', port: 587 },
+  submissions: { host: '0.0.0.0', port: 465 },
   imap: null,
   imaps: { host: '0.0.0.0', port: 993 },
   pop3: null,
@@ -138,11 +162,22 @@ export const DEFAULT_LISTEN: Record<DaemonName, Listen | null> = {
   https: null,
 };
 const DOMAIN_KEYS = ['aliases', 'dkim'] as const;
-const ALIAS_KEYS = ['forward', 'mailbox'] as const;
+const ALIAS_KEYS = ['forward', 'mailbox', 'send_as'] as const;
 const DKIM_KEYS = ['active', 'published'] as const;
 const KEY_KEYS = ['fingerprint', 'key'] as const;
 const MTA_STS_KEYS = ['mode', 'max_age'] as const;
-const LIMIT_KEYS = ['alias_creations_per_domain_per_day', 'message_size', 'mailbox_quota', 'connections_per_ip', 'imap_connections_per_ip', 'messages_per_ip_per_minute', 'idle_timeout_seconds'] as const;
+const LIMIT_KEYS = [
+  'alias_creations_per_domain_per_day',
+  'message_size',
+  'mailbox_quota',
+  'connections_per_ip',
+  'imap_connections_per_ip',
+  'messages_per_ip_per_minute',
+  'idle_timeout_seconds',
+  'send_messages_per_hour',
+  'send_recipients_per_day',
+  'send_recipients_per_message',
+] as const;
 const PORT_KEYS = Object.keys(DEFAULT_PORTS);
 const SELECTOR = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -196,6 +231,18 @@ class Validator {
     return undefined;
   }
 
+  /** A duration: whole seconds, or a string like "90m", "4h", "5d" (s, m, h, d). */
+  private duration(node: Node | null, field: string, minSeconds: number, maxSeconds: number): number | undefined {
+    if (isScalar(node) && typeof node.value === 'string') {
+      const m = /^\s*(\d+)\s*([smhd])\s*$/i.exec(node.value);
+      const n = m ? Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2]!.toLowerCase() as 's' | 'm' | 'h' | 'd'] : NaN;
+      if (Number.isSafeInteger(n) && n >= minSeconds && n <= maxSeconds) return n;
+      this.fail(node, field, `must be a duration such as 90m, 4h or 5d (from ${minSeconds} to ${maxSeconds} seconds)`);
+      return undefined;
+    }
+    return this.integer(node, field, minSeconds, maxSeconds);
+  }
+
   /** A size in octets: a whole number, or a string like "25M" / "10G" (binary units, K/M/G/T). */
   private size(node: Node | null, field: string, min: number, max: number): number | undefined {
     if (isScalar(node) && typeof node.value === 'string') {
@@ -240,7 +287,21 @@ class Validator {
       dataDir: DEFAULT_DATA_DIR,
       admin: null,
       mtaSts: { mode: 'testing', maxAgeSeconds: 604800 },
-      limits: { aliasCreationsPerDomainPerDay: 50, messageSize: 25 * 1024 * 1024, mailboxQuota: 0, connectionsPerIp: 10, imapConnectionsPerIp: 50, messagesPerIpPerMinute: 60, idleTimeoutSeconds: 300 },
+      limits: {
+        aliasCreationsPerDomainPerDay: 50,
+        messageSize: 25 * 1024 * 1024,
+        mailboxQuota: 0,
+        connectionsPerIp: 10,
+        imapConnectionsPerIp: 50,
+        messagesPerIpPerMinute: 60,
+        idleTimeoutSeconds: 300,
+        sendMessagesPerHour: 200,
+        sendRecipientsPerDay: 2000,
+        sendRecipientsPerMessage: 100,
+      },
+      submission: { saveSent: 'auto' },
+      // Postfix's maximal_queue_lifetime (5 d) and delay_warning_time (4 h, off by default there).
+      queue: { giveUpAfterSeconds: 5 * 86400, delayNoticeAfterSeconds: 4 * 3600, retentionDays: 30 },
       listen: { ...DEFAULT_LISTEN },
       tls: null,
       acme: { directory: DEFAULT_ACME_DIRECTORY, email: null, caFile: null },
@@ -290,6 +351,9 @@ class Validator {
             else if (k === 'imap_connections_per_ip') config.limits.imapConnectionsPerIp = this.integer(v, f, 1, 100_000) ?? config.limits.imapConnectionsPerIp;
             else if (k === 'connections_per_ip') config.limits.connectionsPerIp = this.integer(v, f, 1, 100_000) ?? config.limits.connectionsPerIp;
             else if (k === 'messages_per_ip_per_minute') config.limits.messagesPerIpPerMinute = this.integer(v, f, 1, 1_000_000) ?? config.limits.messagesPerIpPerMinute;
+            else if (k === 'send_messages_per_hour') config.limits.sendMessagesPerHour = this.integer(v, f, 1, 1_000_000) ?? config.limits.sendMessagesPerHour;
+            else if (k === 'send_recipients_per_day') config.limits.sendRecipientsPerDay = this.integer(v, f, 1, 10_000_000) ?? config.limits.sendRecipientsPerDay;
+            else if (k === 'send_recipients_per_message') config.limits.sendRecipientsPerMessage = this.integer(v, f, 1, 1000) ?? config.limits.sendRecipientsPerMessage;
             else config.limits.idleTimeoutSeconds = this.integer(v, f, 1, 3600) ?? config.limits.idleTimeoutSeconds;
           }
           break;
@@ -358,6 +422,22 @@ class Validator {
             if (port === undefined) continue;
             if (k === 'port') config.outbound.port = port;
             else config.outbound.mtaStsPort = port; // where MTA-STS policies are fetched (443; tests change it)
+          }
+          break;
+        case 'submission':
+          for (const [k, v] of this.entries(value, key, SUBMISSION_KEYS)) {
+            const f = `${key}.${k}`;
+            const s = this.string(v, f);
+            if (s === 'auto' || s === 'always' || s === 'never') config.submission.saveSent = s;
+            else if (s !== undefined) this.fail(v, f, 'must be one of auto, always, never');
+          }
+          break;
+        case 'queue':
+          for (const [k, v] of this.entries(value, key, QUEUE_KEYS)) {
+            const f = `${key}.${k}`;
+            if (k === 'give_up_after') config.queue.giveUpAfterSeconds = this.duration(v, f, 60, 30 * 86400) ?? config.queue.giveUpAfterSeconds;
+            else if (k === 'delay_notice_after') config.queue.delayNoticeAfterSeconds = this.duration(v, f, 0, 30 * 86400) ?? config.queue.delayNoticeAfterSeconds;
+            else config.queue.retentionDays = this.integer(v, f, 0, 3650) ?? config.queue.retentionDays;
           }
           break;
         case 'loopback_plaintext_auth':
@@ -449,10 +529,15 @@ class Validator {
         this.fail(pair, f, `duplicates alias "${domain.aliasKeys.get(local)}" (names are case-insensitive)`);
         continue;
       }
-      const alias: AliasConfig = { forward: [], mailbox: false };
+      const alias: AliasConfig = { forward: [], mailbox: false, sendAs: [] };
       for (const [k, v] of this.entries(value, f, ALIAS_KEYS)) {
         if (k === 'mailbox') alias.mailbox = this.bool(v, `${f}.mailbox`) ?? false;
-        else {
+        else if (k === 'send_as') {
+          alias.sendAs = this.stringList(v, `${f}.send_as`).flatMap(({ value: s, node: n }, i) => {
+            const parsed = this.sendAsEntry(s, n, `${f}.send_as[${i}]`);
+            return parsed ? [parsed] : [];
+          });
+        } else {
           alias.forward = this.stringList(v, `${f}.forward`).flatMap(({ value: s, node: n }, i) => {
             try {
               return [mailboxAddress(s)];
@@ -465,8 +550,26 @@ class Validator {
         }
       }
       if (!alias.mailbox && alias.forward.length === 0) this.fail(pair, f, 'does nothing: give it "mailbox: true", a "forward:" list, or both');
+      if (alias.sendAs.length > 0 && !alias.mailbox) this.fail(pair, `${f}.send_as`, 'only a mailbox logs in to send mail: add "mailbox: true" or remove send_as');
       domain.aliases.set(local, alias);
       domain.aliasKeys.set(local, key);
+    }
+  }
+
+  private pendingSendAs: { domain: string; node: Node | null; field: string }[] = [];
+
+  /** "addr@domain" or "*@domain"; the domain must be served (checked in finish()). */
+  private sendAsEntry(s: string, node: Node | null, field: string): string | null {
+    const wildcard = /^\*@/.test(s.trim());
+    try {
+      const { local, domain } = splitAddress(wildcard ? `x${s.trim().slice(1)}` : s.trim());
+      const ascii = asciiDomain(domain);
+      this.pendingSendAs.push({ domain: ascii, node, field });
+      return wildcard ? `*@${ascii}` : `${local.normalize('NFC').toLowerCase()}@${ascii}`;
+    } catch (e) {
+      if (!(e instanceof NameError)) throw e;
+      this.fail(node, field, `"${s}" is not an address or "*@domain": ${e.message}`);
+      return null;
     }
   }
 
@@ -526,6 +629,9 @@ class Validator {
 
   /** Cross-checks that need the whole file read (keys may come before domains). */
   finish(config: FeConfig): void {
+    for (const p of this.pendingSendAs) {
+      if (!config.domains.has(p.domain)) this.fail(p.node, p.field, `${p.domain} is not in domains: fe signs and sends only for the domains it serves`);
+    }
     for (const [entry, pair] of this.pendingKeys) {
       const domain = entry.address.slice(entry.address.lastIndexOf('@') + 1);
       if (!config.domains.has(domain)) this.fail(pair, `keys.${entry.key}`, `domain ${domain} is not in domains`);

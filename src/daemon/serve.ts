@@ -6,6 +6,8 @@ import { LoginThrottle, type ThrottleOptions } from '../auth/throttle.js';
 import { createPop3Server, isLoopback } from '../pop3/server.js';
 import { createImapServer } from '../imap/server.js';
 import { createMx } from '../smtp/mx.js';
+import { createSubmissionServer } from '../submission/server.js';
+import { QueueRunner } from '../queue/runner.js';
 import { MailboxRegistry } from '../store/registry.js';
 import { TlsSource } from '../tls/source.js';
 import { createWebServer } from '../web/server.js';
@@ -15,10 +17,10 @@ import { BackupSchedule } from '../backup/schedule.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { serverSecret } from './secrets.js';
 
-export const DAEMONS: readonly DaemonName[] = ['mx', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'];
-/** What `--only` can pick: the listening daemons, and the backup schedule (which listens on nothing). */
-export type ServiceName = DaemonName | 'backup';
-export const SERVICES: readonly ServiceName[] = [...DAEMONS, 'backup'];
+export const DAEMONS: readonly DaemonName[] = ['mx', 'submission', 'submissions', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'];
+/** What `--only` can pick: the listening daemons, the outbound queue and the backup schedule (which listen on nothing). */
+export type ServiceName = DaemonName | 'queue' | 'backup';
+export const SERVICES: readonly ServiceName[] = [...DAEMONS, 'queue', 'backup'];
 
 interface Daemon {
   listen(port: number, host: string): Promise<void>;
@@ -27,11 +29,12 @@ interface Daemon {
 }
 
 /** Test knobs, read from the environment so tests can drive the real `fe serve` quickly. */
-function testSettings(): { idleTimeoutMs?: number; throttle: ThrottleOptions; backupCatchUpMs?: number } {
+function testSettings(): { idleTimeoutMs?: number; throttle: ThrottleOptions; backupCatchUpMs?: number; queueRetryMs?: number } {
   const idle = Number(process.env.FE_TEST_IDLE_TIMEOUT_MS);
   const catchUp = Number(process.env.FE_TEST_BACKUP_CATCHUP_MS);
+  const retry = Number(process.env.FE_TEST_QUEUE_RETRY_MS);
   const throttle = process.env.FE_TEST_LOGIN_THROTTLE ? (JSON.parse(process.env.FE_TEST_LOGIN_THROTTLE) as ThrottleOptions) : {};
-  return { ...(idle > 0 ? { idleTimeoutMs: idle } : {}), ...(catchUp > 0 ? { backupCatchUpMs: catchUp } : {}), throttle };
+  return { ...(idle > 0 ? { idleTimeoutMs: idle } : {}), ...(catchUp > 0 ? { backupCatchUpMs: catchUp } : {}), ...(retry > 0 ? { queueRetryMs: retry } : {}), throttle };
 }
 
 export interface Running {
@@ -57,8 +60,13 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
   const testing = testSettings();
   const throttle = new LoginThrottle(testing.throttle);
   const allowPlaintextAuth = (ip: string) => config.loopbackPlaintextAuth && isLoopback(ip);
+  // The outbound queue runs where asked for (the fe-queue unit), and in a plain `fe serve`.
+  const queue = !opts.only || opts.only.includes('queue') ? new QueueRunner({ config: () => config, resolver: () => resolver, log: log.child('queue'), ...(testing.queueRetryMs ? { backoffMs: () => testing.queueRetryMs! } : {}) }) : null;
   const make = (name: DaemonName): Daemon => {
     switch (name) {
+      case 'submission':
+      case 'submissions':
+        return createSubmissionServer({ config: () => config, log: log.child(name), throttle, tls, implicitTls: name === 'submissions', allowPlaintextAuth, onQueued: () => queue?.kick() });
       case 'mx':
         return createMx({ config: () => config, resolver: () => resolver, log: log.child('mx'), srsSecret: serverSecret(config.dataDir, 'srs'), tls });
       case 'imap':
@@ -93,6 +101,7 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
   // The process that answers HTTP-01 on port 80 also keeps the ACME certificate.
   const renewal = addresses.http && !config.tls && config.acme.directory ? new RenewalSchedule(() => config, log.child('acme'), () => tls.refresh()) : null;
   renewal?.start();
+  queue?.start();
   // Backups run where asked for (the fe-backup unit), or in a plain `fe serve` when configured.
   const backups = opts.only ? opts.only.includes('backup') : config.backup.recipients.length > 0;
   const schedule = backups ? new BackupSchedule(() => config, log.child('backup'), testing.backupCatchUpMs) : null;
@@ -110,6 +119,7 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
         tls.refresh();
         renewal?.kick(); // a new domain needs its mta-sts name on the certificate
         schedule?.apply();
+        queue?.kick();
         return { ok: true };
       } catch (e) {
         log.error('configuration not reloaded; keeping the running one', { reason: (e as Error).message.split('\n').slice(0, 3).join(' | ') });
@@ -119,6 +129,7 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
     async close() {
       renewal?.stop();
       await schedule?.stop();
+      await queue?.stop();
       tls.close();
       await Promise.all(started.map((s) => s.daemon.close()));
       registry.closeAll();

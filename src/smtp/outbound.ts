@@ -1,6 +1,7 @@
-// Hands a message to a domain's MX: MX lookup through fe's resolver, each MX host in priority
-// order, STARTTLS whenever offered. The answer says whether a failure is permanent (5xx) or
-// worth retrying (4xx, network), because the MX passes that on to the sender as 550 or 451.
+// Hands mail to a domain's MX: MX lookup through fe's resolver, each MX host in priority order,
+// STARTTLS whenever offered, one connection for every message queued for the domain. Each
+// recipient gets its own answer (accepted, refused for good, or worth retrying), because the
+// queue retries and bounces per recipient and the MX passes a forward's answer on as 550 or 451.
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { isDnsNotFound, type FeResolver } from '../dns/resolver.js';
 import type { Logger } from '../util/log.js';
@@ -19,16 +20,39 @@ export type DeliveryResult =
   | { ok: true; mx: string; response: string }
   | { ok: false; permanent: boolean; code: number | null; message: string };
 
+/** Where an attempt failed: before any SMTP reply (network, TLS, DNS, policy) or at a command. */
+export type Stage = 'dns' | 'connect' | 'tls' | 'policy' | 'mail' | 'rcpt' | 'data';
+
+export interface RecipientOutcome {
+  address: string;
+  ok: boolean;
+  permanent: boolean; // meaningful when !ok
+  code: number | null; // the SMTP reply code, null without one
+  message: string; // the reply (or the error), one line
+  mx: string | null; // the host that answered
+  stage: Stage | null;
+}
+
+export interface OutboundMessage {
+  from: string; // '' is the null sender
+  to: string[];
+  message: Buffer;
+  /** DSN parameters to pass on (RFC 3461), when the next hop offers DSN. */
+  dsn?: { ret?: 'FULL' | 'HDRS' | null; envid?: string | null; notify?: Record<string, string[]>; orcpt?: Record<string, string> };
+  /** RFC 8689: the message must travel over verified TLS only, and the next hop must promise the same. */
+  requireTls?: boolean;
+}
+
 /** MX hosts in the order to try them (RFC 5321 section 5.1), or a permanent reason there are none. */
-async function mxHosts(domain: string, resolver: FeResolver): Promise<{ hosts: string[] } | { error: DeliveryResult }> {
+async function mxHosts(domain: string, resolver: FeResolver): Promise<{ hosts: string[] } | { error: Omit<RecipientOutcome, 'address'> }> {
   try {
     const records = (await resolver.mx(domain)).sort((a, b) => a.priority - b.priority);
     if (records.length === 1 && (records[0]!.exchange === '' || records[0]!.exchange === '.')) {
-      return { error: { ok: false, permanent: true, code: 556, message: `${domain} accepts no mail (null MX)` } };
+      return { error: { ok: false, permanent: true, code: 556, message: `556 5.1.10 ${domain} accepts no mail (null MX, RFC 7505)`, mx: null, stage: 'dns' } };
     }
     if (records.length > 0) return { hosts: records.map((r) => r.exchange.replace(/\.$/, '')) };
   } catch (e) {
-    if (!isDnsNotFound(e)) return { error: { ok: false, permanent: false, code: null, message: `MX lookup for ${domain} failed: ${(e as Error).message}` } };
+    if (!isDnsNotFound(e)) return { error: { ok: false, permanent: false, code: null, message: `MX lookup for ${domain} failed: ${(e as Error).message}`, mx: null, stage: 'dns' } };
   }
   return { hosts: [domain] }; // no MX: the domain's own address is the implicit MX
 }
@@ -45,52 +69,134 @@ async function addresses(host: string, resolver: FeResolver): Promise<string[]> 
   return found;
 }
 
-type SmtpError = Error & { responseCode?: number; response?: string };
+type SmtpError = Error & { responseCode?: number; response?: string; recipient?: string; rejectedErrors?: SmtpError[]; command?: string; code?: string };
 
-function sendOnce(ip: string, mxName: string, envelope: { from: string; to: string[] }, message: Buffer, opts: OutboundOptions, verifiedTls: boolean): Promise<DeliveryResult> {
+function oneLine(s: string): string {
+  return s.replace(/\s+/g, ' ').trim().slice(0, 400);
+}
+
+function stageOf(e: SmtpError): Stage {
+  if (e.command === 'MAIL FROM') return 'mail';
+  if (e.command === 'RCPT TO') return 'rcpt';
+  if (e.command === 'DATA' || e.command === 'message') return 'data';
+  if (e.code === 'ETLS' || /certificate|TLS|SSL/i.test(e.message)) return 'tls';
+  return 'connect';
+}
+
+function outcome(address: string, mx: string, e: SmtpError): RecipientOutcome {
+  const code = e.responseCode ?? null;
+  return { address, ok: false, permanent: code !== null && code >= 500, code, message: oneLine(e.response ?? e.message), mx, stage: e.responseCode ? stageOf(e) : stageOf({ ...e, command: undefined } as SmtpError) };
+}
+
+/**
+ * One SMTP session to one address: every message in turn (RSET between them). Returns each
+ * message's per-recipient outcomes; a message the session never reached gets null (the
+ * connection broke first), so the caller tries the next MX for it.
+ */
+function session(ip: string, mxName: string, batch: OutboundMessage[], opts: OutboundOptions, verifiedTls: boolean): Promise<(RecipientOutcome[] | null)[]> {
   return new Promise((resolve) => {
     const timeout = opts.timeoutMs ?? 30_000;
+    const requireTls = verifiedTls || batch.some((m) => m.requireTls);
     const conn = new SMTPConnection({
       host: ip,
       port: opts.port ?? 25,
       name: opts.hostname,
       servername: mxName,
-      // Without an enforced MTA-STS policy TLS is opportunistic: a self-signed MX still gets encryption.
-      // With one, TLS is required and the certificate must be valid for the MX name.
-      ...(verifiedTls ? { requireTLS: true, tls: { rejectUnauthorized: true, servername: mxName } } : { opportunisticTLS: true, tls: { rejectUnauthorized: false } }),
+      // Without an enforced policy TLS is opportunistic: a self-signed MX still gets encryption.
+      // With one (MTA-STS enforce, REQUIRETLS), TLS is required and must verify for the MX name.
+      ...(requireTls ? { requireTLS: true, tls: { rejectUnauthorized: true, servername: mxName } } : { opportunisticTLS: true, tls: { rejectUnauthorized: false } }),
       connectionTimeout: timeout,
       greetingTimeout: timeout,
       socketTimeout: timeout * 2,
     });
+    const results: (RecipientOutcome[] | null)[] = batch.map(() => null);
     let settled = false;
-    const finish = (r: DeliveryResult) => {
+    const finish = () => {
       if (settled) return;
       settled = true;
-      if (!r.ok) conn.close();
-      resolve(r);
-    };
-    const failure = (e: SmtpError): DeliveryResult => {
-      const code = e.responseCode ?? null;
-      return { ok: false, permanent: code !== null && code >= 500, code, message: (e.response ?? e.message).replace(/\s+/g, ' ').slice(0, 300) };
-    };
-    conn.on('error', (e: Error) => finish(failure(e)));
-    conn.connect(() => {
-      conn.send({ from: envelope.from, to: envelope.to, size: message.length }, message, (err, info) => {
-        if (err) return finish(failure(err as SmtpError));
-        if (info && info.rejected.length > 0) {
-          const first = info.rejectedErrors?.[0] as SmtpError | undefined;
-          return finish(first ? failure(first) : { ok: false, permanent: true, code: 550, message: 'recipient rejected' });
-        }
+      try {
         conn.quit();
-        finish({ ok: true, mx: mxName, response: info?.response ?? '' });
+      } catch {
+        // already closed
+      }
+      conn.close();
+      resolve(results);
+    };
+    // A connection-level failure before a message got its answers: those messages get the
+    // error (so the caller can decide to try another MX), the rest stay null.
+    let current = -1;
+    const connectionFailed = (e: SmtpError) => {
+      if (settled) return;
+      if (current < 0) {
+        for (let i = 0; i < batch.length; i++) results[i] = batch[i]!.to.map((a) => outcome(a, mxName, e));
+      } else if (results[current] === null) {
+        results[current] = batch[current]!.to.map((a) => outcome(a, mxName, e));
+      }
+      finish();
+    };
+    conn.on('error', (e: Error) => connectionFailed(e as SmtpError));
+    conn.on('end', () => connectionFailed(Object.assign(new Error(`connection to ${mxName} closed`), { code: 'ECONNECTION' })));
+    const next = (i: number) => {
+      if (i >= batch.length) return finish();
+      current = i;
+      const m = batch[i]!;
+      if (m.requireTls && !conn.secure) {
+        results[i] = m.to.map((a) => ({ address: a, ok: false, permanent: true, code: null, message: `REQUIRETLS: ${mxName} offers no verified TLS`, mx: mxName, stage: 'tls' as const }));
+        return next(i + 1);
+      }
+      const to = m.to.map((address) => {
+        const notify = m.dsn?.notify?.[address];
+        const orcpt = m.dsn?.orcpt?.[address];
+        return notify || orcpt ? { address, dsn: { ...(notify ? { notify } : {}), ...(orcpt ? { orcpt } : {}) } } : address;
       });
+      const envelope = {
+        from: m.from === '' ? false : m.from,
+        to,
+        size: m.message.length,
+        ...(m.dsn && (m.dsn.ret || m.dsn.envid) ? { dsn: { ...(m.dsn.ret ? { ret: m.dsn.ret } : {}), ...(m.dsn.envid ? { envid: m.dsn.envid } : {}) } } : {}),
+        ...(m.requireTls ? { requireTLSExtensionEnabled: true } : {}),
+      };
+      conn.send(envelope as Parameters<SMTPConnection['send']>[0], m.message, (err, info) => {
+        if (settled) return;
+        if (err) {
+          const e = err as SmtpError;
+          if (e.rejectedErrors && e.rejectedErrors.length > 0) {
+            // every recipient refused at RCPT: each has its own reply
+            const byRcpt = new Map(e.rejectedErrors.map((r) => [r.recipient, r]));
+            results[i] = m.to.map((a) => outcome(a, mxName, byRcpt.get(a) ?? e));
+          } else if (e.responseCode) {
+            results[i] = m.to.map((a) => outcome(a, mxName, e)); // MAIL FROM or DATA refused: all recipients alike
+          } else {
+            return connectionFailed(e);
+          }
+        } else {
+          const rejected = new Map((info.rejectedErrors ?? []).map((r) => [(r as SmtpError).recipient, r as SmtpError]));
+          results[i] = m.to.map((a) => {
+            const r = rejected.get(a);
+            if (r) return outcome(a, mxName, r);
+            return { address: a, ok: true, permanent: false, code: Number(/^\d{3}/.exec(info.response)?.[0] ?? 250), message: oneLine(info.response), mx: mxName, stage: null };
+          });
+        }
+        if (i + 1 >= batch.length) return finish();
+        conn.reset((resetErr) => (resetErr ? connectionFailed(resetErr as SmtpError) : next(i + 1)));
+      });
+    };
+    conn.connect(() => {
+      if (requireTls && !conn.secure) return connectionFailed(Object.assign(new Error(`${mxName} did not start TLS`), { code: 'ETLS' }));
+      next(0);
     });
   });
 }
 
-export async function deliverToDomain(domain: string, envelope: { from: string; to: string[] }, message: Buffer, opts: OutboundOptions): Promise<DeliveryResult> {
+/**
+ * Delivers a batch of messages for one domain. Every recipient of every message gets an
+ * outcome. A 5xx from one MX is the domain's answer; a temporary failure moves on to the next
+ * address or MX host for what is still undelivered.
+ */
+export async function deliverBatch(domain: string, batch: OutboundMessage[], opts: OutboundOptions): Promise<RecipientOutcome[][]> {
+  const all = (o: Omit<RecipientOutcome, 'address'>) => batch.map((m) => m.to.map((address) => ({ address, ...o })));
   const mx = await mxHosts(domain, opts.resolver);
-  if ('error' in mx) return mx.error;
+  if ('error' in mx) return all(mx.error);
   let hosts = mx.hosts;
   let enforce = false;
   if (opts.mtaSts) {
@@ -99,25 +205,46 @@ export async function deliverToDomain(domain: string, envelope: { from: string; 
     if (policy?.mode === 'enforce') {
       enforce = true;
       hosts = hosts.filter((h) => policy.mx.some((p) => mxMatches(p, h)));
-      if (hosts.length === 0) return { ok: false, permanent: false, code: null, message: `no MX of ${domain} matches its MTA-STS policy` };
+      if (hosts.length === 0) return all({ ok: false, permanent: false, code: null, message: `no MX of ${domain} matches its MTA-STS policy`, mx: null, stage: 'policy' });
     }
   }
-  let last: DeliveryResult = { ok: false, permanent: false, code: null, message: `no address for any MX of ${domain}` };
+  // Per recipient: an outcome is final once accepted or refused for good; a temporary failure
+  // (dead host, failed TLS, 4xx) is kept as the latest word and retried at the next address.
+  const final = batch.map(() => new Map<string, RecipientOutcome>());
+  const latest = all({ ok: false, permanent: false, code: null, message: `no address for any MX of ${domain}`, mx: null, stage: 'dns' }).map((r) => new Map(r.map((o) => [o.address, o])));
+  const pendingOf = (i: number) => batch[i]!.to.filter((a) => !final[i]!.has(a));
   for (const host of hosts) {
     let ips: string[];
     try {
       ips = await addresses(host, opts.resolver);
     } catch (e) {
-      last = { ok: false, permanent: false, code: null, message: `address lookup for ${host} failed: ${(e as Error).message}` };
+      for (let i = 0; i < batch.length; i++) for (const a of pendingOf(i)) latest[i]!.set(a, { address: a, ok: false, permanent: false, code: null, message: `address lookup for ${host} failed: ${(e as Error).message}`, mx: host, stage: 'dns' });
       continue;
     }
     for (const ip of ips) {
-      const result = await sendOnce(ip, host, envelope, message, opts, enforce);
-      if (!result.ok && enforce && result.code === null) result.message = `MTA-STS: ${result.message}`;
-      if (result.ok || result.permanent) return result; // a 5xx from one MX is the domain's answer
-      opts.log.debug('MX attempt failed, trying the next', { mx: host, ip, reason: result.message });
-      last = result;
+      const todo = batch.map((m, i) => ({ i, m: { ...m, to: pendingOf(i) } })).filter((x) => x.m.to.length > 0);
+      if (todo.length === 0) break;
+      const results = await session(ip, host, todo.map((x) => x.m), opts, enforce);
+      todo.forEach(({ i }, k) => {
+        for (const o of results[k] ?? []) {
+          if (enforce && !o.ok && o.code === null) o.message = `MTA-STS: ${o.message}`;
+          if (o.ok || o.permanent) final[i]!.set(o.address, o);
+          else latest[i]!.set(o.address, o);
+        }
+      });
+      if (batch.every((_, i) => pendingOf(i).length === 0)) break;
+      opts.log.debug('MX attempt left recipients undelivered, trying the next', { mx: host, ip });
     }
+    if (batch.every((_, i) => pendingOf(i).length === 0)) break;
   }
-  return last;
+  return batch.map((m, i) => m.to.map((a) => final[i]!.get(a) ?? latest[i]!.get(a)!));
+}
+
+/** One message to one domain, answered as a whole (the MX's forwarding needs one answer for its sender). */
+export async function deliverToDomain(domain: string, envelope: { from: string; to: string[] }, message: Buffer, opts: OutboundOptions): Promise<DeliveryResult> {
+  const [outcomes] = await deliverBatch(domain, [{ from: envelope.from, to: envelope.to, message }], opts);
+  const failed = outcomes!.filter((o) => !o.ok);
+  if (failed.length === 0) return { ok: true, mx: outcomes![0]!.mx ?? domain, response: outcomes![0]!.message };
+  const first = failed.find((o) => !o.permanent) ?? failed[0]!;
+  return { ok: false, permanent: first.permanent, code: first.code, message: first.message };
 }

@@ -8,9 +8,9 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { MailboxSecrets } from '../crypto/mailbox-key.js';
 import { SealError } from '../crypto/seal.js';
-import { ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
+import { createPrivateFile, ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
 import { parseMessage, type BodyPart, type Envelope } from './message-parse.js';
-import { FAILED_DIR, SpoolFormatError, decodeSpoolFile, listSpool, removeStaleSpoolTemps, spoolDir, spoolFileName } from './spool.js';
+import { FAILED_DIR, SpoolFormatError, type SpoolFolder, decodeSpoolFile, listSpool, removeStaleSpoolTemps, spoolDir, spoolFileName } from './spool.js';
 
 type DB = SqliteDb;
 
@@ -86,6 +86,7 @@ export interface ImportResult {
   ids: string[]; // spool ids imported now, in UID order
   skipped: number; // already imported earlier (crash between commit and unlink); their files are now removed
   failed: { id: string; reason: string }[]; // moved to spool/failed/
+  folders: string[]; // folders that got new messages
 }
 
 export type FlagMode = 'set' | 'add' | 'remove';
@@ -117,6 +118,11 @@ interface MessageRow {
   body_id: number;
 }
 
+/** The Message-ID header's value as the parser stores it in bodies.message_id. */
+function messageIdOf(raw: Buffer): string | null {
+  return parseMessage(raw).envelope.messageId;
+}
+
 // ---- flags ----
 
 const SYSTEM_FLAGS: [string, number][] = [
@@ -127,6 +133,7 @@ const SYSTEM_FLAGS: [string, number][] = [
   ['\\Draft', 16],
 ];
 const DELETED = 8;
+const SEEN = 1;
 const SYSTEM_BY_LOWER = new Map(SYSTEM_FLAGS.map(([n, b]) => [n.toLowerCase(), b]));
 const KEYWORD_RE = /^[\x21\x23-\x24\x26-\x27\x2b-\x5b\x5e-\x7a\x7c\x7e]+$/; // IMAP atom without \ ] % * ( ) { "
 
@@ -315,16 +322,6 @@ function startsWithSqliteMagic(file: string): boolean {
   }
 }
 
-function createPrivateFile(file: string): void {
-  try {
-    const fd = openSync(file, 'wx', 0o600);
-    fchmodSync(fd, 0o600);
-    closeSync(fd);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-  }
-}
-
 export class MailboxStore {
   readonly dir: string;
   readonly file: string;
@@ -476,6 +473,15 @@ export class MailboxStore {
     return this.stmt('SELECT * FROM folders WHERE name = ?').get(canonicalFolderName(name)) as FolderRow | undefined;
   }
 
+  private folderBySpecialUse(use: string): FolderRow | undefined {
+    return this.stmt('SELECT * FROM folders WHERE special_use = ? ORDER BY id LIMIT 1').get(use) as FolderRow | undefined;
+  }
+
+  private hasMessageId(f: FolderRow, messageId: string | null): boolean {
+    if (!messageId) return false;
+    return this.stmt('SELECT 1 FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.folder_id = ? AND b.message_id = ? LIMIT 1').get(f.id, messageId) !== undefined;
+  }
+
   private folder(name: string): FolderRow {
     const f = this.findFolder(name);
     if (!f) throw new NoSuchFolder(name);
@@ -556,13 +562,23 @@ export class MailboxStore {
   importSpool(): ImportResult {
     removeStaleSpoolTemps(this.dir);
     const ids = listSpool(this.dir);
-    const result: ImportResult = { imported: 0, ids: [], skipped: 0, failed: [] };
+    const result: ImportResult = { imported: 0, ids: [], skipped: 0, failed: [], folders: [] };
     if (ids.length === 0) return result;
     const dir = spoolDir(this.dir);
     const already: string[] = [];
+    // Each target folder gets one new MODSEQ for the whole import.
+    const targets = new Map<string, { f: FolderRow; modseq: number; used: boolean }>();
+    const target = (use: SpoolFolder | undefined) => {
+      const key = use ?? 'INBOX';
+      let t = targets.get(key);
+      if (!t) {
+        const f = (use && (this.folderBySpecialUse(use) ?? this.findFolder(use.slice(1)))) || this.folder('INBOX');
+        t = [...targets.values()].find((x) => x.f.id === f.id) ?? { f, modseq: f.highest_modseq + 1, used: false };
+        targets.set(key, t);
+      }
+      return t;
+    };
     this.durable(() => {
-      const inbox = this.folder('INBOX');
-      const modseq = inbox.highest_modseq + 1;
       const now = this.now();
       for (const id of ids) {
         if (this.stmt('SELECT 1 FROM spool_imported WHERE spool_id = ?').get(id)) {
@@ -587,12 +603,22 @@ export class MailboxStore {
           }
           throw e;
         }
-        const bodyId = this.insertBody(entry.message);
-        this.insertMessage(inbox, modseq, bodyId, entry.message.length, { bits: 0, keywords: [] }, entry.meta.receivedAt.getTime(), entry.meta.envelopeFrom, entry.meta.envelopeTo);
+        const t = target(entry.meta.folder);
         this.stmt('INSERT INTO spool_imported (spool_id, imported_at) VALUES (?, ?)').run(id, now);
+        // The sender's own copy of a message it sent: a client that already saved it in Sent wins.
+        if (entry.meta.folder === '\\Sent' && this.hasMessageId(t.f, messageIdOf(entry.message))) {
+          already.push(id);
+          continue;
+        }
+        const bodyId = this.insertBody(entry.message);
+        // Our own copy of what the owner sent is \Seen: it is not new mail.
+        const flags = entry.meta.folder === '\\Sent' ? { bits: SEEN, keywords: [] } : { bits: 0, keywords: [] };
+        this.insertMessage(t.f, t.modseq, bodyId, entry.message.length, flags, entry.meta.receivedAt.getTime(), entry.meta.envelopeFrom, entry.meta.envelopeTo);
+        t.used = true;
         result.ids.push(id);
+        if (!result.folders.includes(t.f.name)) result.folders.push(t.f.name);
       }
-      if (result.ids.length > 0) this.saveCounters(inbox);
+      for (const t of new Set(targets.values())) if (t.used) this.saveCounters(t.f);
     });
     result.imported = result.ids.length;
     result.skipped = already.length;

@@ -98,7 +98,7 @@ export class MailboxRegistry {
   private importNow(entry: Entry): void {
     try {
       const result = entry.store.importSpool();
-      if (result.imported > 0) entry.events.emit('change', { folder: 'INBOX', origin: null } satisfies ChangeEvent);
+      for (const folder of result.folders) entry.events.emit('change', { folder, origin: null } satisfies ChangeEvent);
       if (result.failed.length > 0) this.opts.log.warn('spool files could not be opened', { mailbox: this.opts.log.addr(entry.address), count: result.failed.length });
     } catch (e) {
       this.opts.log.error('spool import failed', { mailbox: this.opts.log.addr(entry.address), reason: (e as Error).message });

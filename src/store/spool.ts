@@ -8,10 +8,15 @@ import path from 'node:path';
 import { open as openSealed, sealParts } from '../crypto/seal.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
 
+/** Which folder an imported message goes to, by special use (RFC 6154); INBOX when absent. */
+export type SpoolFolder = '\\Sent' | '\\Junk';
+const SPOOL_FOLDERS: readonly string[] = ['\\Sent', '\\Junk'];
+
 export interface SpoolMeta {
   receivedAt: Date;
   envelopeFrom: string;
   envelopeTo: string;
+  folder?: SpoolFolder;
 }
 
 export interface SpoolEntry {
@@ -71,7 +76,7 @@ export function newSpoolId(): string {
 // part so a file copied under another name is detected instead of imported twice.
 function encodeMeta(id: string, meta: SpoolMeta): Buffer {
   const json = Buffer.from(
-    JSON.stringify({ v: PAYLOAD_VERSION, id, receivedAt: meta.receivedAt.toISOString(), envelopeFrom: meta.envelopeFrom, envelopeTo: meta.envelopeTo }),
+    JSON.stringify({ v: PAYLOAD_VERSION, id, receivedAt: meta.receivedAt.toISOString(), envelopeFrom: meta.envelopeFrom, envelopeTo: meta.envelopeTo, ...(meta.folder ? { folder: meta.folder } : {}) }),
     'utf8',
   );
   const len = Buffer.alloc(4);
@@ -123,7 +128,7 @@ export function decodeSpoolFile(sealed: Uint8Array, privateKey: KeyObject): Spoo
   if (plain.length < 4) throw new SpoolFormatError('spool payload is truncated');
   const len = plain.readUInt32BE(0);
   if (4 + len > plain.length) throw new SpoolFormatError('spool payload is truncated');
-  let m: { v?: unknown; id?: unknown; receivedAt?: unknown; envelopeFrom?: unknown; envelopeTo?: unknown };
+  let m: { v?: unknown; id?: unknown; receivedAt?: unknown; envelopeFrom?: unknown; envelopeTo?: unknown; folder?: unknown };
   try {
     m = JSON.parse(plain.subarray(4, 4 + len).toString('utf8')) as typeof m;
   } catch {
@@ -135,7 +140,9 @@ export function decodeSpoolFile(sealed: Uint8Array, privateKey: KeyObject): Spoo
   }
   const receivedAt = new Date(m.receivedAt);
   if (Number.isNaN(receivedAt.getTime())) throw new SpoolFormatError('spool metadata has a bad date');
-  return { id: m.id, meta: { receivedAt, envelopeFrom: m.envelopeFrom, envelopeTo: m.envelopeTo }, message: plain.subarray(4 + len) };
+  if (m.folder !== undefined && !(typeof m.folder === 'string' && SPOOL_FOLDERS.includes(m.folder))) throw new SpoolFormatError('spool metadata names an unknown folder');
+  const folder = m.folder as SpoolFolder | undefined;
+  return { id: m.id, meta: { receivedAt, envelopeFrom: m.envelopeFrom, envelopeTo: m.envelopeTo, ...(folder ? { folder } : {}) }, message: plain.subarray(4 + len) };
 }
 
 /**

@@ -54,3 +54,14 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
 export function ensurePrivateDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
 }
+
+/** Creates an empty file 0600 if it does not exist (SQLite would create it 0644; WAL and SHM copy its mode). */
+export function createPrivateFile(file: string): void {
+  try {
+    const fd = openSync(file, 'wx', 0o600);
+    fchmodSync(fd, 0o600);
+    closeSync(fd);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+}

@@ -53,7 +53,7 @@ Mailbox passwords unlock the mailbox's encryption key: fe cannot read or reset t
       parseName(aliasAddress, input); // a bad address is reported before waiting on standard input
       const password = opts.passwordStdin ? ((await stdinLines())[0] ?? '') : null;
       const result = await addAlias(configFile(cmd), { address: input, forward, mailbox: opts.mailbox === true, password });
-      const what = describeAlias({ forward: forward.map((f) => parseName(mailboxAddress, f)), mailbox: opts.mailbox === true });
+      const what = describeAlias({ forward: forward.map((f) => parseName(mailboxAddress, f)), mailbox: opts.mailbox === true, sendAs: [] });
       print(`added ${result.address}: ${what}${result.reattached ? ' (its existing mailbox was attached again)' : ''}`);
       if (result.generatedPassword !== null) {
         print(`password for ${result.address} (shown this once; fe keeps no copy and cannot reset it):`);

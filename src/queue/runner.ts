@@ -1,0 +1,243 @@
+// The queue daemon (`fe serve --only queue`): imports handed-off messages, delivers what is due
+// (one connection per destination domain for all its messages), retries with back-off, tells
+// senders of failures and long delays with DSNs put straight into their own mailbox, and purges
+// message bodies once every recipient is done.
+import { watch, type FSWatcher, existsSync, mkdirSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
+import { resolveRecipient } from '../config/resolve.js';
+import type { FeConfig } from '../config/schema.js';
+import { sealingPublicKey, hasMailboxKey } from '../crypto/mailbox-key.js';
+import type { FeResolver } from '../dns/resolver.js';
+import { buildDsn, dsnWanted, type DsnRecipient } from '../dsn/build.js';
+import { deliverBatch, type OutboundMessage, type RecipientOutcome } from '../smtp/outbound.js';
+import { MtaStsCache } from '../smtp/mta-sts.js';
+import { mailboxDir } from '../store/paths.js';
+import { appendToSpool } from '../store/spool.js';
+import type { Logger } from '../util/log.js';
+import { classify } from './classify.js';
+import { handOff, incomingDir, queueSealingKeys } from './handoff.js';
+import { QueueStore, type AttemptRecord, type QueuedMessage, type RecipientRow } from './store.js';
+
+export interface QueueRunnerOptions {
+  config: () => FeConfig;
+  resolver: () => FeResolver;
+  log: Logger;
+  /** Delay before attempt n+1 after n failures; tests shorten it. */
+  backoffMs?: (failures: number) => number;
+  /** Domains delivered to at once. */
+  concurrency?: number;
+}
+
+const HOUR = 3600_000;
+
+/** Postfix-like: 5 min, doubling to at most 4 h, with ±20% jitter so retries do not bunch up. */
+export function defaultBackoffMs(failures: number): number {
+  const base = Math.min(4 * HOUR, 5 * 60_000 * 2 ** Math.max(0, failures - 1));
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+function headerBlock(message: Buffer): Buffer {
+  const end = message.indexOf('\r\n\r\n');
+  return end < 0 ? message : message.subarray(0, end + 2);
+}
+
+export class QueueRunner {
+  private store: QueueStore | null = null;
+  private privateKey: KeyObject | null = null;
+  private watcher: FSWatcher | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+  private mtaSts: MtaStsCache;
+  private lastPurge = 0;
+
+  constructor(private opts: QueueRunnerOptions) {
+    this.mtaSts = new MtaStsCache({ resolver: opts.resolver, port: opts.config().outbound.mtaStsPort });
+  }
+
+  start(): void {
+    const config = this.opts.config();
+    this.privateKey = queueSealingKeys(config.dataDir).privateKey;
+    this.store = QueueStore.open(config.dataDir);
+    const dir = incomingDir(config.dataDir);
+    if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    try {
+      this.watcher = watch(dir, () => this.kick());
+      this.watcher.on('error', () => undefined);
+    } catch (e) {
+      this.opts.log.warn('cannot watch queue/incoming; new mail is picked up every minute', { reason: (e as Error).message });
+    }
+    this.kick();
+  }
+
+  /** Runs a round soon (new mail, `fe queue flush`); rounds never overlap. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.running = this.round()
+        .catch((e: unknown) => this.opts.log.error('queue round failed', { reason: (e as Error).message }))
+        .finally(() => {
+          this.running = null;
+          if (this.again) {
+            this.again = false;
+            this.kick();
+          } else this.schedule();
+        });
+    }, 20);
+  }
+
+  private schedule(): void {
+    if (this.stopped || !this.store) return;
+    const next = this.store.nextDue();
+    // At least once a minute: `fe queue retry` and a missed watch event are noticed.
+    const wait = next === null ? 60_000 : Math.max(0, Math.min(60_000, next - Date.now()));
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.kick();
+    }, wait);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.watcher?.close();
+    await this.running;
+    this.store?.close();
+    this.store = null;
+  }
+
+  private async round(): Promise<void> {
+    const store = this.store!;
+    const config = this.opts.config();
+    const imported = store.importIncoming(this.privateKey!);
+    if (imported.imported.length > 0) this.opts.log.info('queued', { messages: imported.imported.length });
+    for (const f of imported.failed) this.opts.log.error('a queue file does not open; moved to queue/incoming/failed', { id: f.id, reason: f.reason });
+    const due = store.due();
+    const domains = [...due.entries()];
+    const limit = this.opts.concurrency ?? 8;
+    let index = 0;
+    const worker = async () => {
+      while (index < domains.length && !this.stopped) {
+        const [domain, rows] = domains[index++]!;
+        await this.deliverDomain(config, domain, rows);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, domains.length) }, worker));
+    this.delayNotices(config);
+    const redacted = store.redactFinished();
+    if (redacted.length > 0) this.opts.log.info('delivered messages purged from the queue', { messages: redacted.length });
+    if (Date.now() - this.lastPurge > HOUR) {
+      this.lastPurge = Date.now();
+      const purged = store.purge(config.queue.retentionDays);
+      if (purged > 0) this.opts.log.info('old delivery records removed', { messages: purged });
+    }
+  }
+
+  private async deliverDomain(config: FeConfig, domain: string, rows: RecipientRow[]): Promise<void> {
+    const store = this.store!;
+    const byMsg = new Map<string, RecipientRow[]>();
+    for (const r of rows) byMsg.set(r.msgId, [...(byMsg.get(r.msgId) ?? []), r]);
+    const batch: { msg: QueuedMessage; rows: RecipientRow[]; out: OutboundMessage }[] = [];
+    for (const [msgId, list] of byMsg) {
+      const msg = store.message(msgId);
+      const body = store.body(msgId);
+      if (!msg || !body) continue; // deleted meanwhile (`fe queue delete`)
+      const notify: Record<string, string[]> = {};
+      const orcpt: Record<string, string> = {};
+      for (const r of list) {
+        if (r.notify) notify[r.address] = r.notify;
+        if (r.orcpt) orcpt[r.address] = r.orcpt;
+      }
+      batch.push({ msg, rows: list, out: { from: msg.sender, to: list.map((r) => r.address), message: body, dsn: { ret: msg.ret, envid: msg.envid, notify, orcpt }, requireTls: msg.requireTls } });
+    }
+    if (batch.length === 0) return;
+    const outcomes = await deliverBatch(domain, batch.map((b) => b.out), { resolver: this.opts.resolver(), hostname: config.hostname, port: config.outbound.port, log: this.opts.log, mtaSts: this.mtaSts });
+    const now = Date.now();
+    const backoff = this.opts.backoffMs ?? defaultBackoffMs;
+    batch.forEach((b, i) => {
+      const records: AttemptRecord[] = [];
+      const finalFailures: { row: RecipientRow; o: RecipientOutcome; status: string; expired: boolean }[] = [];
+      b.rows.forEach((row, k) => {
+        const o = outcomes[i]![k]!;
+        if (o.ok) {
+          records.push({ recipientId: row.id, state: 'delivered', code: o.code, text: o.message, failureClass: null, status: '2.0.0', remoteMta: o.mx, nextAttempt: now });
+          this.opts.log.info('delivered', { id: b.msg.id, to: this.opts.log.addr(row.address), mx: o.mx });
+          return;
+        }
+        const c = classify({ code: o.code, text: o.message, stage: o.stage ?? undefined });
+        const giveUpAt = b.msg.createdAt + config.queue.giveUpAfterSeconds * 1000;
+        const next = now + backoff(row.attempts + 1);
+        if (c.permanent || next > giveUpAt) {
+          const expired = !c.permanent;
+          const status = expired ? c.enhanced.replace(/^4/, '5') : c.enhanced;
+          records.push({ recipientId: row.id, state: expired ? 'expired' : 'bounced', code: o.code, text: o.message, failureClass: c.class, status, remoteMta: o.mx, nextAttempt: now });
+          finalFailures.push({ row, o, status, expired });
+          this.opts.log.info(expired ? 'gave up' : 'bounced', { id: b.msg.id, to: this.opts.log.addr(row.address), class: c.class, code: o.code });
+        } else {
+          records.push({ recipientId: row.id, state: 'queued', code: o.code, text: o.message, failureClass: c.class, status: c.enhanced, remoteMta: o.mx, nextAttempt: next });
+          this.opts.log.info('deferred', { id: b.msg.id, to: this.opts.log.addr(row.address), class: c.class, code: o.code, retry_in_s: Math.round((next - now) / 1000) });
+        }
+      });
+      // The state is durable before any DSN is made: a crash cannot bounce twice.
+      store.record(records, now);
+      if (finalFailures.length > 0) {
+        this.notify(config, b.msg, 'failed', finalFailures.map((f) => ({ row: f.row, dsn: { address: f.row.address, ...(f.row.orcpt ? { originalRecipient: f.row.orcpt } : {}), action: 'failed' as const, status: f.status, ...(f.o.mx ? { remoteMta: f.o.mx } : {}), diagnostic: f.expired ? `gave up after ${Math.round(config.queue.giveUpAfterSeconds / 3600)} hours; last answer: ${f.o.message}` : f.o.message, lastAttempt: new Date(now) } })));
+      }
+    });
+  }
+
+  /** One delay DSN per message, once it has waited longer than queue.delay_notice_after. */
+  private delayNotices(config: FeConfig): void {
+    if (config.queue.delayNoticeAfterSeconds <= 0) return;
+    const store = this.store!;
+    const now = Date.now();
+    for (const { message, recipients } of store.list()) {
+      if (message.delayNotified || now - message.createdAt < config.queue.delayNoticeAfterSeconds * 1000) continue;
+      const waiting = recipients.filter((r) => r.state === 'queued' && r.attempts > 0);
+      if (waiting.length === 0) continue;
+      store.markDelayNotified(message.id);
+      const until = new Date(message.createdAt + config.queue.giveUpAfterSeconds * 1000);
+      this.notify(
+        config,
+        message,
+        'delayed',
+        waiting.map((r) => ({ row: r, dsn: { address: r.address, ...(r.orcpt ? { originalRecipient: r.orcpt } : {}), action: 'delayed' as const, status: r.lastStatus ?? '4.0.0', ...(r.remoteMta ? { remoteMta: r.remoteMta } : {}), ...(r.lastText ? { diagnostic: r.lastText } : {}), ...(r.lastAttempt ? { lastAttempt: new Date(r.lastAttempt) } : {}), willRetryUntil: until } })),
+      );
+    }
+  }
+
+  /** Builds the DSN and puts it in the sender's own mailbox (or queues it to the sender elsewhere). */
+  private notify(config: FeConfig, msg: QueuedMessage, kind: 'failed' | 'delayed', list: { row: RecipientRow; dsn: DsnRecipient }[]): void {
+    const store = this.store!;
+    const body = store.body(msg.id);
+    if (!body) return;
+    const wanted = list.filter((l) => dsnWanted({ envelopeFrom: msg.sender, headers: headerBlock(body), notify: l.row.notify, kind }));
+    if (wanted.length === 0) return;
+    const senderDomain = msg.sender.slice(msg.sender.lastIndexOf('@') + 1).toLowerCase();
+    const from = config.domains.has(senderDomain) ? `postmaster@${senderDomain}` : `mailer-daemon@${config.hostname}`;
+    const dsn = buildDsn({ reportingMta: config.hostname, from, to: msg.sender, envelopeId: msg.envid, arrivalDate: new Date(msg.createdAt), recipients: wanted.map((w) => w.dsn), original: body, ret: msg.ret ?? 'HDRS' });
+    try {
+      const r = resolveRecipient(config, msg.sender);
+      if (r.ok && r.resolution.alias.mailbox && (r.resolution.via === 'exact' || r.resolution.via === 'subaddress')) {
+        const dir = mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local);
+        if (hasMailboxKey(dir)) {
+          appendToSpool(dir, sealingPublicKey(dir), dsn, { receivedAt: new Date(), envelopeFrom: '', envelopeTo: `${r.resolution.local}@${r.resolution.domain.name}` });
+          this.opts.log.info(`${kind === 'failed' ? 'bounce' : 'delay notice'} put in the sender's mailbox`, { id: msg.id, to: this.opts.log.addr(msg.sender) });
+          return;
+        }
+      }
+      // Not one of our mailboxes: the DSN travels like any other mail, from the null sender.
+      handOff(config.dataDir, queueSealingKeys(config.dataDir).publicKey, { from: '', recipients: [{ address: msg.sender, notify: ['NEVER'] }], owner: null, submittedAt: new Date() }, dsn);
+    } catch (e) {
+      this.opts.log.error('could not deliver a DSN', { id: msg.id, reason: (e as Error).message });
+    }
+  }
+}

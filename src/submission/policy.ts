@@ -1,0 +1,73 @@
+// Who may send as whom, and how much: the rules submission applies to a logged-in mailbox.
+import { asciiDomain, NameError, splitAddress } from '../config/names.js';
+import type { AliasConfig, FeConfig } from '../config/schema.js';
+
+function canonical(address: string): string | null {
+  try {
+    const { local, domain } = splitAddress(address.trim());
+    return `${local.normalize('NFC').toLowerCase()}@${asciiDomain(domain)}`;
+  } catch (e) {
+    if (e instanceof NameError) return null;
+    throw e;
+  }
+}
+
+/**
+ * Whether the mailbox `user` (canonical local@domain) may use `address` as envelope sender or
+ * From: its own address, its +tag forms, and what its alias lists under send_as (an address,
+ * whose +tag forms are fine too, or "*@domain" for any address of a served domain).
+ */
+export function maySendAs(config: FeConfig, user: string, address: string): boolean {
+  const want = canonical(address);
+  if (!want) return false;
+  const at = want.lastIndexOf('@');
+  const local = want.slice(0, at);
+  const domain = want.slice(at + 1);
+  const base = local.includes('+') ? local.slice(0, local.indexOf('+')) : local;
+  const candidates = new Set([want, `${base}@${domain}`]);
+  if (candidates.has(user)) return true;
+  const alias = aliasOf(config, user);
+  if (!alias) return false;
+  for (const entry of alias.sendAs) {
+    if (entry === `*@${domain}` && config.domains.has(domain)) return true;
+    if (candidates.has(entry)) return true;
+  }
+  return false;
+}
+
+function aliasOf(config: FeConfig, user: string): AliasConfig | null {
+  const at = user.lastIndexOf('@');
+  return config.domains.get(user.slice(at + 1))?.aliases.get(user.slice(0, at)) ?? null;
+}
+
+/** Sliding-window counters per mailbox (in memory: a restart forgets them, it never blocks longer). */
+export class SendLimits {
+  private messages = new Map<string, number[]>();
+  private recipients = new Map<string, { t: number; n: number }[]>();
+
+  constructor(private now: () => number = Date.now) {}
+
+  /** null when the mailbox may start another message, else the reason to give. */
+  checkMessage(user: string, perHour: number): string | null {
+    const t = this.now();
+    const list = (this.messages.get(user) ?? []).filter((x) => t - x < 3600_000);
+    this.messages.set(user, list);
+    return list.length >= perHour ? `4.7.1 ${user} has sent ${perHour} messages in the last hour (limits.send_messages_per_hour); try again later` : null;
+  }
+
+  /** null when `count` more recipients fit today's allowance. */
+  checkRecipients(user: string, count: number, perDay: number): string | null {
+    const t = this.now();
+    const list = (this.recipients.get(user) ?? []).filter((x) => t - x.t < 86400_000);
+    this.recipients.set(user, list);
+    const used = list.reduce((s, x) => s + x.n, 0);
+    return used + count > perDay ? `4.5.3 ${user} has sent to ${used} recipients in the last 24 hours (limits.send_recipients_per_day is ${perDay}); try again later` : null;
+  }
+
+  /** Counts a message once it was accepted. */
+  record(user: string, recipients: number): void {
+    const t = this.now();
+    this.messages.set(user, [...(this.messages.get(user) ?? []), t]);
+    this.recipients.set(user, [...(this.recipients.get(user) ?? []), { t, n: recipients }]);
+  }
+}

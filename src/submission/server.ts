@@ -1,0 +1,318 @@
+// Message submission (RFC 6409) on 587 with STARTTLS and 465 with implicit TLS (RFC 8314).
+// A mailbox logs in with its own password; what it sends is checked (who it may send as, its
+// limits), completed (Message-ID, Date, no Bcc), DKIM-signed and self-verified, then made
+// durable before 250: local recipients straight into their sealed spools, the rest handed to
+// the queue, and the sender's copy sealed into its own spool for Sent.
+import { createPublicKey } from 'node:crypto';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { authenticate, type MailauthResolver } from 'mailauth';
+import type { LoginThrottle } from '../auth/throttle.js';
+import { resolveRecipient } from '../config/resolve.js';
+import type { FeConfig } from '../config/schema.js';
+import { hasMailboxKey, sealingPublicKey, unlockMailboxKeyAsync, WrongPassword } from '../crypto/mailbox-key.js';
+import { boundAddress, listenOn } from '../daemon/listen.js';
+import { activeSigners, signMessage, type DkimSigner } from '../dkim/sign.js';
+import { handOff, queuePublicKey, type QueueRecipient } from '../queue/handoff.js';
+import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
+import { appendToSpool } from '../store/spool.js';
+import type { TlsSource } from '../tls/source.js';
+import type { Logger } from '../util/log.js';
+import { fromAddresses, prepareOutgoing, splitHeader } from './headers.js';
+import { maySendAs, SendLimits } from './policy.js';
+
+export interface SubmissionOptions {
+  config: () => FeConfig;
+  log: Logger;
+  throttle: LoginThrottle;
+  tls: TlsSource | null;
+  implicitTls: boolean;
+  /** Password logins without TLS from loopback (fe dev only). */
+  allowPlaintextAuth: (ip: string) => boolean;
+  /** Called after a hand-off to the queue (the queue in this process can start at once). */
+  onQueued?: () => void;
+}
+
+class SmtpReply extends Error {
+  constructor(
+    readonly responseCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const MAX_LOCAL_HOPS = 5;
+
+interface Route {
+  mailboxes: Map<string, string>; // mailbox dir -> address
+  remote: Map<string, QueueRecipient>; // lower-cased address -> recipient for the queue
+}
+
+/** Where each recipient goes: local mailboxes directly (forwards followed), everything else to the queue. */
+function route(config: FeConfig, rcpts: SMTPServerAddress[]): Route {
+  const r: Route = { mailboxes: new Map(), remote: new Map() };
+  const visit = (address: string, dsn: { notify?: string[]; orcpt?: string }, depth: number) => {
+    const res = resolveRecipient(config, address);
+    if (!res.ok) {
+      if (res.reason === 'foreign-domain') r.remote.set(address.toLowerCase(), { address, ...dsn });
+      return; // an unknown local user was refused at RCPT already; a stale local forward target is dropped
+    }
+    const { domain, local, alias } = res.resolution;
+    if (alias.mailbox) r.mailboxes.set(mailboxDir(config.dataDir, domain.name, local), `${local}@${domain.name}`);
+    for (const target of alias.forward) {
+      if (depth < MAX_LOCAL_HOPS) visit(target, {}, depth + 1);
+    }
+  };
+  for (const rcpt of rcpts) {
+    const dsn = (rcpt as SMTPServerAddress & { dsn?: { notify?: string[]; orcpt?: string } }).dsn ?? {};
+    visit(rcpt.address, { ...(dsn.notify ? { notify: dsn.notify } : {}), ...(dsn.orcpt ? { orcpt: dsn.orcpt } : {}) }, 0);
+  }
+  return r;
+}
+
+/** DNS as mailauth asks it, answered from our own key files: the check must not depend on what is published yet. */
+function ownKeyResolver(domain: string, signers: DkimSigner[]): MailauthResolver {
+  const records = new Map<string, string>();
+  for (const s of signers) {
+    const pub = createPublicKey(s.privateKey);
+    const spki = pub.export({ type: 'spki', format: 'der' });
+    const txt = s.algorithm === 'ed25519-sha256' ? `v=DKIM1; k=ed25519; p=${spki.subarray(spki.length - 32).toString('base64')}` : `v=DKIM1; k=rsa; p=${spki.toString('base64')}`;
+    records.set(`${s.selector}._domainkey.${domain}`.toLowerCase(), txt);
+  }
+  return async (name: string, type: string) => {
+    const txt = type === 'TXT' ? records.get(name.toLowerCase().replace(/\.$/, '')) : undefined;
+    if (txt) return [[txt]];
+    throw Object.assign(new Error(`no ${type} for ${name}`), { code: 'ENOTFOUND' });
+  };
+}
+
+async function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+}
+
+export function createSubmissionServer(opts: SubmissionOptions) {
+  const { log } = opts;
+  const limits = new SendLimits();
+  const inTransaction = new Set<string>();
+
+  async function onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession): Promise<string> {
+    if (!session.secure && !opts.allowPlaintextAuth(session.remoteAddress)) throw new SmtpReply(538, '5.7.11 Encryption required: use STARTTLS first (or port 465)');
+    const gate = opts.throttle.check(session.remoteAddress);
+    if (!gate.allowed) throw new SmtpReply(454, `4.7.0 Too many failed logins from your address; try again in ${Math.ceil(gate.retryAfterMs / 60_000)} minutes`);
+    if (gate.delayMs > 0) await new Promise((r) => setTimeout(r, gate.delayMs));
+    const config = opts.config();
+    const user = await checkPassword(config, auth.username ?? '', auth.password ?? '');
+    if (!user) {
+      opts.throttle.failure(session.remoteAddress);
+      log.info('login failed', { ip: session.remoteAddress });
+      throw new SmtpReply(535, '5.7.8 Authentication credentials invalid');
+    }
+    opts.throttle.success(session.remoteAddress);
+    log.info('login', { user: log.addr(user), ip: session.remoteAddress });
+    return user;
+  }
+
+  async function onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    const config = opts.config();
+    const user = String(session.user);
+    const raw = await readAll(stream);
+    if (stream.sizeExceeded) throw new SmtpReply(552, `5.3.4 Message too big: the limit here is ${config.limits.messageSize} bytes`);
+    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    const froms = fromAddresses(splitHeader(raw));
+    if (froms.length === 0) throw new SmtpReply(550, '5.6.0 The message has no From address');
+    const foreign = froms.find((f) => !maySendAs(config, user, f));
+    if (foreign) throw new SmtpReply(550, `5.7.1 ${user} may not send as ${foreign} (From header); see send_as in fe.yml`);
+    const signDomain = domainOf(froms[0]!);
+    const { message: prepared, messageId } = prepareOutgoing(raw, config.domains.has(domainOf(sender)) ? domainOf(sender) : signDomain);
+    let signers: DkimSigner[];
+    try {
+      signers = activeSigners(config, signDomain);
+    } catch (e) {
+      log.error('cannot read the DKIM key', { domain: signDomain, reason: (e as Error).message });
+      throw new SmtpReply(451, '4.3.0 Temporary local problem (DKIM key); try again later');
+    }
+    const signed = signers.length > 0 ? await signMessage(prepared, signDomain, signers) : prepared;
+    if (signers.length > 0) {
+      // Our own signature must verify before anything leaves: a broken key or a header we
+      // mangled would otherwise reach every recipient as a DKIM failure.
+      const check = await authenticate(signed, { ip: '127.0.0.1', helo: config.hostname, mta: config.hostname, sender, resolver: ownKeyResolver(signDomain, signers) });
+      const passed = new Set(check.dkim.results.filter((r) => r.status.result === 'pass').map((r) => r.selector));
+      const failed = signers.filter((s) => !passed.has(s.selector));
+      if (failed.length > 0) {
+        log.error('our own DKIM signature does not verify; message refused', { domain: signDomain, selectors: failed.map((s) => s.selector).join(',') });
+        throw new SmtpReply(451, '4.7.5 Our DKIM signature did not verify; the administrator has been told. Try again later');
+      }
+    }
+    const plan = route(config, session.envelope.rcptTo);
+    const receivedAt = new Date();
+    const envelope = session.envelope as SMTPServerSession['envelope'] & { dsn?: { ret?: string | null; envid?: string | null }; requireTLS?: boolean };
+    try {
+      if (plan.remote.size > 0) {
+        handOff(
+          config.dataDir,
+          queuePublicKey(config.dataDir),
+          {
+            from: sender,
+            recipients: [...plan.remote.values()],
+            owner: user,
+            envid: envelope.dsn?.envid ?? null,
+            ret: envelope.dsn?.ret === 'FULL' || envelope.dsn?.ret === 'HDRS' ? envelope.dsn.ret : null,
+            requireTls: envelope.requireTLS === true,
+            submittedAt: receivedAt,
+          },
+          signed,
+        );
+      }
+      for (const [dir, address] of plan.mailboxes) appendToSpool(dir, sealingPublicKey(dir), signed, { receivedAt, envelopeFrom: sender, envelopeTo: address });
+      if (config.submission.saveSent !== 'never') {
+        const own = ownMailboxDir(config, user);
+        // The sender's copy keeps its Bcc: it is the owner's own record of whom it went to.
+        if (own) appendToSpool(own, sealingPublicKey(own), withIdAndDate(raw, prepared), { receivedAt, envelopeFrom: sender, envelopeTo: user, folder: '\\Sent' });
+      }
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      log.error('could not store a submitted message', { reason: code ?? (e as Error).message });
+      if (code === 'ENOSPC' || code === 'EDQUOT') throw new SmtpReply(452, '4.3.1 Insufficient system storage; try again later');
+      throw new SmtpReply(451, '4.3.0 Temporary local problem storing the message; try again later');
+    }
+    limits.record(user, session.envelope.rcptTo.length);
+    if (plan.remote.size > 0) opts.onQueued?.();
+    log.info('submitted', { user: log.addr(user), rcpts: session.envelope.rcptTo.length, local: plan.mailboxes.size, queued: plan.remote.size, size: signed.length, dkim: signers.map((s) => s.selector).join(',') || 'none' });
+    return `2.0.0 Ok: queued as ${messageId}`;
+  }
+
+  const config0 = opts.config();
+  const server = new SMTPServer({
+    name: config0.hostname,
+    banner: 'fe ESMTP submission',
+    secure: opts.implicitTls,
+    needsUpgrade: false,
+    size: config0.limits.messageSize,
+    authMethods: ['PLAIN', 'LOGIN'],
+    authOptional: false,
+    // smtp-server would hide AUTH before STARTTLS; onAuth itself refuses it unless fe dev's loopback rule allows.
+    allowInsecureAuth: config0.loopbackPlaintextAuth,
+    hideSTARTTLS: opts.tls === null || opts.implicitTls,
+    hideDSN: false,
+    hideREQUIRETLS: false,
+    hideENHANCEDSTATUSCODES: false,
+    ...(opts.tls ? opts.tls.current() : {}),
+    disableReverseLookup: true,
+    logger: false,
+    socketTimeout: config0.limits.idleTimeoutSeconds * 1000,
+    closeTimeout: 30_000,
+
+    onAuth(auth, session, callback) {
+      onAuth(auth, session).then(
+        (user) => callback(null, { user }),
+        (e: unknown) => {
+          if (e instanceof SmtpReply) return callback(e);
+          log.error('login check failed', { reason: (e as Error).message });
+          callback(new SmtpReply(454, '4.7.0 Temporary authentication failure'));
+        },
+      );
+    },
+
+    onClose(session) {
+      inTransaction.delete(session.id);
+    },
+
+    onMailFrom(address, session, callback) {
+      const config = opts.config();
+      const user = String(session.user);
+      if (address.address === '') return callback(new SmtpReply(550, '5.7.1 The null sender <> is for bounces; submit with your own address'));
+      if (!maySendAs(config, user, address.address)) return callback(new SmtpReply(550, `5.7.1 ${user} may not send as ${address.address} (MAIL FROM); see send_as in fe.yml`));
+      const busy = limits.checkMessage(user, config.limits.sendMessagesPerHour);
+      if (busy) return callback(new SmtpReply(451, busy));
+      inTransaction.add(session.id);
+      callback();
+    },
+
+    onRcptTo(address, session, callback) {
+      const config = opts.config();
+      const user = String(session.user);
+      const count = session.envelope.rcptTo.length + 1;
+      if (count > config.limits.sendRecipientsPerMessage) return callback(new SmtpReply(452, `4.5.3 Too many recipients (at most ${config.limits.sendRecipientsPerMessage} a message; limits.send_recipients_per_message)`));
+      const daily = limits.checkRecipients(user, count, config.limits.sendRecipientsPerDay);
+      if (daily) return callback(new SmtpReply(452, daily));
+      const r = resolveRecipient(config, address.address);
+      if (!r.ok && r.reason === 'invalid') return callback(new SmtpReply(553, '5.1.3 Bad recipient address syntax'));
+      if (!r.ok && r.reason === 'no-such-user') return callback(new SmtpReply(550, `5.1.1 No such user here: ${address.address}`));
+      if (r.ok && r.resolution.alias.mailbox && config.limits.mailboxQuota > 0) {
+        const dir = mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local);
+        if (mailboxDiskUsage(dir) > config.limits.mailboxQuota) return callback(new SmtpReply(452, `4.2.2 Mailbox ${address.address} is full; try again later`));
+      }
+      callback();
+    },
+
+    onData(stream, session, callback) {
+      onData(stream, session)
+        .finally(() => inTransaction.delete(session.id))
+        .then(
+          (msg) => callback(null, msg),
+          (e: unknown) => {
+            if (e instanceof SmtpReply) return callback(e);
+            log.error('unexpected failure handling a submitted message', { reason: (e as Error).message });
+            callback(new SmtpReply(451, '4.3.0 Temporary local problem; try again later'));
+          },
+        );
+    },
+  });
+
+  server.on('error', (e: Error) => log.warn('connection error', { reason: e.message }));
+  opts.tls?.onChange((m) => server.updateSecureContext({ key: m.key, cert: m.cert }));
+
+  return {
+    server,
+    listen: (port: number, host: string) => listenOn(server.server, port, host),
+    address: () => boundAddress(server.server),
+    async close(drainMs = 30_000): Promise<void> {
+      server.server.close();
+      const deadline = Date.now() + drainMs;
+      while (inTransaction.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      (server.options as { closeTimeout?: number }).closeTimeout = 500;
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** The canonical address of the mailbox this login names, if the password opens it. */
+async function checkPassword(config: FeConfig, username: string, password: string): Promise<string | null> {
+  const r = resolveRecipient(config, username.trim());
+  if (!r.ok || r.resolution.via !== 'exact' || !r.resolution.alias.mailbox) return null;
+  const dir = mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local);
+  if (!hasMailboxKey(dir)) return null;
+  try {
+    const secrets = await unlockMailboxKeyAsync(dir, password);
+    secrets.masterKey.fill(0); // only the password check is needed here
+  } catch (e) {
+    if (e instanceof WrongPassword) return null;
+    throw e;
+  }
+  return `${r.resolution.local}@${r.resolution.domain.name}`;
+}
+
+function ownMailboxDir(config: FeConfig, user: string): string | null {
+  const at = user.lastIndexOf('@');
+  const dir = mailboxDir(config.dataDir, user.slice(at + 1), user.slice(0, at));
+  return hasMailboxKey(dir) ? dir : null;
+}
+
+/**
+ * The sender's own copy: the message as the client wrote it (Bcc included), with the Message-ID
+ * and Date the sent one carries, so the copy and what recipients got are one message.
+ */
+function withIdAndDate(raw: Buffer, sent: Buffer): Buffer {
+  const sentFields = splitHeader(sent).fields;
+  const own = splitHeader(raw);
+  const add = ['message-id', 'date'].filter((n) => !own.fields.some((f) => f.lower === n)).map((n) => sentFields.find((f) => f.lower === n)?.raw).filter((b): b is Buffer => b !== undefined);
+  const keep = own.fields.filter((f) => f.lower !== 'message-id' || sentFields.some((s) => s.lower === 'message-id' && s.raw.equals(f.raw)));
+  if (keep.length !== own.fields.length) add.unshift(sentFields.find((f) => f.lower === 'message-id')!.raw);
+  return Buffer.concat([...keep.map((f) => f.raw), ...add, own.body.length > 0 ? own.body : Buffer.from('\r\n')]);
+}
