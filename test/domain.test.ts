@@ -24,12 +24,12 @@ test('domain add / list / remove round trip, with --json', async () => {
   const out = await w.ok(['domain', 'add', 'Example.ORG']);
   assert.match(out, new RegExp(`added example\\.org with DKIM selector ${thisMonthSelector()}`));
   await w.ok(['domain', 'add', 'second.example']);
-  const list = JSON.parse(await w.ok(['domain', 'list', '--json'])) as { domain: string; aliases: number; dkimSelector: string }[];
+  const list = JSON.parse(await w.ok(['domain', 'list', '--json'])) as { domain: string; aliases: number; dkimSelectors: string[] }[];
   assert.deepEqual(
-    list.map((d) => [d.domain, d.aliases, d.dkimSelector]),
+    list.map((d) => [d.domain, d.aliases, d.dkimSelectors]),
     [
-      ['example.org', 0, thisMonthSelector()],
-      ['second.example', 0, thisMonthSelector()],
+      ['example.org', 0, [thisMonthSelector()]],
+      ['second.example', 0, [thisMonthSelector()]],
     ],
   );
   const table = await w.ok(['domain', 'list']);
@@ -132,13 +132,13 @@ test('dkim rotate keeps the old selector published until retired', async () => {
   const first = thisMonthSelector();
   const rotated = await w.ok(['dkim', 'rotate', 'example.org']);
   const second = `${first}b`;
-  assert.match(rotated, new RegExp(`new DKIM selector ${second} for example\\.org`));
+  assert.match(rotated, new RegExp(`new RSA DKIM selector ${second} for example\\.org`));
   assert.match(rotated, new RegExp(`^${second}\\._domainkey\\.example\\.org\\. 3600 IN TXT "v=DKIM1; k=rsa; p=`, 'm'));
   assert.match(rotated, new RegExp(`${first} stays published until: fe dkim retire example\\.org ${first}`));
-  let list = JSON.parse(await w.ok(['dkim', 'list', 'example.org', '--json'])) as { selector: string; active: boolean; keyFile: boolean }[];
+  let list = JSON.parse(await w.ok(['dkim', 'list', 'example.org', '--json'])) as { selector: string; algorithm: string; active: boolean; keyFile: boolean }[];
   assert.deepEqual(list, [
-    { selector: first, active: false, keyFile: true },
-    { selector: second, active: true, keyFile: true },
+    { selector: first, algorithm: 'rsa', active: false, keyFile: true },
+    { selector: second, algorithm: 'rsa', active: true, keyFile: true },
   ]);
   const dns = JSON.parse(await w.ok(['domain', 'dns', 'example.org', '--json'])) as { records: JsonRecord[] };
   assert.equal(dns.records.filter((r) => r.name.includes('._domainkey.')).length, 2, 'both selectors published');

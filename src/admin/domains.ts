@@ -20,7 +20,7 @@ export async function addDomain(file: string, input: string): Promise<AddDomainR
     addDomainNode(doc, written);
     const selector = nextSelector(usedSelectors(config.dataDir, name)); // a re-added domain never reuses an old name
     createDkimKey(config.dataDir, name, selector);
-    setDkim(doc, written, { active: selector, published: [selector] });
+    setDkim(doc, written, { active: [selector], published: [selector] });
     return selector;
   });
   return { name, written, selector };

@@ -63,7 +63,9 @@ export function removeAlias(doc: Document, domain: DomainConfig, key: string): v
 /** `domainKey` is the domain as written in fe.yml. */
 export function setDkim(doc: Document, domainKey: string, dkim: DkimConfig): void {
   mapAt(doc, ['domains', domainKey, 'dkim']);
-  doc.setIn(['domains', domainKey, 'dkim', 'active'], dkim.active);
+  // One selector stays a plain scalar (how fe.yml always read); a list only when two sign.
+  const active = dkim.active.length === 0 ? null : dkim.active.length === 1 ? dkim.active[0] : flowList(doc, dkim.active);
+  doc.setIn(['domains', domainKey, 'dkim', 'active'], active);
   doc.setIn(['domains', domainKey, 'dkim', 'published'], flowList(doc, dkim.published));
 }
 

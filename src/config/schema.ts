@@ -16,7 +16,8 @@ export interface AliasConfig {
 export type SaveSent = 'auto' | 'always' | 'never';
 
 export interface DkimConfig {
-  active: string | null;
+  /** The selectors that sign, in file order: none, one, or one RSA and one Ed25519 (fe config check reads the key types). */
+  active: string[];
   published: string[];
 }
 
@@ -505,7 +506,7 @@ class Validator {
         this.fail(pair, field, `is the same domain as "${config.domains.get(name)!.key}" (${name})`);
         continue;
       }
-      const domain: DomainConfig = { name, key, aliases: new Map(), aliasKeys: new Map(), dkim: { active: null, published: [] } };
+      const domain: DomainConfig = { name, key, aliases: new Map(), aliasKeys: new Map(), dkim: { active: [], published: [] } };
       config.domains.set(name, domain);
       for (const [k, v] of this.entries(value, field, DOMAIN_KEYS)) {
         if (k === 'aliases') this.aliases(v, `${field}.aliases`, domain);
@@ -574,21 +575,35 @@ class Validator {
   }
 
   private dkim(node: Node | null, field: string, domain: DomainConfig): void {
+    const selector = (s: string, n: Node | null, f: string): boolean => {
+      if (SELECTOR.test(s)) return true;
+      this.fail(n, f, `"${s}" is not a valid selector (lower-case letters, digits, -)`);
+      return false;
+    };
+    let activeNode: Node | null = null;
     for (const [k, v] of this.entries(node, field, DKIM_KEYS)) {
       if (k === 'active') {
+        activeNode = v;
         if (isScalar(v) && v.value === null) continue;
-        const s = this.string(v, `${field}.active`);
-        if (s !== undefined && !SELECTOR.test(s)) this.fail(v, `${field}.active`, `"${s}" is not a valid selector (lower-case letters, digits, -)`);
-        else if (s !== undefined) domain.dkim.active = s;
+        // One selector as a plain scalar (as fe writes it), or a list when two sign.
+        const items = isSeq(v) ? this.stringList(v, `${field}.active`) : [{ value: this.string(v, `${field}.active`), node: v }];
+        for (const { value: s, node: n } of items) {
+          if (!s || !selector(s, n, `${field}.active`)) continue; // '' was reported already
+          if (domain.dkim.active.includes(s)) this.fail(n, `${field}.active`, `"${s}" is listed twice`);
+          else domain.dkim.active.push(s);
+        }
+        // At most one key per algorithm, and fe knows two algorithms; which is which needs the key files (fe config check).
+        if (domain.dkim.active.length > 2) this.fail(v, `${field}.active`, `${domain.dkim.active.length} selectors sign; at most two may (one RSA, one Ed25519)`);
       } else {
         for (const { value: s, node: n } of this.stringList(v, `${field}.published`)) {
-          if (!SELECTOR.test(s)) this.fail(n, `${field}.published`, `"${s}" is not a valid selector (lower-case letters, digits, -)`);
-          else domain.dkim.published.push(s);
+          if (s && selector(s, n, `${field}.published`)) domain.dkim.published.push(s);
         }
       }
     }
-    if (domain.dkim.active && !domain.dkim.published.includes(domain.dkim.active)) {
-      this.fail(node, `${field}.active`, `selector "${domain.dkim.active}" signs mail but is not in published, so receivers could not verify it`);
+    for (const s of domain.dkim.active) {
+      if (!domain.dkim.published.includes(s)) {
+        this.fail(activeNode ?? node, `${field}.active`, `selector "${s}" signs mail but is not in published, so receivers could not verify it`);
+      }
     }
   }
 

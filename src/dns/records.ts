@@ -16,6 +16,7 @@ export interface DnsRecord {
 export interface DomainDnsInput {
   domain: string;
   hostname: string;
+  /** publicKeyDerBase64: the SubjectPublicKeyInfo in DER, base64, for either key type. */
   dkim: { selector: string; publicKeyDerBase64: string; keyType: 'rsa' | 'ed25519' }[];
   mtaSts: { mode: 'enforce' | 'testing' | 'none'; maxAgeSeconds: number };
   reportAddress: string;
@@ -128,7 +129,7 @@ function decodeBase64Strict(raw: string, what: string): Buffer {
 function dkimPublicKey(selector: string, keyType: 'rsa' | 'ed25519', b64: string): string {
   const what = `DKIM key for selector '${selector}'`;
   const der = decodeBase64Strict(b64, what);
-  if (keyType === 'ed25519' && der.length === 32) return der.toString('base64');
+  // Both types arrive as SPKI, so a key of the wrong type, or 32 stray bytes, cannot slip through.
   let key: KeyObject;
   try {
     key = createPublicKey({ key: der, format: 'der', type: 'spki' });
@@ -142,9 +143,11 @@ function dkimPublicKey(selector: string, keyType: 'rsa' | 'ed25519', b64: string
     if (bits < 1024) fail(`${what} has only ${bits} bits`);
     return der.toString('base64');
   }
+  // RFC 8463 section 4.2: p= is the bare 32-byte public key, not its SPKI wrapping.
   const x = key.export({ format: 'jwk' }).x;
-  if (typeof x !== 'string') fail(`${what} could not be exported`);
-  return Buffer.from(x, 'base64url').toString('base64');
+  const raw = typeof x === 'string' ? Buffer.from(x, 'base64url') : Buffer.alloc(0);
+  if (raw.length !== 32) fail(`${what} could not be exported as a 32-byte Ed25519 key`);
+  return raw.toString('base64');
 }
 
 /** mailto: URI for DMARC/TLS-RPT rua; ',' '!' ';' and friends would break those tag lists, so encode them. */

@@ -1,7 +1,7 @@
 // The inbound MX (port 25). Accepts mail only for served domains; forwards aliases in memory
 // (SRS + ARC) and seals mailbox mail to the mailbox's public key. 250 is said only once every
 // copy is durable on disk or accepted by the next hop: a crash after 250 loses nothing.
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { resolveRecipient } from '../config/resolve.js';
@@ -187,11 +187,12 @@ export function createMx(opts: MxOptions) {
 
   /** ARC-seals with the alias domain's active DKIM key, so receivers can trust our SPF/DKIM results. */
   async function sealForForwarding(config: FeConfig, message: Buffer, verdict: AuthVerdict, via: string): Promise<Buffer> {
-    const domain = config.domains.get(via);
-    const selector = domain?.dkim.active;
-    if (!selector) return message;
+    const active = config.domains.get(via)?.dkim.active ?? [];
+    if (active.length === 0) return message;
     try {
-      const privateKey = readFileSync(privateKeyPath(config.dataDir, via, selector));
+      // mailauth seals with rsa-sha256 only, so the RSA key when the domain has one.
+      const keys = active.map((s) => ({ selector: s, pem: readFileSync(privateKeyPath(config.dataDir, via, s)) }));
+      const { selector, pem: privateKey } = keys.find((k) => createPrivateKey(k.pem).asymmetricKeyType === 'rsa') ?? keys[0]!;
       return await arcSeal(message, { authResults: verdict.arc.authResults, domain: via, selector, privateKey, cv: verdict.arc.instance > 0 ? verdict.arc.result : 'none' });
     } catch (e) {
       log.warn('ARC sealing failed; forwarding unsealed', { domain: via, reason: (e as Error).message });

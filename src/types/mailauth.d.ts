@@ -154,3 +154,31 @@ declare module 'mailauth/lib/dkim/sign.js' {
 
   export function dkimSign(input: Buffer | string | Readable, opts: DkimSignOptions): Promise<DkimSignResult>;
 }
+
+declare module 'mailauth/lib/dkim/dkim-signer.js' {
+  import { Writable } from 'node:stream';
+  import type { DkimSignOptions, DkimSignResult } from 'mailauth/lib/dkim/sign.js';
+
+  /** One header field as lib/tools.js parseHeaders leaves it; key is the lower-cased name. */
+  export interface ParsedHeader {
+    key: string | null;
+    /** The name as written; DkimSigner joins these with ': ' into h=. */
+    casedKey: string | undefined;
+    line: Buffer;
+  }
+
+  export interface ParsedHeaders {
+    parsed: ParsedHeader[];
+    original: Buffer;
+  }
+
+  /** The writable stream behind dkimSign: write the message, end it, then read the results. */
+  export class DkimSigner extends Writable {
+    constructor(options: DkimSignOptions);
+    /** Called once with the parsed header block, before the body; hashes are set up here. */
+    messageHeaders(headers: ParsedHeaders): Promise<void>;
+    /** DKIM-Signature lines in signatureData order, without the trailing CRLF. */
+    signatureHeaders: string[];
+    errors: DkimSignResult['errors'];
+  }
+}

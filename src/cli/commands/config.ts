@@ -6,7 +6,7 @@ import { checkConfig } from '../../config/file.js';
 import { asciiDomain } from '../../config/names.js';
 import type { FeConfig, Problem } from '../../config/schema.js';
 import { formatProblem } from '../../config/schema.js';
-import { privateKeyPath, readDkimPublicKey } from '../../dkim/keys.js';
+import { dkimKeyType, privateKeyPath, readDkimPublicKey } from '../../dkim/keys.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import { UserError } from '../../util/errors.js';
 import { configFile, JSON_HELP, parseName } from '../context.js';
@@ -25,8 +25,24 @@ async function deepCheck(config: FeConfig): Promise<Problem[]> {
     for (const selector of d.dkim.published) {
       if (!readDkimPublicKey(config.dataDir, d.name, selector)) add(`domains.${d.key}.dkim`, `no key file for selector ${selector} under ${config.dataDir}`, 'warning');
     }
-    if (d.dkim.active && !existsSync(privateKeyPath(config.dataDir, d.name, d.dkim.active))) {
-      add(`domains.${d.key}.dkim.active`, `the signing key for ${d.dkim.active} is missing (${privateKeyPath(config.dataDir, d.name, d.dkim.active)}); run \`fe dkim rotate ${d.name}\``, 'error');
+    const byType = new Map<string, string[]>();
+    for (const selector of d.dkim.active) {
+      if (!existsSync(privateKeyPath(config.dataDir, d.name, selector))) {
+        add(`domains.${d.key}.dkim.active`, `the signing key for ${selector} is missing (${privateKeyPath(config.dataDir, d.name, selector)}); run \`fe dkim rotate ${d.name}\``, 'error');
+      }
+      let type: string | null = null;
+      try {
+        type = dkimKeyType(config.dataDir, d.name, selector);
+      } catch (e) {
+        add(`domains.${d.key}.dkim.active`, `the key of ${selector} cannot be read: ${(e as Error).message}`, 'error');
+      }
+      if (type) byType.set(type, [...(byType.get(type) ?? []), selector]);
+    }
+    // Only the key files say which algorithm a selector is, so the schema cannot check this.
+    for (const [type, selectors] of byType) {
+      if (selectors.length > 1) {
+        add(`domains.${d.key}.dkim.active`, `${selectors.join(' and ')} are both ${type === 'rsa' ? 'RSA' : 'Ed25519'} keys; a domain signs with at most one RSA and one Ed25519 key, so keep one of them in active`, 'error');
+      }
     }
   }
   if (config.keys.size > 0) {

@@ -54,13 +54,13 @@ export function registerDomain(program: Command): void {
         display: displayDomain(d.name),
         aliases: d.aliases.size,
         mailboxes: [...d.aliases.values()].filter((a) => a.mailbox).length,
-        dkimSelector: d.dkim.active,
+        dkimSelectors: d.dkim.active,
       }));
       if (opts.json) return printJson(rows);
       if (rows.length === 0) return print('no domains yet: fe domain add example.org');
       printTable(
         ['DOMAIN', 'ALIASES', 'MAILBOXES', 'DKIM'],
-        rows.map((r) => [r.display === r.domain ? r.domain : `${r.display} (${r.domain})`, String(r.aliases), String(r.mailboxes), r.dkimSelector ?? '-']),
+        rows.map((r) => [r.display === r.domain ? r.domain : `${r.display} (${r.domain})`, String(r.aliases), String(r.mailboxes), r.dkimSelectors.join(', ') || '-']),
       );
     });
 

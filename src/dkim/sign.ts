@@ -1,0 +1,77 @@
+// DKIM signing for mail fe sends (the submission daemon): every active key of the domain signs,
+// RSA and Ed25519 side by side (RFC 8463 section 4), with mailauth doing canonicalisation and
+// the signatures.
+import { createPrivateKey } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { DkimSigner as MailauthSigner, type ParsedHeaders } from 'mailauth/lib/dkim/dkim-signer.js';
+import type { FeConfig } from '../config/schema.js';
+import { privateKeyPath } from './keys.js';
+
+export interface DkimSigner {
+  selector: string;
+  algorithm: 'rsa-sha256' | 'ed25519-sha256';
+  privateKey: string; // PEM (PKCS#8)
+}
+
+/** The headers a message's meaning rests on; a verifier ignores any that are absent. */
+export const SIGNED_HEADERS: readonly string[] = [
+  'From', 'To', 'Cc', 'Subject', 'Date', 'Message-ID', 'In-Reply-To', 'References',
+  'MIME-Version', 'Content-Type', 'Content-Transfer-Encoding', 'Reply-To',
+];
+
+const rank = (s: DkimSigner) => (s.algorithm === 'rsa-sha256' ? 0 : 1);
+
+/** The signers for a served domain's active selectors, RSA first. Throws if a key file is missing or unusable. */
+export function activeSigners(config: FeConfig, domain: string): DkimSigner[] {
+  const d = config.domains.get(domain.toLowerCase().replace(/\.$/, ''));
+  if (!d) throw new Error(`DKIM: ${domain} is not a domain fe serves`);
+  const signers = d.dkim.active.map((selector): DkimSigner => {
+    const file = privateKeyPath(config.dataDir, d.name, selector);
+    if (!existsSync(file)) throw new Error(`DKIM: the signing key of ${d.name} selector ${selector} is missing (${file}); see fe config check`);
+    const privateKey = readFileSync(file, 'utf8');
+    const type = createPrivateKey(privateKey).asymmetricKeyType;
+    if (type !== 'rsa' && type !== 'ed25519') throw new Error(`DKIM: ${file} holds a ${type ?? 'unknown'} key, not rsa or ed25519`);
+    return { selector, algorithm: type === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256', privateKey };
+  });
+  return signers.sort((a, b) => rank(a) - rank(b));
+}
+
+/**
+ * mailauth's signer, with From signed once more than it occurs (RFC 6376 section 8.15): a From
+ * added in transit then breaks the signature instead of being shown under our name. mailauth
+ * lists in h= the names of the header lines it signs, so the top-most From line carries the
+ * extra name; a name with no line left contributes nothing to the signed data, as for verifiers.
+ */
+class OversigningSigner extends MailauthSigner {
+  override async messageHeaders(headers: ParsedHeaders): Promise<void> {
+    const from = headers.parsed.find((h) => h.key === 'from');
+    if (from) from.casedKey = `${from.casedKey ?? 'From'}: From`;
+    return super.messageHeaders(headers);
+  }
+}
+
+/** The message with one DKIM-Signature per signer prepended (RSA on top), relaxed/relaxed. */
+export async function signMessage(message: Buffer, domain: string, signers: DkimSigner[], opts: { headerList?: string[]; now?: Date } = {}): Promise<Buffer> {
+  if (signers.length === 0) throw new Error(`DKIM: no signing key for ${domain}`);
+  const ordered = [...signers].sort((a, b) => rank(a) - rank(b));
+  if (new Set(ordered.map((s) => s.algorithm)).size !== ordered.length) throw new Error(`DKIM: two ${ordered[0]!.algorithm} signers for ${domain}; give one per algorithm`);
+  const names = opts.headerList ?? SIGNED_HEADERS;
+  // From must be signed (RFC 6376 section 5.4); the list is colon-separated for mailauth.
+  const headerList = [...new Set(['From', ...names].map((n) => n.trim()).filter((n) => n !== ''))].join(':');
+  const signer = new OversigningSigner({
+    canonicalization: 'relaxed/relaxed',
+    headerList,
+    ...(opts.now ? { signTime: opts.now } : {}),
+    signatureData: ordered.map((s) => ({ signingDomain: domain, selector: s.selector, privateKey: s.privateKey, algorithm: s.algorithm })),
+  });
+  await new Promise<void>((resolve, reject) => {
+    signer.once('finish', resolve);
+    signer.once('error', reject);
+    signer.end(message);
+  });
+  // mailauth collects failures (a wrong key type, say) instead of throwing.
+  const failed = signer.errors[0];
+  if (failed) throw new Error(`DKIM signing for ${domain} with ${failed.selector ?? 'a key'} failed: ${failed.err.message}`);
+  if (signer.signatureHeaders.length !== ordered.length) throw new Error(`DKIM signing for ${domain} made ${signer.signatureHeaders.length} of ${ordered.length} signatures (is there a header/body separator?)`);
+  return Buffer.concat([Buffer.from(signer.signatureHeaders.map((h) => `${h}\r\n`).join(''), 'latin1'), message]);
+}
