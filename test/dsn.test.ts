@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { buildDsn, chooseBoundary, dsnWanted, foldField, quotedPrintable, type DsnInput } from '../src/dsn/build.js';
+import { buildDsn, chooseBoundary, decodeXtext, dsnWanted, foldField, quotedPrintable, type DsnInput } from '../src/dsn/build.js';
 
 // Python reads the DSN on stdin and prints what it understood as JSON.
 const PY = String.raw`
@@ -316,6 +316,13 @@ test('building refuses the null sender, no recipients and a malformed status', (
   assert.throws(() => buildDsn(base({ to: '<>', recipients: r })), /null sender/);
   assert.throws(() => buildDsn(base({ recipients: [] })), /no recipients/);
   assert.throws(() => buildDsn(base({ recipients: [{ ...r[0]!, status: '550' }] })), /bad status/);
+});
+
+test('xtext decoding of ENVID/ORCPT values from SMTP', () => {
+  assert.equal(decodeXtext('bob+2Btag@example.org'), 'bob+tag@example.org');
+  assert.equal(decodeXtext('id+3Done+20two'), 'id=one two');
+  // lower-case or short escapes are not xtext; left alone
+  assert.equal(decodeXtext('a+2b+4'), 'a+2b+4');
 });
 
 test('quoted-printable and folding helpers keep lines short', () => {

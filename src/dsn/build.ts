@@ -61,7 +61,6 @@ export function rfc5322Date(d: Date): string {
 
 /** One line of text: CR, LF, tabs and other controls become spaces, runs of space collapse. */
 function oneLine(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').replace(/ {2,}/g, ' ').trim();
 }
 
@@ -89,6 +88,14 @@ export function utf8AddrXtext(address: string): string {
     out += qchar ? ch : embedded(cp);
   }
   return out;
+}
+
+/**
+ * RFC 3461 §4 xtext decoding ('+2B' -> '+'), for ENVID and the address of ORCPT as they arrive
+ * over SMTP. Malformed escapes are kept literally rather than guessed at.
+ */
+export function decodeXtext(s: string): string {
+  return s.replace(/\+([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 }
 
 const isAscii = (s: string) => /^[\x00-\x7f]*$/.test(s);
