@@ -34,6 +34,8 @@ before(async () => {
 data_dir: ./data
 listen:
   mx: 127.0.0.1:0
+  submission: off
+  submissions: off
   imaps: 127.0.0.1:0
   pop3s: off
   http: 127.0.0.1:${httpPort}

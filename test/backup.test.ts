@@ -46,7 +46,7 @@ m.logout()
 }
 
 function baseConfig(dataDir: string, extra = ''): string {
-  return `hostname: mail.example.org\ndata_dir: ${dataDir}\nloopback_plaintext_auth: true\nlisten:\n  mx: 127.0.0.1:0\n  imap: 127.0.0.1:0\n  imaps: off\n  pop3s: off\ndns:\n  servers: ["${dns.address}"]\n${extra}`;
+  return `hostname: mail.example.org\ndata_dir: ${dataDir}\nloopback_plaintext_auth: true\nlisten:\n  mx: 127.0.0.1:0\n  submission: off\n  submissions: off\n  imap: 127.0.0.1:0\n  imaps: off\n  pop3s: off\ndns:\n  servers: ["${dns.address}"]\n${extra}`;
 }
 
 before(async () => {

@@ -23,7 +23,7 @@ async function deliver(to: string, subject: string, body: string): Promise<void>
 
 before(async () => {
   dns = await startDnsServer({});
-  w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlisten:\n  mx: 127.0.0.1:0\n  imap: off\n  imaps: 127.0.0.1:0\n  pop3s: 127.0.0.1:0\ndns:\n  servers: ["${dns.address}"]\n`);
+  w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlisten:\n  mx: 127.0.0.1:0\n  submission: off\n  submissions: off\n  imap: off\n  imaps: 127.0.0.1:0\n  pop3s: 127.0.0.1:0\ndns:\n  servers: ["${dns.address}"]\n`);
   await w.ok(['domain', 'add', 'example.org']);
   for (const who of ['flow', 'curl', 'offline']) await w.ok(['alias', 'add', `${who}@example.org`, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
   fe = await startServe(w.config, [], {}, ['mx', 'imaps', 'pop3s']);

@@ -43,7 +43,7 @@ const code = (lines: string[], name: string): string => {
 
 before(async () => {
   dns = await startDnsServer({});
-  w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlimits:\n  mailbox_quota: 300K\n  imap_connections_per_ip: 6\nlisten:\n  mx: 127.0.0.1:0\n  imaps: 127.0.0.1:0\n  pop3s: off\ndns:\n  servers: ["${dns.address}"]\n`);
+  w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlimits:\n  mailbox_quota: 300K\n  imap_connections_per_ip: 6\nlisten:\n  mx: 127.0.0.1:0\n  submission: off\n  submissions: off\n  imaps: 127.0.0.1:0\n  pop3s: off\ndns:\n  servers: ["${dns.address}"]\n`);
   await w.ok(['domain', 'add', 'example.org']);
   for (const user of ['q', 'full', 'bin', 'z', 'idle']) await w.ok(['alias', 'add', `${user}@example.org`, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
   fe = await startServe(w.config, [], {}, ['mx', 'imaps']);

@@ -32,7 +32,7 @@ async function python(script: string): Promise<string> {
 
 before(async () => {
   dns = await startDnsServer({});
-  w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlisten:\n  mx: 127.0.0.1:0\n  imap: 127.0.0.1:0\n  imaps: 127.0.0.1:0\n  pop3s: off\ndns:\n  servers: ["${dns.address}"]\n`);
+  w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlisten:\n  mx: 127.0.0.1:0\n  submission: off\n  submissions: off\n  imap: 127.0.0.1:0\n  imaps: 127.0.0.1:0\n  pop3s: off\ndns:\n  servers: ["${dns.address}"]\n`);
   await w.ok(['domain', 'add', 'example.org']);
   await w.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
   await w.ok(['alias', 'add', 'you@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}-you\n` });

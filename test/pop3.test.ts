@@ -84,6 +84,8 @@ before(async () => {
       'data_dir: ./data',
       'listen:',
       '  mx: 127.0.0.1:0',
+      '  submission: off',
+      '  submissions: off',
       '  pop3: 127.0.0.1:0',
       '  pop3s: 127.0.0.1:0',
       '  imaps: off',

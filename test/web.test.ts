@@ -27,7 +27,7 @@ let ca: TestCa;
 
 before(async () => {
   ca = createTestCa();
-  w = workspace('hostname: mail.example.org\ndata_dir: ./data\nlisten:\n  mx: 127.0.0.1:0\n  imaps: 127.0.0.1:0\n  pop3s: off\n  http: 127.0.0.1:0\n  https: 127.0.0.1:0\nacme:\n  directory: off\n');
+  w = workspace('hostname: mail.example.org\ndata_dir: ./data\nlisten:\n  mx: 127.0.0.1:0\n  submission: off\n  submissions: off\n  imaps: 127.0.0.1:0\n  pop3s: off\n  http: 127.0.0.1:0\n  https: 127.0.0.1:0\nacme:\n  directory: off\n');
   await w.ok(['domain', 'add', 'example.org']);
   await w.ok(['domain', 'add', 'example.net']);
   fe = await startServe(w.config, [], {}, ['mx', 'imaps', 'http', 'https']);

@@ -13,7 +13,7 @@ export interface AliasConfig {
   sendAs: string[];
 }
 
-export type SaveSent = 'auto' | 'always' | 'never';
+export type SaveSent = 'auto' | 'never';
 
 export interface DkimConfig {
   /** The selectors that sign, in file order: none, one, or one RSA and one Ed25519 (fe config check reads the key types). */
@@ -429,8 +429,8 @@ class Validator {
           for (const [k, v] of this.entries(value, key, SUBMISSION_KEYS)) {
             const f = `${key}.${k}`;
             const s = this.string(v, f);
-            if (s === 'auto' || s === 'always' || s === 'never') config.submission.saveSent = s;
-            else if (s !== undefined) this.fail(v, f, 'must be one of auto, always, never');
+            if (s === 'auto' || s === 'never') config.submission.saveSent = s;
+            else if (s !== undefined) this.fail(v, f, 'must be auto or never');
           }
           break;
         case 'queue':

@@ -201,7 +201,6 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     hideSTARTTLS: opts.tls === null || opts.implicitTls,
     hideDSN: false,
     hideREQUIRETLS: false,
-    hideENHANCEDSTATUSCODES: false,
     ...(opts.tls ? opts.tls.current() : {}),
     disableReverseLookup: true,
     logger: false,

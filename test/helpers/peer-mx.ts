@@ -1,5 +1,6 @@
 // A stand-in for somebody else's mail server: records what fe hands it. Recipients whose local
-// part starts with "defer" get 451, with "refuse" get 550, so tests can drive fe's error paths.
+// part starts with "defer" get 451, with "refuse" get 550, with "once" 451 the first time and 250
+// after, so tests can drive fe's error paths.
 import { SMTPServer } from 'smtp-server';
 
 export interface Received {
@@ -17,6 +18,7 @@ export interface PeerMx {
 
 export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }): Promise<PeerMx> {
   const messages: Received[] = [];
+  const deferredOnce = new Set<string>();
   const server = new SMTPServer({
     ...(tls ?? {}),
     authOptional: true,
@@ -27,6 +29,10 @@ export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }): Promise<
       const local = address.address.split('@')[0]!.toLowerCase();
       if (local.startsWith('defer')) return cb(Object.assign(new Error('4.2.0 Mailbox busy, try later'), { responseCode: 451 }));
       if (local.startsWith('refuse')) return cb(Object.assign(new Error('5.1.1 No such mailbox at the peer'), { responseCode: 550 }));
+      if (local.startsWith('once') && !deferredOnce.has(address.address.toLowerCase())) {
+        deferredOnce.add(address.address.toLowerCase());
+        return cb(Object.assign(new Error('4.2.0 Greylisted, please try again later'), { responseCode: 451 }));
+      }
       cb();
     },
     onData(stream, session, cb) {

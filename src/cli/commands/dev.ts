@@ -15,7 +15,7 @@ import { renderTemplate } from './config.js';
 
 const DOMAIN = 'fe.test'; // .test is reserved (RFC 2606): it can never leak to a real domain
 const HOSTNAME = `mail.${DOMAIN}`;
-const DEV_PORTS = { mx: 2525, imap: 1143, imaps: 1993, pop3: 1110, pop3s: 1995 } as const;
+const DEV_PORTS = { mx: 2525, submission: 1587, submissions: 1465, imap: 1143, imaps: 1993, pop3: 1110, pop3s: 1995 } as const;
 
 export interface DevState {
   dir: string;
@@ -105,7 +105,16 @@ Use the config with any command: FE_CONFIG=.fe-dev/fe.yml fe alias list`,
         print(`  python3 -c 'import poplib,ssl; p=poplib.POP3_SSL("${pop3s.address}",${pop3s.port},context=ssl._create_unverified_context()); p.user("${user}"); p.pass_("${pass}"); print(p.stat()); p.quit()'`);
         print(`  fetchmail --nosyslog -p POP3 -P ${pop3s.port} --ssl --nosslcertck -u ${user} -k --mda 'cat >> mail.txt' ${pop3s.address}   # asks for the password; -k keeps the mail on the server`);
       }
-      print(style.yellow('submission is not built yet; fe dev will start it here when it lands'));
+      const sub = running.addresses.submission;
+      const subs = running.addresses.submissions;
+      if (sub) {
+        print(`Submission on ${sub.address}:${sub.port} (STARTTLS; plain login allowed from this machine)${subs ? ` and ${subs.address}:${subs.port} (TLS)` : ''}. Send as me@${DOMAIN}:`);
+        print(`  swaks --server ${sub.address}:${sub.port} --auth PLAIN --auth-user ${user} --auth-password '${pass}' --from ${user} --to shop@${DOMAIN}`);
+        print(`the copy for the sender goes to Sent; mail for ${DOMAIN} is delivered here, mail for other domains waits in the queue (fe queue list) since fe dev has no route to the internet.`);
+        print('A mail client (Thunderbird-style settings):');
+        print(`  incoming  IMAP  ${imaps ? `${imaps.address} port ${imaps.port}, SSL/TLS` : 'off'}, user ${user}, normal password`);
+        print(`  outgoing  SMTP  ${subs ? `${subs.address} port ${subs.port}, SSL/TLS` : `${sub.address} port ${sub.port}, STARTTLS`}, user ${user}, normal password (accept the self-signed certificate)`);
+      }
       print('Ctrl-C stops.');
       await runUntilStopped(running);
     });

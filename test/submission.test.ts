@@ -1,0 +1,300 @@
+// Sending mail end to end: a real `fe serve` (submission, queue, IMAP), real clients (swaks,
+// Python smtplib, nodemailer), a loopback DNS server, a peer MX standing in for the world, the
+// DKIM signature checked by Debian's python3-dkim, the DSN parsed by Python's email package.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import nodemailer from 'nodemailer';
+import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
+import { startServe, type Daemon } from './helpers/daemon.js';
+import { workspace } from './helpers/fe.js';
+import { smtpConnect } from './helpers/smtp-client.js';
+import { startPeerMx, type PeerMx } from './helpers/peer-mx.js';
+
+const run = promisify(execFile);
+const PASSWORD = 'correct horse battery staple';
+const OTHER_PASSWORD = 'another long password here';
+
+let dns: DnsServer;
+let peer: PeerMx;
+let w: ReturnType<typeof workspace>;
+let fe: Daemon;
+let dkimRecords: Record<string, string> = {};
+
+async function swaks(port: number, args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run('swaks', ['--server', `127.0.0.1:${port}`, '--hide-informational', ...args], { timeout: 30_000 });
+    return stdout;
+  } catch (e) {
+    return (e as { stdout: string }).stdout;
+  }
+}
+
+function python(script: string, input = '', args: string[] = []): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/python3', ['-c', script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`python exited ${code}: ${err}`))));
+    child.stdin.end(input);
+  });
+}
+
+/** Every message in a folder over IMAPS, as raw text, via Python's imaplib. */
+async function imapFolder(user: string, password: string, folder: string): Promise<{ flags: string; raw: string }[]> {
+  const script = `
+import imaplib, ssl, json, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL('127.0.0.1', int(sys.argv[1]), ssl_context=ctx)
+m.login(sys.argv[2], sys.argv[3])
+typ, _ = m.select(sys.argv[4])
+out = []
+typ, data = m.uid('FETCH', '1:*', '(FLAGS BODY.PEEK[])')
+for part in data:
+    if isinstance(part, tuple):
+        out.append({'flags': part[0].decode(), 'raw': part[1].decode('utf-8', 'replace')})
+    elif isinstance(part, bytes) and out:
+        out[-1]['flags'] += part.decode()  # FLAGS may come after the literal
+print(json.dumps(out))
+m.logout()
+`;
+  return JSON.parse(await python(script, '', [String(fe.ports.imaps), user, password, folder])) as { flags: string; raw: string }[];
+}
+
+async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${fe.log()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function spoolCount(local: string): number {
+  const dir = path.join(w.dataDir, 'mailboxes', 'example.org', local, 'spool');
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.sealed')).length : 0;
+}
+
+before(async () => {
+  peer = await startPeerMx();
+  dns = await startDnsServer({
+    'remote.example': { MX: [{ priority: 10, exchange: 'mx.remote.example' }] },
+    'mx.remote.example': { A: ['127.0.0.1'] },
+    'nomail.example': { MX: [{ priority: 0, exchange: '.' }] },
+  });
+  w = workspace(
+    [
+      'hostname: mail.example.org',
+      'data_dir: ./data',
+      'listen:',
+      '  mx: 127.0.0.1:0',
+      '  submission: 127.0.0.1:0',
+      '  submissions: 127.0.0.1:0',
+      '  imaps: 127.0.0.1:0',
+      '  pop3s: off',
+      'dns:',
+      `  servers: ["${dns.address}"]`,
+      'outbound:',
+      `  port: ${peer.port}`,
+      'limits:',
+      '  send_recipients_per_message: 5',
+      'queue:',
+      '  give_up_after: 1h',
+      '',
+    ].join('\n'),
+  );
+  await w.ok(['domain', 'add', 'example.org']);
+  await w.ok(['dkim', 'rotate', 'example.org', '--algorithm', 'ed25519']);
+  await w.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
+  await w.ok(['alias', 'add', 'other@example.org', '--mailbox', '--password-stdin'], { stdin: `${OTHER_PASSWORD}\n` });
+  await w.ok(['alias', 'add', 'team@example.org', '--forward', 'other@example.org,friend@remote.example']);
+  // me may also send as sales@ (an address of a served domain that is not its own)
+  w.write(w.read().replace('      me:\n        mailbox: true\n', '      me:\n        mailbox: true\n        send_as: [sales@example.org]\n'));
+  assert.match(w.read(), /send_as: \[sales@example\.org\]/, 'the test edits fe.yml as intended');
+  const ours = JSON.parse(await w.ok(['domain', 'dns', 'example.org', '--json'])) as { records: { name: string; type: string; text?: string }[] };
+  dkimRecords = Object.fromEntries(ours.records.filter((r) => r.type === 'TXT' && r.name.includes('._domainkey.')).map((r) => [r.name.replace(/\.$/, ''), r.text!]));
+  assert.equal(Object.keys(dkimRecords).length, 2, 'an RSA and an Ed25519 key are published');
+  fe = await startServe(w.config, [], { FE_TEST_QUEUE_RETRY_MS: '300' }, ['mx', 'submission', 'submissions', 'imaps']);
+});
+
+after(async () => {
+  await fe?.stop();
+  await peer?.close();
+  await dns?.close();
+});
+
+test('on 587 a login before STARTTLS is refused and nothing can be sent', async () => {
+  const s = await smtpConnect(fe.ports.submission!);
+  assert.match(s.greeting, /^220 mail\.example\.org /);
+  const ehlo = await s.command('EHLO client.test');
+  assert.match(ehlo, /250[- ]STARTTLS/);
+  assert.match(await s.command(`AUTH PLAIN ${Buffer.from(`\0me@example.org\0${PASSWORD}`).toString('base64')}`), /^538 .*STARTTLS/, 'refused before the password is even looked at');
+  assert.match(await s.command('MAIL FROM:<me@example.org>'), /^530 /, 'mail without a login is refused');
+  s.close();
+});
+
+test('a wrong password is 535 5.7.8 and says nothing more; an unknown user looks the same', async () => {
+  const wrong = await swaks(fe.ports.submission!, ['--tls', '--auth', 'PLAIN', '--auth-user', 'me@example.org', '--auth-password', 'not the password', '--from', 'me@example.org', '--to', 'friend@remote.example']);
+  assert.match(wrong, /<~\* +535 5\.7\.8 Authentication credentials invalid/);
+  const unknown = await swaks(fe.ports.submission!, ['--tls', '--auth', 'PLAIN', '--auth-user', 'nobody@example.org', '--auth-password', 'whatever', '--from', 'nobody@example.org', '--to', 'friend@remote.example']);
+  assert.match(unknown, /<~\* +535 5\.7\.8 Authentication credentials invalid/);
+});
+
+test('swaks over STARTTLS: the message leaves DKIM-signed (RSA and Ed25519, verified by python3-dkim), without Bcc, with Message-ID and Date', async () => {
+  const before = peer.messages.length;
+  const out = await swaks(fe.ports.submission!, [
+    '--tls', '--auth', 'LOGIN', '--auth-user', 'me@example.org', '--auth-password', PASSWORD,
+    '--from', 'me@example.org', '--to', 'friend@remote.example',
+    '--data', 'From: Me <me@example.org>\r\nTo: friend@remote.example\r\nBcc: secret@remote.example\r\nSubject: hello from fe\r\n\r\nThe body of the first message.\r\n',
+  ]);
+  assert.match(out, /<~ {2}250 2\.0\.0 Ok: queued as <[^>]+@example\.org>/);
+  const got = await waitFor('the peer to receive it', () => peer.messages.slice(before).find((m) => m.raw.includes('hello from fe')));
+  assert.deepEqual(got.to, ['friend@remote.example']);
+  assert.equal(got.from, 'me@example.org');
+  const text = got.raw.toString();
+  assert.doesNotMatch(text, /^Bcc:/im, 'Bcc is removed');
+  assert.doesNotMatch(text, /secret@remote\.example/);
+  assert.match(text, /^Message-ID: <[^>]+@example\.org>\r$/im);
+  assert.match(text, /^Date: \w{3}, \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r$/m);
+  assert.match(text, /^DKIM-Signature:.*a=rsa-sha256/ims);
+  assert.match(text, /^DKIM-Signature:.*a=ed25519-sha256/ims);
+  const verify = `
+import dkim, json, sys
+records = json.loads(sys.argv[1])
+def dnsfunc(name, timeout=5):
+    n = name.decode() if isinstance(name, bytes) else name
+    t = records.get(n.rstrip('.'))
+    return t.encode() if t else None
+msg = sys.stdin.buffer.read()
+d = dkim.DKIM(msg)
+sigs = [l for l in msg.split(b'\\r\\n') if l.lower().startswith(b'dkim-signature:')]
+def ok(i):
+    try:
+        return bool(d.verify(idx=i, dnsfunc=dnsfunc))
+    except dkim.ValidationError:
+        return False
+print(json.dumps([ok(i) for i in range(len(sigs))]))
+`;
+  assert.deepEqual(JSON.parse(await python(verify, text, [JSON.stringify(dkimRecords)])), [true, true], 'both signatures verify at the receiving end');
+  const tampered = text.replace('The body of the first message.', 'The body was changed.');
+  assert.deepEqual(JSON.parse(await python(verify, tampered, [JSON.stringify(dkimRecords)])), [false, false], 'a changed body fails both');
+});
+
+test('the sender\'s copy lands in Sent (\\Seen, Bcc kept, same Message-ID), read back over IMAPS', async () => {
+  const sent = await waitFor('the Sent copy', async () => {
+    const msgs = await imapFolder('me@example.org', PASSWORD, 'Sent');
+    return msgs.find((m) => m.raw.includes('hello from fe'));
+  });
+  assert.match(sent.flags, /\\Seen/);
+  assert.match(sent.raw, /^Bcc: secret@remote\.example\r$/m, 'the owner keeps the Bcc in their own copy');
+  const outgoing = peer.messages.find((m) => m.raw.includes('hello from fe'))!.raw.toString();
+  assert.equal(/^Message-ID: (.*)\r$/im.exec(sent.raw)![1], /^Message-ID: (.*)\r$/im.exec(outgoing)![1]);
+});
+
+test('Python smtplib on 465 (implicit TLS) sends as an allowed send_as address', async () => {
+  const before = peer.messages.length;
+  const script = `
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL('127.0.0.1', int(sys.argv[1]), context=ctx)
+s.login('me@example.org', sys.argv[2])
+s.sendmail('sales@example.org', ['friend@remote.example'], b'From: Sales <sales@example.org>\\r\\nTo: friend@remote.example\\r\\nSubject: from sales\\r\\n\\r\\nhi\\r\\n')
+s.quit()
+print('sent')
+`;
+  assert.equal((await python(script, '', [String(fe.ports.submissions), PASSWORD])).trim(), 'sent');
+  const got = await waitFor('the peer to receive it', () => peer.messages.slice(before).find((m) => m.raw.includes('from sales')));
+  assert.equal(got.from, 'sales@example.org');
+});
+
+test('sending as an address the mailbox does not own is 550 5.7.1 naming it, for MAIL FROM and for From', async () => {
+  const envelope = await swaks(fe.ports.submission!, ['--tls', '--auth', 'PLAIN', '--auth-user', 'me@example.org', '--auth-password', PASSWORD, '--from', 'other@example.org', '--to', 'friend@remote.example']);
+  assert.match(envelope, /550 5\.7\.1 me@example\.org may not send as other@example\.org \(MAIL FROM\)/);
+  const header = await swaks(fe.ports.submission!, [
+    '--tls', '--auth', 'PLAIN', '--auth-user', 'me@example.org', '--auth-password', PASSWORD, '--from', 'me+lists@example.org', '--to', 'friend@remote.example',
+    '--data', 'From: Boss <ceo@remote.example>\r\nTo: friend@remote.example\r\nSubject: forged\r\n\r\nx\r\n',
+  ]);
+  assert.match(header, /550 5\.7\.1 me@example\.org may not send as ceo@remote\.example \(From header\)/);
+  assert.ok(!peer.messages.some((m) => m.raw.includes('Subject: forged')));
+});
+
+test('too many recipients for one message is 452 4.5.3 with the limit', async () => {
+  const t = nodemailer.createTransport({ host: '127.0.0.1', port: fe.ports.submissions!, secure: true, tls: { rejectUnauthorized: false }, auth: { user: 'me@example.org', pass: PASSWORD } });
+  const info = await t.sendMail({ from: 'me@example.org', to: ['a@remote.example', 'b@remote.example', 'c@remote.example', 'd@remote.example', 'e@remote.example', 'f@remote.example'], subject: 'too many', text: 'x' });
+  assert.deepEqual(info.rejected, ['f@remote.example'], 'the sixth recipient is refused, the first five accepted');
+  assert.match(String((info.rejectedErrors?.[0] as { response?: string } | undefined)?.response), /^452 4\.5\.3 Too many recipients \(at most 5/);
+  t.close();
+});
+
+test('local recipients are delivered on this host (forwards followed), remote ones through the queue', async () => {
+  const before = peer.messages.length;
+  const otherBefore = spoolCount('other');
+  const t = nodemailer.createTransport({ host: '127.0.0.1', port: fe.ports.submissions!, secure: true, tls: { rejectUnauthorized: false }, auth: { user: 'me@example.org', pass: PASSWORD } });
+  await t.sendMail({ from: 'me@example.org', to: 'team@example.org', subject: 'team news', text: 'to the team' });
+  t.close();
+  // other@ got it straight into its spool (or already imported, if a session is open: none is)
+  assert.equal(spoolCount('other'), otherBefore + 1);
+  const msgs = await imapFolder('other@example.org', OTHER_PASSWORD, 'INBOX');
+  assert.ok(msgs.some((m) => m.raw.includes('team news') && /DKIM-Signature:/i.test(m.raw)));
+  const remote = await waitFor('the forward target to receive it', () => peer.messages.slice(before).find((m) => m.raw.includes('team news')));
+  assert.deepEqual(remote.to, ['friend@remote.example']);
+});
+
+test('a 451 is retried and then delivered; the queue keeps only a record once it is done', async () => {
+  const before = peer.messages.length;
+  const out = await swaks(fe.ports.submission!, ['--tls', '--auth', 'PLAIN', '--auth-user', 'me@example.org', '--auth-password', PASSWORD, '--from', 'me@example.org', '--to', 'oncebusy@remote.example', '--header', 'Subject: retried message']);
+  assert.match(out, /250 2\.0\.0 Ok/);
+  await waitFor('the retry to succeed', () => peer.messages.slice(before).find((m) => m.raw.includes('retried message')));
+  const listed = await waitFor('the record to be redacted', async () => {
+    const q = JSON.parse(await w.ok(['queue', 'list', '--all', '--json'])) as { messages: { id: string; redacted: boolean; recipients: { address: string; state: string; attempts: number; last_reply: string }[] }[] };
+    return q.messages.find((m) => m.recipients.some((r) => r.address === 'oncebusy@remote.example') && m.redacted);
+  });
+  const r = listed.recipients[0]!;
+  assert.equal(r.state, 'delivered');
+  assert.equal(r.attempts, 2, 'one deferral, one delivery');
+  // nothing is waiting any more
+  assert.doesNotMatch(await w.ok(['queue', 'list']), /oncebusy/);
+});
+
+test('a 550 from the remote bounces at once: a DSN (RFC 3464) in the sender\'s INBOX, parsed by Python\'s email package', async () => {
+  const out = await swaks(fe.ports.submission!, ['--tls', '--auth', 'PLAIN', '--auth-user', 'me@example.org', '--auth-password', PASSWORD, '--from', 'me@example.org', '--to', 'refuse-me@remote.example', '--header', 'Subject: will bounce']);
+  assert.match(out, /250 2\.0\.0 Ok/);
+  const dsn = await waitFor('the bounce in INBOX', async () => (await imapFolder('me@example.org', PASSWORD, 'INBOX')).find((m) => /multipart\/report/i.test(m.raw) && m.raw.includes('refuse-me@remote.example')));
+  const parse = `
+import email, email.policy, json, sys
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.default)
+parts = [p for p in m.iter_parts()]
+status = parts[1].get_payload()
+print(json.dumps({'type': m.get_content_type(), 'report': m.get_param('report-type'), 'auto': m['Auto-Submitted'], 'parts': [p.get_content_type() for p in parts],
+  'final': str(status[1]['Final-Recipient']), 'action': str(status[1]['Action']), 'status': str(status[1]['Status']), 'diag': str(status[1]['Diagnostic-Code'])}))
+`;
+  const p = JSON.parse(await python(parse, dsn.raw)) as Record<string, unknown>;
+  assert.equal(p.type, 'multipart/report');
+  assert.equal(p.report, 'delivery-status');
+  assert.equal(p.auto, 'auto-replied');
+  assert.equal((p.parts as string[])[1], 'message/delivery-status');
+  assert.match(String(p.final), /rfc822; ?refuse-me@remote\.example/);
+  assert.equal(p.action, 'failed');
+  assert.equal(p.status, '5.1.1');
+  assert.match(String(p.diag), /550 5\.1\.1 No such mailbox at the peer/);
+});
+
+test('a null MX (RFC 7505) bounces without any connection attempt', async () => {
+  const out = await swaks(fe.ports.submission!, ['--tls', '--auth', 'PLAIN', '--auth-user', 'me@example.org', '--auth-password', PASSWORD, '--from', 'me@example.org', '--to', 'anyone@nomail.example', '--header', 'Subject: to a null mx']);
+  assert.match(out, /250 2\.0\.0 Ok/);
+  await waitFor('the bounce', async () => (await imapFolder('me@example.org', PASSWORD, 'INBOX')).find((m) => /multipart\/report/i.test(m.raw) && m.raw.includes('anyone@nomail.example')));
+  const q = JSON.parse(await w.ok(['queue', 'list', '--all', '--json'])) as { messages: { recipients: { address: string; state: string; status: string }[] }[] };
+  const r = q.messages.flatMap((m) => m.recipients).find((x) => x.address === 'anyone@nomail.example')!;
+  assert.equal(r.state, 'bounced');
+  assert.equal(r.status, '5.1.10');
+});
+
+test('the log names no message content and no full address', () => {
+  assert.doesNotMatch(fe.log(), /The body of the first message|friend@remote\.example|me@example\.org/);
+});
