@@ -137,6 +137,7 @@ const MECHANICS: Row[] = [
   { source: 'status 5.7.30', attempt: reply(550, '550 5.7.30 Nope'), class: 'tls', permanent: true, enhanced: '5.7.30', rule: 'status-tls' },
   { source: 'status 5.7.23', attempt: reply(550, '550 5.7.23 Nope'), class: 'policy', permanent: true, enhanced: '5.7.23', rule: 'status-authentication' },
   { source: 'status 5.7.1', attempt: reply(550, '550 5.7.1 Nope'), class: 'policy', permanent: true, enhanced: '5.7.1', rule: 'status-security' },
+  { source: 'STARTTLS demanded, no enhanced status: RFC 3207 status', attempt: reply(530, '530 Must issue a STARTTLS command first', 'mail'), class: 'tls', permanent: true, enhanced: '5.7.0', rule: 'tls-required' },
   { source: 'no reply, connect stage, unknown text', attempt: noReply('Something odd', 'connect'), class: 'network', permanent: false, enhanced: '4.4.1', rule: 'network-stage' },
   { source: 'no reply, tls stage, unknown text', attempt: noReply('Something odd', 'tls'), class: 'tls', permanent: false, enhanced: '4.7.5', rule: 'tls-stage' },
   { source: 'no reply, no stage, unknown text', attempt: noReply('Something odd'), class: 'other', permanent: false, enhanced: '4.4.0', rule: 'no-reply-other' },

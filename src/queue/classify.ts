@@ -168,7 +168,8 @@ export const RULES: readonly Rule[] = [
   // "554 5.7.1 Spam message rejected" is rspamd's default; Gmail says "likely unsolicited mail".
   { id: 'spam', class: 'spam', action: 'by-code', noReply: false, text: /\bspam\b|unsolicited|\bjunk\b|nature of the content/i, status: 'X.7.1', reason: 'The receiving server judged the message to be spam.' },
   // RFC 3207: "530 5.7.0 Must issue a STARTTLS command first"; Gmail "TLS required for RCPT domain".
-  { id: 'tls-required', class: 'tls', action: 'by-code', noReply: false, text: /\bSTARTTLS\b|\bTLS required\b|encryption required/i, status: 'X.7.10', reason: 'The receiving server requires TLS encryption.' },
+  // X.7.0 as RFC 3207 uses it (X.7.10 is registered for AUTH mechanisms, not for transport).
+  { id: 'tls-required', class: 'tls', action: 'by-code', noReply: false, text: /\bSTARTTLS\b|\bTLS required\b|encryption required/i, status: 'X.7.0', reason: 'The receiving server requires TLS encryption.' },
   // Recipient does not exist: Gmail, Postfix ("User unknown in ... table"), Exim ("Unrouteable
   // address"), Yahoo ("doesn't have a yahoo.com account"), qmail ("no mailbox here by that name"),
   // Microsoft ("mailbox unavailable"; Exchange Online's directory-based edge blocking answers
@@ -216,7 +217,7 @@ const STATUS = /^([245])\.(\d{1,3})\.(\d{1,3})$/;
 // start with the basic code, and a multi-line reply repeats it on every line.
 const STATUS_AT_START = /^(?:[2-5]\d\d[ -])?([245]\.\d{1,3}\.\d{1,3})(?![\d.])/;
 const STATUS_AFTER_CODE = /\b[2-5]\d\d[ -]([245]\.\d{1,3}\.\d{1,3})(?![\d.])/;
-// qmail appends it in parentheses: "sorry, no mailbox here by that name. (#5.1.1)".
+// qmail appends it in parentheses: "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)".
 const STATUS_QMAIL = /\(#([245]\.\d{1,3}\.\d{1,3})\)/;
 const CODE_AT_START = /^([2-5]\d\d)(?:[ -]|$)/;
 
@@ -262,6 +263,7 @@ export function classify(a: Attempt): Classification {
     const m = CODE_AT_START.exec(text);
     if (m) code = Number(m[1]);
   }
+  // Without a reply there is no remote status to report; the rule's own says what happened.
   const carried = code === null ? null : carriedStatus(a, text);
   const words = code === null ? text : replyWords(text);
   const rule = RULES.find((r) => matches(r, code, carried, words, a.stage)) ?? RULES[RULES.length - 1]!;
