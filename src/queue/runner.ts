@@ -172,7 +172,7 @@ export class QueueRunner {
           this.opts.log.info('delivered', { id: b.msg.id, to: this.opts.log.addr(row.address), mx: o.mx });
           return;
         }
-        const c = classify({ code: o.code, text: o.message, stage: o.stage ?? undefined });
+        const c = classify({ code: o.code, text: o.message, ...(o.stage && o.stage !== 'policy' ? { stage: o.stage } : {}) });
         const giveUpAt = b.msg.createdAt + config.queue.giveUpAfterSeconds * 1000;
         const next = now + backoff(row.attempts + 1);
         if (c.permanent || next > giveUpAt) {
