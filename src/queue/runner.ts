@@ -159,14 +159,16 @@ export class QueueRunner {
       batch.push({ msg, rows: list, out: { from: msg.sender, to: list.map((r) => r.address), message: body, dsn: { ret: msg.ret, envid: msg.envid, notify, orcpt }, requireTls: msg.requireTls } });
     }
     if (batch.length === 0) return;
-    const outcomes = await deliverBatch(domain, batch.map((b) => b.out), { resolver: this.opts.resolver(), hostname: config.hostname, port: config.outbound.port, log: this.opts.log, mtaSts: this.mtaSts });
-    const now = Date.now();
     const backoff = this.opts.backoffMs ?? defaultBackoffMs;
-    batch.forEach((b, i) => {
+    // Called for each message as soon as its answers are in, so its state is committed before
+    // the next message goes out on the same connection.
+    const settle = (i: number, outcome: RecipientOutcome[]) => {
+      const b = batch[i]!;
+      const now = Date.now();
       const records: AttemptRecord[] = [];
       const finalFailures: { row: RecipientRow; o: RecipientOutcome; status: string; expired: boolean }[] = [];
       b.rows.forEach((row, k) => {
-        const o = outcomes[i]![k]!;
+        const o = outcome[k]!;
         if (o.ok) {
           records.push({ recipientId: row.id, state: 'delivered', code: o.code, text: o.message, failureClass: null, status: '2.0.0', remoteMta: o.mx, nextAttempt: now });
           this.opts.log.info('delivered', { id: b.msg.id, to: this.opts.log.addr(row.address), mx: o.mx });
@@ -191,7 +193,8 @@ export class QueueRunner {
       if (finalFailures.length > 0) {
         this.notify(config, b.msg, 'failed', finalFailures.map((f) => ({ row: f.row, dsn: { address: f.row.address, ...(f.row.orcpt ? { originalRecipient: f.row.orcpt } : {}), action: 'failed' as const, status: f.status, ...(f.o.mx ? { remoteMta: f.o.mx } : {}), diagnostic: f.expired ? `gave up after ${Math.round(config.queue.giveUpAfterSeconds / 3600)} hours; last answer: ${f.o.message}` : f.o.message, lastAttempt: new Date(now) } })));
       }
-    });
+    };
+    await deliverBatch(domain, batch.map((b) => b.out), { resolver: this.opts.resolver(), hostname: config.hostname, port: config.outbound.port, log: this.opts.log, mtaSts: this.mtaSts }, settle);
   }
 
   /** One delay DSN per message, once it has waited longer than queue.delay_notice_after. */

@@ -93,7 +93,7 @@ function outcome(address: string, mx: string, e: SmtpError): RecipientOutcome {
  * message's per-recipient outcomes; a message the session never reached gets null (the
  * connection broke first), so the caller tries the next MX for it.
  */
-function session(ip: string, mxName: string, batch: OutboundMessage[], opts: OutboundOptions, verifiedTls: boolean): Promise<(RecipientOutcome[] | null)[]> {
+function session(ip: string, mxName: string, batch: OutboundMessage[], opts: OutboundOptions, verifiedTls: boolean, onMessage: (k: number, r: RecipientOutcome[]) => void): Promise<(RecipientOutcome[] | null)[]> {
   return new Promise((resolve) => {
     const timeout = opts.timeoutMs ?? 30_000;
     const requireTls = verifiedTls || batch.some((m) => m.requireTls);
@@ -110,6 +110,12 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
       socketTimeout: timeout * 2,
     });
     const results: (RecipientOutcome[] | null)[] = batch.map(() => null);
+    // Each message's answers are passed on as soon as they are known, so the queue can commit
+    // them before the next message is sent: a crash then repeats at most that one message.
+    const set = (k: number, r: RecipientOutcome[]) => {
+      results[k] = r;
+      onMessage(k, r);
+    };
     let settled = false;
     const finish = () => {
       if (settled) return;
@@ -128,9 +134,9 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
     const connectionFailed = (e: SmtpError) => {
       if (settled) return;
       if (current < 0) {
-        for (let i = 0; i < batch.length; i++) results[i] = batch[i]!.to.map((a) => outcome(a, mxName, e));
+        for (let i = 0; i < batch.length; i++) set(i, batch[i]!.to.map((a) => outcome(a, mxName, e)));
       } else if (results[current] === null) {
-        results[current] = batch[current]!.to.map((a) => outcome(a, mxName, e));
+        set(current, batch[current]!.to.map((a) => outcome(a, mxName, e)));
       }
       finish();
     };
@@ -141,7 +147,7 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
       current = i;
       const m = batch[i]!;
       if (m.requireTls && !conn.secure) {
-        results[i] = m.to.map((a) => ({ address: a, ok: false, permanent: true, code: null, message: `REQUIRETLS: ${mxName} offers no verified TLS`, mx: mxName, stage: 'tls' as const }));
+        set(i, m.to.map((a) => ({ address: a, ok: false, permanent: true, code: null, message: `REQUIRETLS: ${mxName} offers no verified TLS`, mx: mxName, stage: 'tls' as const })));
         return next(i + 1);
       }
       const to = m.to.map((address) => {
@@ -163,19 +169,22 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
           if (e.rejectedErrors && e.rejectedErrors.length > 0) {
             // every recipient refused at RCPT: each has its own reply
             const byRcpt = new Map(e.rejectedErrors.map((r) => [r.recipient, r]));
-            results[i] = m.to.map((a) => outcome(a, mxName, byRcpt.get(a) ?? e));
+            set(i, m.to.map((a) => outcome(a, mxName, byRcpt.get(a) ?? e)));
           } else if (e.responseCode) {
-            results[i] = m.to.map((a) => outcome(a, mxName, e)); // MAIL FROM or DATA refused: all recipients alike
+            set(i, m.to.map((a) => outcome(a, mxName, e))); // MAIL FROM or DATA refused: all recipients alike
           } else {
             return connectionFailed(e);
           }
         } else {
           const rejected = new Map((info.rejectedErrors ?? []).map((r) => [(r as SmtpError).recipient, r as SmtpError]));
-          results[i] = m.to.map((a) => {
-            const r = rejected.get(a);
-            if (r) return outcome(a, mxName, r);
-            return { address: a, ok: true, permanent: false, code: Number(/^\d{3}/.exec(info.response)?.[0] ?? 250), message: oneLine(info.response), mx: mxName, stage: null };
-          });
+          set(
+            i,
+            m.to.map((a) => {
+              const r = rejected.get(a);
+              if (r) return outcome(a, mxName, r);
+              return { address: a, ok: true, permanent: false, code: Number(/^\d{3}/.exec(info.response)?.[0] ?? 250), message: oneLine(info.response), mx: mxName, stage: null };
+            }),
+          );
         }
         if (i + 1 >= batch.length) return finish();
         conn.reset((resetErr) => (resetErr ? connectionFailed(resetErr as SmtpError) : next(i + 1)));
@@ -193,8 +202,18 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
  * outcome. A 5xx from one MX is the domain's answer; a temporary failure moves on to the next
  * address or MX host for what is still undelivered.
  */
-export async function deliverBatch(domain: string, batch: OutboundMessage[], opts: OutboundOptions): Promise<RecipientOutcome[][]> {
-  const all = (o: Omit<RecipientOutcome, 'address'>) => batch.map((m) => m.to.map((address) => ({ address, ...o })));
+export async function deliverBatch(domain: string, batch: OutboundMessage[], opts: OutboundOptions, onDone?: (i: number, outcomes: RecipientOutcome[]) => void): Promise<RecipientOutcome[][]> {
+  const emitted = new Set<number>();
+  const emit = (i: number, outcomes: RecipientOutcome[]) => {
+    if (emitted.has(i)) return;
+    emitted.add(i);
+    onDone?.(i, outcomes);
+  };
+  const all = (o: Omit<RecipientOutcome, 'address'>) => {
+    const r = batch.map((m) => m.to.map((address) => ({ address, ...o })));
+    r.forEach((x, i) => emit(i, x));
+    return r;
+  };
   const mx = await mxHosts(domain, opts.resolver);
   if ('error' in mx) return all(mx.error);
   let hosts = mx.hosts;
@@ -211,7 +230,7 @@ export async function deliverBatch(domain: string, batch: OutboundMessage[], opt
   // Per recipient: an outcome is final once accepted or refused for good; a temporary failure
   // (dead host, failed TLS, 4xx) is kept as the latest word and retried at the next address.
   const final = batch.map(() => new Map<string, RecipientOutcome>());
-  const latest = all({ ok: false, permanent: false, code: null, message: `no address for any MX of ${domain}`, mx: null, stage: 'dns' }).map((r) => new Map(r.map((o) => [o.address, o])));
+  const latest = batch.map((m) => new Map(m.to.map((address) => [address, { address, ok: false, permanent: false, code: null, message: `no address for any MX of ${domain}`, mx: null, stage: 'dns' } as RecipientOutcome])));
   const pendingOf = (i: number) => batch[i]!.to.filter((a) => !final[i]!.has(a));
   for (const host of hosts) {
     let ips: string[];
@@ -224,20 +243,23 @@ export async function deliverBatch(domain: string, batch: OutboundMessage[], opt
     for (const ip of ips) {
       const todo = batch.map((m, i) => ({ i, m: { ...m, to: pendingOf(i) } })).filter((x) => x.m.to.length > 0);
       if (todo.length === 0) break;
-      const results = await session(ip, host, todo.map((x) => x.m), opts, enforce);
-      todo.forEach(({ i }, k) => {
-        for (const o of results[k] ?? []) {
+      await session(ip, host, todo.map((x) => x.m), opts, enforce, (k, results) => {
+        const i = todo[k]!.i;
+        for (const o of results) {
           if (enforce && !o.ok && o.code === null) o.message = `MTA-STS: ${o.message}`;
           if (o.ok || o.permanent) final[i]!.set(o.address, o);
           else latest[i]!.set(o.address, o);
         }
+        if (pendingOf(i).length === 0) emit(i, batch[i]!.to.map((a) => final[i]!.get(a)!));
       });
       if (batch.every((_, i) => pendingOf(i).length === 0)) break;
       opts.log.debug('MX attempt left recipients undelivered, trying the next', { mx: host, ip });
     }
     if (batch.every((_, i) => pendingOf(i).length === 0)) break;
   }
-  return batch.map((m, i) => m.to.map((a) => final[i]!.get(a) ?? latest[i]!.get(a)!));
+  const result = batch.map((m, i) => m.to.map((a) => final[i]!.get(a) ?? latest[i]!.get(a)!));
+  result.forEach((r, i) => emit(i, r));
+  return result;
 }
 
 /** One message to one domain, answered as a whole (the MX's forwarding needs one answer for its sender). */

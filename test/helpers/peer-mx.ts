@@ -16,7 +16,7 @@ export interface PeerMx {
   close(): Promise<void>;
 }
 
-export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }): Promise<PeerMx> {
+export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }, opts: { dataDelayMs?: number } = {}): Promise<PeerMx> {
   const messages: Received[] = [];
   const deferredOnce = new Set<string>();
   const server = new SMTPServer({
@@ -39,8 +39,10 @@ export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }): Promise<
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
+        // Recorded before the 250, as a real MX commits before answering.
         messages.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks), secure: session.secure });
-        cb();
+        if (opts.dataDelayMs) setTimeout(() => cb(), opts.dataDelayMs);
+        else cb();
       });
     },
   });

@@ -1,0 +1,156 @@
+// The outbound queue daemon on its own (`fe serve --only queue`), against a peer MX on loopback:
+// kill -9 in the middle of 200 deliveries, the body purge checked in the decrypted database
+// file, and the delay notice a sender gets in their own mailbox.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { copyFileSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { unlockMailboxKey } from '../src/crypto/mailbox-key.js';
+import { handOff, queuePublicKey } from '../src/queue/handoff.js';
+import { QueueStore } from '../src/queue/store.js';
+import { MailboxStore } from '../src/store/mailbox-db.js';
+import { mailboxDir } from '../src/store/paths.js';
+import { Database } from '../src/store/sqlite.js';
+import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
+import { startServe, type Daemon } from './helpers/daemon.js';
+import { workspace } from './helpers/fe.js';
+import { startPeerMx, type PeerMx } from './helpers/peer-mx.js';
+
+const PASSWORD = 'correct horse battery staple';
+let dns: DnsServer;
+let peer: PeerMx;
+let w: ReturnType<typeof workspace>;
+
+async function waitFor<T>(what: string, fn: () => T | Promise<T>, log: () => string, timeoutMs = 60_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${log()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function message(subject: string, body: string): Buffer {
+  return Buffer.from(`From: me@example.org\r\nTo: someone@remote.example\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@example.org>\r\n\r\n${body}\r\n`);
+}
+
+function queueMessage(i: number, to: string, marker = ''): void {
+  handOff(w.dataDir, queuePublicKey(w.dataDir), { from: 'me@example.org', recipients: [{ address: to }], owner: 'me@example.org', submittedAt: new Date() }, message(`m-${i}`, `body ${i} ${marker}`));
+}
+
+const subjects = () => peer.messages.map((m) => /^Subject: (\S+)/m.exec(m.raw.toString())?.[1] ?? '');
+
+before(async () => {
+  peer = await startPeerMx(undefined, { dataDelayMs: 15 });
+  dns = await startDnsServer({ 'remote.example': { MX: [{ priority: 10, exchange: 'mx.remote.example' }] }, 'mx.remote.example': { A: ['127.0.0.1'] } });
+  w = workspace(
+    ['hostname: mail.example.org', 'data_dir: ./data', 'dns:', `  servers: ["${dns.address}"]`, 'outbound:', `  port: ${peer.port}`, 'queue:', '  delay_notice_after: 1s', ''].join('\n'),
+  );
+  await w.ok(['domain', 'add', 'example.org']);
+  await w.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
+});
+
+after(async () => {
+  await peer?.close();
+  await dns?.close();
+});
+
+test('kill -9 of the queue daemon in the middle of 200 deliveries: every message arrives, at most one twice', { timeout: 180_000 }, async () => {
+  for (let i = 0; i < 200; i++) queueMessage(i, `r${i}@remote.example`);
+  let fe: Daemon = await startServe(w.config, ['--only', 'queue'], { FE_TEST_QUEUE_RETRY_MS: '200' }, []);
+  await waitFor('some deliveries', () => peer.messages.length >= 40, () => fe.log());
+  fe.signal('SIGKILL');
+  assert.equal(await fe.exited, 'SIGKILL');
+  const atKill = peer.messages.length;
+  assert.ok(atKill < 200, `the kill came before the end (${atKill} delivered)`);
+  fe = await startServe(w.config, ['--only', 'queue'], { FE_TEST_QUEUE_RETRY_MS: '200' }, []);
+  try {
+    await waitFor('all 200 to arrive', () => new Set(subjects()).size === 200, () => fe.log());
+    await new Promise((r) => setTimeout(r, 500)); // anything sent twice would have arrived by now
+    const counts = new Map<string, number>();
+    for (const s of subjects()) counts.set(s, (counts.get(s) ?? 0) + 1);
+    const twice = [...counts].filter(([, n]) => n > 1);
+    assert.ok(twice.length <= 1 && twice.every(([, n]) => n === 2), `at most one message twice, got ${JSON.stringify(twice)}`);
+    const q = JSON.parse(await w.ok(['queue', 'list', '--all', '--json'])) as { messages: { recipients: { state: string }[] }[] };
+    assert.equal(q.messages.length, 200);
+    assert.ok(q.messages.every((m) => m.recipients.every((r) => r.state === 'delivered')));
+  } finally {
+    await fe.stop();
+  }
+});
+
+test('a delivered message\'s body is gone from the decrypted queue file; a waiting one is still there', { timeout: 60_000 }, async () => {
+  const sentMarker = `SENT-MARKER-${Date.now()}`;
+  const waitingMarker = `WAITING-MARKER-${Date.now()}`;
+  queueMessage(1000, 'purged@remote.example', sentMarker);
+  queueMessage(1001, 'defer-forever@remote.example', waitingMarker);
+  const fe = await startServe(w.config, ['--only', 'queue'], { FE_TEST_QUEUE_RETRY_MS: '60000' }, []);
+  try {
+    await waitFor('the purge', async () => {
+      const q = JSON.parse(await w.ok(['queue', 'list', '--all', '--json'])) as { messages: { redacted: boolean; recipients: { address: string; attempts: number }[] }[] };
+      const sent = q.messages.find((m) => m.recipients[0]!.address === 'purged@remote.example');
+      const waiting = q.messages.find((m) => m.recipients[0]!.address === 'defer-forever@remote.example');
+      return sent?.redacted && waiting && waiting.recipients[0]!.attempts > 0;
+    }, () => fe.log());
+  } finally {
+    await fe.stop();
+  }
+  assert.ok(peer.messages.some((m) => m.raw.includes(sentMarker)), 'it was delivered first');
+  // Decrypt a copy of the file page by page (rekey to no key) and look at every byte of it.
+  const copy = path.join(w.dir, 'queue-copy.db');
+  copyFileSync(QueueStore.file(w.dataDir), copy);
+  const key = Buffer.from(readFileSync(path.join(w.dataDir, 'secrets', 'queue-db.key'), 'utf8').trim(), 'base64');
+  const db = new Database(copy);
+  db.pragma(`cipher = 'chacha20'`);
+  db.key(Buffer.concat([Buffer.from('raw:'), key]));
+  db.pragma('journal_mode = DELETE');
+  db.rekey(Buffer.alloc(0));
+  db.close();
+  const plain = readFileSync(copy);
+  assert.ok(plain.subarray(0, 16).toString('latin1').startsWith('SQLite format 3'), 'the copy is now plaintext');
+  assert.ok(plain.includes(waitingMarker), 'a waiting message is found this way (the check can see bodies)');
+  assert.ok(!plain.includes(sentMarker), 'the delivered one is not, not even in free pages');
+  assert.ok(plain.includes('content purged'), 'its placeholder is');
+});
+
+test('a message waiting longer than queue.delay_notice_after gets one delay DSN in the sender\'s mailbox', { timeout: 60_000 }, async () => {
+  queueMessage(2000, 'defer-slow@remote.example');
+  const fe = await startServe(w.config, ['--only', 'queue'], { FE_TEST_QUEUE_RETRY_MS: '300' }, []);
+  try {
+    await waitFor('the delay notice', () => /delay notice put in the sender's mailbox/.test(fe.log()), () => fe.log());
+    await new Promise((r) => setTimeout(r, 1500)); // more retries: still one notice
+  } finally {
+    await fe.stop();
+  }
+  const dir = mailboxDir(w.dataDir, 'example.org', 'me');
+  const store = MailboxStore.open(dir, unlockMailboxKey(dir, PASSWORD));
+  let raw: Buffer;
+  try {
+    store.importSpool();
+    const notices = store.listMessages('INBOX').map((m) => store.getRaw('INBOX', m.uid)!).filter((r) => r.includes('defer-slow@remote.example'));
+    assert.equal(notices.length, 1, 'one notice however many retries');
+    raw = notices[0]!;
+  } finally {
+    store.close();
+  }
+  const parsed = await new Promise<string>((resolve, reject) => {
+    const py = spawn('/usr/bin/python3', ['-c', `
+import email, email.policy, json, sys
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.default)
+parts = list(m.iter_parts())
+g = parts[1].get_payload()[1]
+print(json.dumps({'subject': str(m['Subject']), 'action': str(g['Action']), 'status': str(g['Status']), 'until': str(g['Will-Retry-Until'])}))
+`]);
+    let out = '';
+    py.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    py.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`python exited ${code}`))));
+    py.stdin.end(raw);
+  });
+  const p = JSON.parse(parsed) as Record<string, string>;
+  assert.match(p.subject!, /Delayed Mail/);
+  assert.equal(p.action, 'delayed');
+  assert.match(p.status!, /^4\.\d+\.\d+$/);
+  assert.notEqual(p.until, 'None');
+});
