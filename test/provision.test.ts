@@ -38,7 +38,7 @@ test('the systemd units render with the playbook variables and pass systemd-anal
   const out = path.join(dir, 'units');
   mkdirSync(out);
   const units = readdirSync(path.join(ROOT, 'systemd')).filter((f) => /\.(service|target)$/.test(f));
-  assert.deepEqual(units.sort(), ['fe-backup.service', 'fe-mailstore.service', 'fe-mx.service', 'fe-web.service', 'fe.target']);
+  assert.deepEqual(units.sort(), ['fe-backup.service', 'fe-mailstore.service', 'fe-mx.service', 'fe-queue.service', 'fe-submission.service', 'fe-web.service', 'fe.target']);
   for (const u of units) {
     await run('ansible', ['localhost', '-c', 'local', '-i', 'localhost,', '-m', 'ansible.builtin.template', '-a', `src=${path.join(ROOT, 'systemd', u)} dest=${path.join(out, u)}`, '-e', `fe_data_dir=${dir}/data`, '-e', `fe_prefix=${prefix}`, '-e', `fe_config=${dir}/fe.yml`, '-e', `fe_backup_dir=${dir}/backups`], { env: ansibleEnv });
   }
@@ -53,6 +53,15 @@ test('the systemd units render with the playbook variables and pass systemd-anal
   assert.match(mx, new RegExp(`^ReadWritePaths=${dir}/data$`, 'm'));
   assert.match(mx, /^CapabilityBoundingSet=CAP_NET_BIND_SERVICE$/m);
   assert.match(mx, new RegExp(`^ConditionPathIsMountPoint=${dir}/data$`, 'm'), 'never starts on the bare directory under the mount point');
+  const submission = readFileSync(path.join(out, 'fe-submission.service'), 'utf8');
+  assert.match(submission, /serve --only submission,submissions$/m);
+  assert.match(submission, /^User=fe$/m);
+  assert.match(submission, /^CapabilityBoundingSet=CAP_NET_BIND_SERVICE$/m, '587 and 465 are below 1024');
+  const queue = readFileSync(path.join(out, 'fe-queue.service'), 'utf8');
+  assert.match(queue, /serve --only queue$/m);
+  assert.match(queue, /^User=fe$/m);
+  assert.match(queue, /^CapabilityBoundingSet=$/m, 'the queue binds no port: no capabilities');
+  assert.match(queue, new RegExp(`^ReadWritePaths=${dir}/data$`, 'm'));
   const store = readFileSync(path.join(out, 'fe-mailstore.service'), 'utf8');
   assert.match(store, /serve --only imap,imaps,pop3,pop3s$/m, 'IMAP and POP3 share the one process that writes mailboxes');
   const web = readFileSync(path.join(out, 'fe-web.service'), 'utf8');
@@ -101,12 +110,12 @@ test('SSH keys, passphrases and playbook variables', () => {
   };
   const vars = playbookVars(plan, '/run/fe-init-x/passphrase', '/usr/bin/node');
   assert.deepEqual(vars.fe_open_tcp, [25, 465, 587, 993, 995, 143]);
-  assert.deepEqual(vars.fe_units, ['fe-mx', 'fe-mailstore']);
+  assert.deepEqual(vars.fe_units, ['fe-mx', 'fe-submission', 'fe-queue', 'fe-mailstore']);
   const withWeb = playbookVars({ ...plan, web: true }, null);
   assert.deepEqual(withWeb.fe_open_tcp, [25, 465, 587, 993, 995, 143, 80, 443], 'the web daemon opens 80 (ACME) and 443 (MTA-STS)');
-  assert.deepEqual(withWeb.fe_units, ['fe-mx', 'fe-mailstore', 'fe-web']);
+  assert.deepEqual(withWeb.fe_units, ['fe-mx', 'fe-submission', 'fe-queue', 'fe-mailstore', 'fe-web']);
   const withBackup = playbookVars({ ...plan, web: true, backup: true, backupDir: '/srv/backups' }, null);
-  assert.deepEqual(withBackup.fe_units, ['fe-mx', 'fe-mailstore', 'fe-web', 'fe-backup']);
+  assert.deepEqual(withBackup.fe_units, ['fe-mx', 'fe-submission', 'fe-queue', 'fe-mailstore', 'fe-web', 'fe-backup']);
   assert.equal(withBackup.fe_backup_dir, '/srv/backups');
   assert.equal(vars.fe_luks_device, '/dev/vdb');
   assert.equal(vars.fe_ssh_port, 2222);

@@ -112,7 +112,7 @@ export function playbookVars(plan: InitPlan, passphraseFile: string | null, node
     fe_admin_user: plan.adminUser,
     fe_admin_ssh_keys: plan.sshKeys,
     fe_open_tcp: open,
-    fe_units: ['fe-mx', 'fe-mailstore', ...(plan.web ? ['fe-web'] : []), ...(plan.backup ? ['fe-backup'] : [])],
+    fe_units: ['fe-mx', 'fe-submission', 'fe-queue', 'fe-mailstore', ...(plan.web ? ['fe-web'] : []), ...(plan.backup ? ['fe-backup'] : [])],
     fe_backup_dir: plan.backupDir,
     fe_filtering: plan.filtering,
     fe_source: PROJECT_ROOT,

@@ -13,19 +13,21 @@ import { isDnsNotFound, type FeResolver } from '../dns/resolver.js';
 import { readVolumeInfo, volumeState } from './volume.js';
 import { currentCertificateFiles } from '../tls/source.js';
 import { readBackupState } from '../backup/archive.js';
+import { listIncoming } from '../queue/handoff.js';
+import { QueueStore } from '../queue/store.js';
 import { schedulePeriodMs } from '../backup/schedule.js';
 
 export type Level = 'OK' | 'WARN' | 'FAIL';
 
 export interface CheckResult {
-  check: string; // group: services, ports, firewall, volume, swap, usb-storage, ssh, dns, ptr, outbound, certificate, backup
+  check: string; // group: services, ports, firewall, volume, swap, usb-storage, ssh, dns, ptr, outbound, certificate, backup, queue
   subject: string;
   level: Level;
   detail: string;
   fix: string | null;
 }
 
-export const CHECK_GROUPS = ['services', 'ports', 'firewall', 'volume', 'swap', 'usb-storage', 'ssh', 'dns', 'ptr', 'outbound', 'certificate', 'backup'] as const;
+export const CHECK_GROUPS = ['services', 'ports', 'firewall', 'volume', 'swap', 'usb-storage', 'ssh', 'dns', 'ptr', 'outbound', 'certificate', 'backup', 'queue'] as const;
 export type CheckGroup = (typeof CHECK_GROUPS)[number];
 
 export interface StatusContext {
@@ -40,7 +42,7 @@ export interface StatusContext {
 
 /** The units fe init installs for this fe.yml (fe-web only when a web listener is on, fe-backup when backups are on). */
 function units(config: FeConfig): string[] {
-  const out = ['fe-mx', 'fe-mailstore'];
+  const out = ['fe-mx', 'fe-submission', 'fe-queue', 'fe-mailstore'];
   if (config.listen.http || config.listen.https) out.push('fe-web');
   if (config.backup.recipients.length > 0) out.push('fe-backup');
   return out;
@@ -375,6 +377,40 @@ function backup(config: FeConfig, now: Date): CheckResult[] {
   return out;
 }
 
+/**
+ * The outbound queue: how much waits and for how long. WARN once the oldest message has waited
+ * longer than queue.delay_notice_after (its sender has been told); FAIL when handed-off mail is
+ * not being picked up (the queue daemon is not running).
+ */
+function queueCheck(config: FeConfig, now: Date): CheckResult[] {
+  const incoming = listIncoming(config.dataDir);
+  const out: CheckResult[] = [];
+  const oldestIncoming = incoming.length > 0 ? spoolIdTime(incoming[0]!) : null;
+  if (oldestIncoming !== null && now.getTime() - oldestIncoming > 5 * 60_000) {
+    out.push(fail('queue', 'queue', `${incoming.length} message(s) handed off and not picked up for ${hoursAgo(now.getTime() - oldestIncoming)}`, 'systemctl status fe-queue; journalctl -u fe-queue'));
+  }
+  if (!QueueStore.exists(config.dataDir)) return out.length > 0 ? out : [ok('queue', 'queue', 'empty')];
+  const store = QueueStore.open(config.dataDir);
+  try {
+    const s = store.stats();
+    if (s.queued === 0) out.push(ok('queue', 'queue', 'empty'));
+    else {
+      const age = now.getTime() - (s.oldest ?? now.getTime());
+      const detail = `${s.queued} message(s) waiting, ${s.deferred} recipient(s) deferred at least once; the oldest since ${hoursAgo(age)}`;
+      out.push(age > config.queue.delayNoticeAfterSeconds * 1000 ? warn('queue', 'queue', detail, 'fe queue list (why), fe queue retry --all') : ok('queue', 'queue', detail));
+    }
+  } finally {
+    store.close();
+  }
+  return out;
+}
+
+/** The arrival time a spool-style id starts with (milliseconds), or null. */
+function spoolIdTime(id: string): number | null {
+  const m = /^(\d{14})/.exec(id);
+  return m ? Number(m[1]) : null;
+}
+
 export async function runStatus(ctx: StatusContext, groups: readonly CheckGroup[] = CHECK_GROUPS): Promise<CheckResult[]> {
   const now = ctx.now ?? new Date();
   const out: CheckResult[] = [];
@@ -415,6 +451,9 @@ export async function runStatus(ctx: StatusContext, groups: readonly CheckGroup[
         break;
       case 'backup':
         out.push(...backup(ctx.config, now));
+        break;
+      case 'queue':
+        out.push(...queueCheck(ctx.config, now));
         break;
     }
   }

@@ -206,15 +206,15 @@ after_init() {
   if vm_ssh_fresh root true 2>/dev/null; then fail 'a new ssh login as root with the key is refused'; fi
   pass 'a new ssh login as root with the key is refused'
   check_eq 'admin has sudo' 'root' 'id -un'
-  check_eq 'fe-mx, fe-mailstore, fe-web and fe-backup are active' $'active\nactive\nactive\nactive' 'systemctl is-active fe-mx fe-mailstore fe-web fe-backup'
+  check_eq 'fe-mx, fe-submission, fe-queue, fe-mailstore, fe-web and fe-backup are active' $'active\nactive\nactive\nactive\nactive\nactive' 'systemctl is-active fe-mx fe-submission fe-queue fe-mailstore fe-web fe-backup'
   check_eq 'fe.yml has the backup public key, never the secret' '1 0' \
     'echo "$(grep -c "^  recipients: \[age1" /etc/fe/fe.yml) $(grep -c AGE-SECRET-KEY /etc/fe/fe.yml)"'
   # Node starts slowly under emulation: give the daemons up to two minutes to listen.
-  if ! g 'for i in $(seq 60); do ss -ltn | grep -q ":25 " && ss -ltn | grep -q ":993 " && ss -ltn | grep -q ":443 " && exit 0; sleep 2; done; exit 1'; then
-    g 'ss -ltn; systemctl status --no-pager fe-mx fe-mailstore fe-web; journalctl --no-pager -n 60 -u fe-mx -u fe-mailstore -u fe-web' >&2 || true
-    fail 'fe-mx listens on 25, fe-mailstore on 993, fe-web on 443'
+  if ! g 'for i in $(seq 60); do ss -ltn | grep -q ":25 " && ss -ltn | grep -q ":587 " && ss -ltn | grep -q ":465 " && ss -ltn | grep -q ":993 " && ss -ltn | grep -q ":443 " && exit 0; sleep 2; done; exit 1'; then
+    g 'ss -ltn; systemctl status --no-pager fe-mx fe-submission fe-mailstore fe-web; journalctl --no-pager -n 60 -u fe-mx -u fe-submission -u fe-mailstore -u fe-web' >&2 || true
+    fail 'fe-mx listens on 25, fe-submission on 587 and 465, fe-mailstore on 993, fe-web on 443'
   fi
-  pass 'fe-mx listens on 25, fe-mailstore on 993, fe-web on 443'
+  pass 'fe-mx listens on 25, fe-submission on 587 and 465, fe-mailstore on 993, fe-web on 443'
   mta_sts_check
 }
 
@@ -223,7 +223,7 @@ mail() {
   check 'fe alias add me@fe-vm.test --mailbox' 'added me@fe-vm.test' \
     "printf '%s\n' '$MAILBOX_PW' | fe alias add me@fe-vm.test --mailbox --password-stdin"
   # The daemons read fe.yml at start and on SIGHUP (README: fe serve).
-  check 'systemctl reload fe-mx fe-mailstore' '^$' 'systemctl reload fe-mx fe-mailstore'
+  check 'systemctl reload fe-mx fe-submission fe-queue fe-mailstore' '^$' 'systemctl reload fe-mx fe-submission fe-queue fe-mailstore'
   # fe run as root hands what it creates under the data directory to the fe user (src/util/data-owner.ts)
   check 'the new mailbox directory belongs to fe' '^fe$' 'stat -c %U /var/lib/fe/mailboxes/fe-vm.test/me'
   out="$(swaks --server "127.0.0.1:$VM_SMTP_PORT" --to me@fe-vm.test --from a@b.example \
@@ -285,7 +285,7 @@ mta_sts_check() {
 after_reboot() {
   check_eq 'after reboot: the volume is locked' 'locked' 'test -e /dev/mapper/fe-data && echo open || echo locked'
   check_eq 'after reboot: /var/lib/fe is not mounted' 'no' 'mountpoint -q /var/lib/fe && echo yes || echo no'
-  check_eq 'after reboot: fe-mx, fe-mailstore, fe-web and fe-backup are not active' $'inactive\ninactive\ninactive\ninactive' 'systemctl is-active fe-mx fe-mailstore fe-web fe-backup || true'
+  check_eq 'after reboot: fe-mx, fe-submission, fe-queue, fe-mailstore, fe-web and fe-backup are not active' $'inactive\ninactive\ninactive\ninactive\ninactive\ninactive' 'systemctl is-active fe-mx fe-submission fe-queue fe-mailstore fe-web fe-backup || true'
   check_eq 'after reboot: nothing under the bare /var/lib/fe' '' 'find /var/lib/fe -mindepth 1'
   check_eq 'after reboot: usb-storage still refused' 'not loaded' \
     'modprobe usb-storage; grep -q "^usb_storage " /proc/modules && echo loaded || echo not loaded'
@@ -296,7 +296,7 @@ after_reboot() {
 unlock() {
   check 'fe unlock --passphrase-stdin' 'fe is running' "echo -n '$PASSPHRASE' | fe unlock --passphrase-stdin"
   check 'after unlock: volume mounted' '^/dev/mapper/fe-data ext4' 'findmnt -n -o SOURCE,FSTYPE /var/lib/fe'
-  check_eq 'after unlock: fe-mx, fe-mailstore, fe-web and fe-backup are active' $'active\nactive\nactive\nactive' 'systemctl is-active fe-mx fe-mailstore fe-web fe-backup'
+  check_eq 'after unlock: fe-mx, fe-submission, fe-queue, fe-mailstore, fe-web and fe-backup are active' $'active\nactive\nactive\nactive\nactive\nactive' 'systemctl is-active fe-mx fe-submission fe-queue fe-mailstore fe-web fe-backup'
   # fe status on the host it describes: every host check OK (DNS, PTR and the certificate are
   # about the outside world, which this guest has none of).
   check_eq 'fe status: services, ports, firewall, volume, swap, usb-storage, ssh all OK' 'OK' \

@@ -185,9 +185,10 @@ export function registerInit(program: Command): void {
 What it does: writes /etc/fe/fe.yml (kept if it exists), installs ansible-core if missing, then
 runs fe's playbook on this host: a LUKS2 data volume, an iptables firewall (v4 and v6), no
 USB storage, no swap, no core dumps, SSH keys only for a non-root admin, kernel hardening,
-unattended security upgrades, the fe user and systemd units (fe-mx; fe-mailstore; fe-web, which
-gets the certificate from Let's Encrypt and serves the MTA-STS policy; fe-backup, nightly
-encrypted backups to /var/backups/fe). It prints every task as it
+unattended security upgrades, the fe user and systemd units (fe-mx; fe-submission, ports 587
+and 465; fe-queue, the only one that connects out to port 25; fe-mailstore; fe-web, which gets
+the certificate from Let's Encrypt and serves the MTA-STS policy; fe-backup, nightly encrypted
+backups to /var/backups/fe). It prints every task as it
 finishes and, at the end, the DNS records to publish. Running it again is safe: it reports
 what changed. The LUKS passphrase and the backup key are shown once and never stored; after a reboot,
 \`fe unlock\` opens the volume and starts fe.
@@ -283,7 +284,7 @@ Examples:
       // Started is not yet listening: say so only once every configured port accepts connections.
       const ports = Object.values(loadConfig(configFile(cmd)).listen).flatMap((l) => (l && l.port > 0 ? [l.port] : []));
       const closed = await waitForPorts(ports, Math.max(0, Number(opts.wait) || 0) * 1000, () => listeningPorts());
-      if (closed.length > 0) throw new UserError(`fe.target started, but nothing listens on ${closed.join(', ')} yet: journalctl -u fe-mx -u fe-mailstore -u fe-web`);
+      if (closed.length > 0) throw new UserError(`fe.target started, but nothing listens on ${closed.join(', ')} yet: journalctl -u fe-mx -u fe-submission -u fe-mailstore -u fe-web`);
       print(`fe is running, listening on ${[...new Set(ports)].sort((a, b) => a - b).join(', ')} (systemctl status fe.target)`);
     });
 }
