@@ -129,6 +129,20 @@ test('each algorithm rotates on its own; activate replaces the same algorithm on
   assert.match(w.read(), new RegExp(`^ {6}active: ${d}$`, 'm'));
 });
 
+test('switching active between one selector and a list keeps the comment on it', async () => {
+  const w = workspace();
+  await w.ok(['domain', 'add', 'example.org']);
+  w.write(w.read().replace(/(active: fe\d{6})\n/, '$1 # who signs\n'));
+  await w.ok(['dkim', 'rotate', 'example.org', '--algorithm', 'ed25519']);
+  assert.match(w.read(), new RegExp(`^ {6}active: \\[${first}, ${first}b\\] # who signs$`, 'm'));
+  w.write(w.read().replace(`[${first}, ${first}b]`, `[${first}b]`)); // a one-item list, written by hand
+  await w.ok(['dkim', 'activate', 'example.org', first]);
+  assert.match(w.read(), new RegExp(`^ {6}active: \\[${first}, ${first}b\\] # who signs$`, 'm'), 'RSA first');
+  w.write(w.read().replace(`[${first}, ${first}b]`, `[${first}]`));
+  await w.ok(['dkim', 'rotate', 'example.org']);
+  assert.match(w.read(), new RegExp(`^ {6}active: ${first}c # who signs$`, 'm'), 'one selector: a plain scalar again');
+});
+
 test('Ed25519 alone signs, with a note that RSA-only receivers see unsigned mail', async () => {
   const w = workspace();
   await w.ok(['domain', 'add', 'example.org']);

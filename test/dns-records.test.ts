@@ -180,6 +180,9 @@ test('invalid input is refused', () => {
   assert.throws(() => domainRecords(input({ hostname: 'mail_host.example.org' })), /hostname/);
   assert.throws(() => domainRecords(input({ dkim: [{ selector: 's', publicKeyDerBase64: 'not base64!', keyType: 'rsa' }] })), /base64/);
   assert.throws(() => domainRecords(input({ dkim: [{ selector: 's', publicKeyDerBase64: ed.spki, keyType: 'rsa' }] })), /expected rsa/);
+  assert.throws(() => domainRecords(input({ dkim: [{ selector: 's', publicKeyDerBase64: rsa2048, keyType: 'ed25519' }] })), /expected ed25519/);
+  // The input is SPKI for both types; 32 bare bytes are not taken on trust.
+  assert.throws(() => domainRecords(input({ dkim: [{ selector: 's', publicKeyDerBase64: ed.raw, keyType: 'ed25519' }] })), /not a DER SubjectPublicKeyInfo/);
   assert.throws(() => domainRecords(input({ dkim: [{ selector: 'bad_sel', publicKeyDerBase64: rsa2048, keyType: 'rsa' }] })), /selector/);
   const twice = { selector: 'a', publicKeyDerBase64: rsa2048, keyType: 'rsa' as const };
   assert.throws(() => domainRecords(input({ dkim: [twice, twice] })), /twice/);

@@ -77,6 +77,9 @@ before(async () => {
     ].join('\n'),
   );
   await w.ok(['domain', 'add', 'example.org']);
+  // An Ed25519 key signs too, listed first: ARC sealing must still pick the RSA key (mailauth seals with RSA only).
+  await w.ok(['dkim', 'rotate', 'example.org', '--algorithm', 'ed25519']);
+  w.write(w.read().replace(/active: \[(\w+), (\w+)\]/, 'active: [$2, $1]'));
   await w.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: 'correct horse battery staple\n' });
   await w.ok(['alias', 'add', 'shop@example.org', '--forward', 'alice@target.example']);
   await w.ok(['alias', 'add', 'both@example.org', '--mailbox', '--forward', 'bob@target.example']);
@@ -185,6 +188,8 @@ test('a forward alias relays in memory with SRS, ARC and the original DKIM intac
   assert.equal(spoolFiles('example.org', 'shop').length, 0, 'nothing kept on disk for a forward alias');
   const head = got.raw.toString('latin1').split('\r\n\r\n')[0]!;
   assert.match(head, /^ARC-Seal: i=1; a=rsa-sha256; .*cv=none/m);
+  const rsaSelector = (JSON.parse(await w.ok(['dkim', 'list', 'example.org', '--json'])) as { selector: string; algorithm: string; active: boolean }[]).find((k) => k.active && k.algorithm === 'rsa')!.selector;
+  assert.match(head.replace(/\r\n\s+/g, ' '), new RegExp(`^ARC-Seal: .*; s=${rsaSelector};`, 'm'), 'sealed with the RSA key');
   assert.match(head, /^Authentication-Results: mail\.example\.org;/m);
   // The peer's own verdict, with the same DNS: SPF passes for the SRS sender? Not needed; DKIM and ARC must verify.
   const verdict = await authenticate(got.raw, { ip: '127.0.0.1', helo: 'mail.example.org', mta: 'peer.test', sender: got.from, resolver: createResolver({ servers: [dns.address] }).mailauthResolver });

@@ -64,8 +64,17 @@ export function removeAlias(doc: Document, domain: DomainConfig, key: string): v
 export function setDkim(doc: Document, domainKey: string, dkim: DkimConfig): void {
   mapAt(doc, ['domains', domainKey, 'dkim']);
   // One selector stays a plain scalar (how fe.yml always read); a list only when two sign.
-  const active = dkim.active.length === 0 ? null : dkim.active.length === 1 ? dkim.active[0] : flowList(doc, dkim.active);
-  doc.setIn(['domains', domainKey, 'dkim', 'active'], active);
+  const path = ['domains', domainKey, 'dkim', 'active'];
+  const old = doc.getIn(path, true) as Node | undefined;
+  if (dkim.active.length <= 1 && (old === undefined || isScalar(old))) {
+    doc.setIn(path, dkim.active[0] ?? null); // sets the scalar's value in place, comments and all
+  } else {
+    const fresh = dkim.active.length === 1 ? (doc.createNode(dkim.active[0]) as Node) : flowList(doc, dkim.active);
+    // Switching between scalar and list replaces the node; the owner's comments move over.
+    if (old?.commentBefore) fresh.commentBefore = old.commentBefore;
+    if (old?.comment) fresh.comment = old.comment;
+    doc.setIn(path, fresh);
+  }
   doc.setIn(['domains', domainKey, 'dkim', 'published'], flowList(doc, dkim.published));
 }
 

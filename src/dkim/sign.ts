@@ -4,6 +4,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { DkimSigner as MailauthSigner, type ParsedHeaders } from 'mailauth/lib/dkim/dkim-signer.js';
+import { asciiDomain } from '../config/names.js';
 import type { FeConfig } from '../config/schema.js';
 import { privateKeyPath } from './keys.js';
 
@@ -23,7 +24,7 @@ const rank = (s: DkimSigner) => (s.algorithm === 'rsa-sha256' ? 0 : 1);
 
 /** The signers for a served domain's active selectors, RSA first. Throws if a key file is missing or unusable. */
 export function activeSigners(config: FeConfig, domain: string): DkimSigner[] {
-  const d = config.domains.get(domain.toLowerCase().replace(/\.$/, ''));
+  const d = config.domains.get(asciiDomain(domain)); // throws on a malformed name
   if (!d) throw new Error(`DKIM: ${domain} is not a domain fe serves`);
   const signers = d.dkim.active.map((selector): DkimSigner => {
     const file = privateKeyPath(config.dataDir, d.name, selector);
@@ -50,7 +51,7 @@ class OversigningSigner extends MailauthSigner {
   }
 }
 
-/** The message with one DKIM-Signature per signer prepended (RSA on top), relaxed/relaxed. */
+/** The message with one DKIM-Signature per signer prepended (RSA on top), relaxed/relaxed. `domain` is d=, in ASCII (punycode). */
 export async function signMessage(message: Buffer, domain: string, signers: DkimSigner[], opts: { headerList?: string[]; now?: Date } = {}): Promise<Buffer> {
   if (signers.length === 0) throw new Error(`DKIM: no signing key for ${domain}`);
   const ordered = [...signers].sort((a, b) => rank(a) - rank(b));

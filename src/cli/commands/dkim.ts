@@ -107,7 +107,7 @@ Private keys are 0600 files under the data directory, never in fe.yml.`,
 
   dkim
     .command('list')
-    .description("list a domain's selectors")
+    .description("list a domain's selectors: algorithm, whether it signs, whether its key file is there")
     .argument('<domain>', 'the domain')
     .option('--json', JSON_HELP)
     .action((input: string, opts: { json?: boolean }, cmd: Command) => {
