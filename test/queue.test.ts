@@ -36,15 +36,32 @@ function message(subject: string, body: string): Buffer {
   return Buffer.from(`From: me@example.org\r\nTo: someone@remote.example\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@example.org>\r\n\r\n${body}\r\n`);
 }
 
-function queueMessage(i: number, to: string, marker = ''): void {
-  handOff(w.dataDir, queuePublicKey(w.dataDir), { from: 'me@example.org', recipients: [{ address: to }], owner: 'me@example.org', submittedAt: new Date() }, message(`m-${i}`, `body ${i} ${marker}`));
+function queueMessage(i: number, to: string, marker = '', requireTls = false): void {
+  handOff(w.dataDir, queuePublicKey(w.dataDir), { from: 'me@example.org', recipients: [{ address: to }], owner: 'me@example.org', submittedAt: new Date(), requireTls }, message(`m-${i}`, `body ${i} ${marker}`));
+}
+
+function inbox(): Buffer[] {
+  const dir = mailboxDir(w.dataDir, 'example.org', 'me');
+  const store = MailboxStore.open(dir, unlockMailboxKey(dir, PASSWORD));
+  try {
+    store.importSpool();
+    return store.listMessages('INBOX').map((m) => store.getRaw('INBOX', m.uid)!);
+  } finally {
+    store.close();
+  }
 }
 
 const subjects = () => peer.messages.map((m) => /^Subject: (\S+)/m.exec(m.raw.toString())?.[1] ?? '');
 
 before(async () => {
   peer = await startPeerMx(undefined, { dataDelayMs: 15 });
-  dns = await startDnsServer({ 'remote.example': { MX: [{ priority: 10, exchange: 'mx.remote.example' }] }, 'mx.remote.example': { A: ['127.0.0.1'] } });
+  dns = await startDnsServer({
+    'remote.example': { MX: [{ priority: 10, exchange: 'mx.remote.example' }] },
+    'mx.remote.example': { A: ['127.0.0.1'] },
+    // the preferred MX is dead (nothing listens on 127.0.0.3), the second one works
+    'twomx.example': { MX: [{ priority: 5, exchange: 'dead.twomx.example' }, { priority: 20, exchange: 'mx.remote.example' }] },
+    'dead.twomx.example': { A: ['127.0.0.3'] },
+  });
   w = workspace(
     ['hostname: mail.example.org', 'data_dir: ./data', 'dns:', `  servers: ["${dns.address}"]`, 'outbound:', `  port: ${peer.port}`, 'queue:', '  delay_notice_after: 1s', ''].join('\n'),
   );
@@ -153,4 +170,26 @@ print(json.dumps({'subject': str(m['Subject']), 'action': str(g['Action']), 'sta
   assert.equal(p.action, 'delayed');
   assert.match(p.status!, /^4\.\d+\.\d+$/);
   assert.notEqual(p.until, 'None');
+});
+
+test('a dead preferred MX: the next one by preference gets the message; REQUIRETLS to an MX without TLS bounces (5.7.30), the mail beside it still goes', { timeout: 60_000 }, async () => {
+  queueMessage(3000, 'someone@twomx.example');
+  queueMessage(3001, 'strict@remote.example', '', true);
+  queueMessage(3002, 'relaxed@remote.example');
+  const fe = await startServe(w.config, ['--only', 'queue'], { FE_TEST_QUEUE_RETRY_MS: '300' }, []);
+  try {
+    await waitFor('the second MX to get it', () => subjects().includes('m-3000'), () => fe.log());
+    await waitFor('the plain one beside the REQUIRETLS one', () => subjects().includes('m-3002'), () => fe.log());
+    await waitFor('the REQUIRETLS bounce', () => inbox().some((r) => r.includes('strict@remote.example') && /multipart\/report/i.test(r.toString())), () => fe.log());
+  } finally {
+    await fe.stop();
+  }
+  assert.ok(!subjects().includes('m-3001'), 'never sent without TLS');
+  const q = JSON.parse(await w.ok(['queue', 'list', '--all', '--json'])) as { messages: { recipients: { address: string; state: string; status: string; remote_mta: string }[] }[] };
+  const all = q.messages.flatMap((m) => m.recipients);
+  assert.equal(all.find((r) => r.address === 'someone@twomx.example')!.remote_mta, 'mx.remote.example');
+  assert.ok(dns.queries.some((q) => q.name === 'dead.twomx.example'), 'the preferred MX was tried first');
+  const strict = all.find((r) => r.address === 'strict@remote.example')!;
+  assert.equal(strict.state, 'bounced');
+  assert.equal(strict.status, '5.7.30');
 });

@@ -174,7 +174,10 @@ export class QueueRunner {
           this.opts.log.info('delivered', { id: b.msg.id, to: this.opts.log.addr(row.address), mx: o.mx });
           return;
         }
-        const c = classify({ code: o.code, text: o.message, ...(o.stage && o.stage !== 'policy' ? { stage: o.stage } : {}) });
+        let c = classify({ code: o.code, text: o.message, ...(o.stage && o.stage !== 'policy' ? { stage: o.stage } : {}) });
+        // RFC 8689 4.2.1: a REQUIRETLS message that no MX can take over verified TLS (with
+        // REQUIRETLS offered) is returned to its sender, not retried in the hope of a downgrade.
+        if (b.msg.requireTls && !o.ok && o.code === null && (c.class === 'tls' || o.stage === 'tls')) c = { ...c, class: 'tls', permanent: true, enhanced: '5.7.30', reason: 'no mail server of the destination offers the verified TLS that REQUIRETLS asks for' };
         const giveUpAt = b.msg.createdAt + config.queue.giveUpAfterSeconds * 1000;
         const next = now + backoff(row.attempts + 1);
         if (c.permanent || next > giveUpAt) {
@@ -194,7 +197,12 @@ export class QueueRunner {
         this.notify(config, b.msg, 'failed', finalFailures.map((f) => ({ row: f.row, dsn: { address: f.row.address, ...(f.row.orcpt ? { originalRecipient: f.row.orcpt } : {}), action: 'failed' as const, status: f.status, ...(f.o.mx ? { remoteMta: f.o.mx } : {}), diagnostic: f.expired ? `gave up after ${Math.round(config.queue.giveUpAfterSeconds / 3600)} hours; last answer: ${f.o.message}` : f.o.message, lastAttempt: new Date(now) } })));
       }
     };
-    await deliverBatch(domain, batch.map((b) => b.out), { resolver: this.opts.resolver(), hostname: config.hostname, port: config.outbound.port, log: this.opts.log, mtaSts: this.mtaSts }, settle);
+    // REQUIRETLS mail travels on connections of its own: their TLS demands must not hold up the rest.
+    const outbound = { resolver: this.opts.resolver(), hostname: config.hostname, port: config.outbound.port, log: this.opts.log, mtaSts: this.mtaSts };
+    for (const strict of [false, true]) {
+      const idx = batch.map((b, i) => (b.msg.requireTls === strict ? i : -1)).filter((i) => i >= 0);
+      if (idx.length > 0) await deliverBatch(domain, idx.map((i) => batch[i]!.out), outbound, (k, outcome) => settle(idx[k]!, outcome));
+    }
   }
 
   /** One delay DSN per message, once it has waited longer than queue.delay_notice_after. */
