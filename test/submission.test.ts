@@ -197,6 +197,34 @@ test('the sender\'s copy lands in Sent (\\Seen, Bcc kept, same Message-ID), read
   assert.equal(/^Message-ID: (.*)\r$/im.exec(sent.raw)![1], /^Message-ID: (.*)\r$/im.exec(outgoing)![1]);
 });
 
+test('a client that saves to Sent itself (IMAP APPEND of the same Message-ID) replaces the server\'s copy; other sessions see it go', async () => {
+  const id = `<client-saves-${Date.now()}@example.org>`;
+  const out = await swaks(fe.ports.submission!, [
+    '--tls', '--auth', 'PLAIN', '--auth-user', 'me@example.org', '--auth-password', PASSWORD, '--from', 'me@example.org', '--to', 'friend@remote.example',
+    '--data', `From: me@example.org\r\nTo: friend@remote.example\r\nSubject: saved twice?\r\nMessage-ID: ${id}\r\n\r\nbody\r\n`,
+  ]);
+  assert.match(out, /250 2\.0\.0 Ok/);
+  await waitFor('the server copy', async () => (await imapFolder('me@example.org', PASSWORD, 'Sent')).some((m) => m.raw.includes(id)));
+  // Thunderbird's way: APPEND its own copy to Sent after sending, while another session watches Sent.
+  const script = `
+import imaplib, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+watch = imaplib.IMAP4_SSL('127.0.0.1', int(sys.argv[1]), ssl_context=ctx); watch.login(sys.argv[2], sys.argv[3]); watch.select('Sent')
+m = imaplib.IMAP4_SSL('127.0.0.1', int(sys.argv[1]), ssl_context=ctx); m.login(sys.argv[2], sys.argv[3])
+msg = ('From: me@example.org\\r\\nTo: friend@remote.example\\r\\nSubject: saved twice?\\r\\nMessage-ID: ' + sys.argv[4] + '\\r\\nX-Client-Copy: yes\\r\\n\\r\\nbody\\r\\n').encode()
+print(m.append('Sent', '(\\\\Seen)', None, msg)[0])
+time.sleep(0.3)
+typ, data = watch.noop()
+print(any(b'EXPUNGE' in (d or b'') for d in watch.untagged_responses.get('EXPUNGE', [])) or 'EXPUNGE' in watch.untagged_responses)
+m.logout(); watch.logout()
+`;
+  const lines = (await python(script, '', [String(fe.ports.imaps), 'me@example.org', PASSWORD, id])).trim().split('\n');
+  assert.deepEqual(lines, ['OK', 'True'], 'APPEND succeeded and the watching session was told of the expunge');
+  const copies = (await imapFolder('me@example.org', PASSWORD, 'Sent')).filter((m) => m.raw.includes(id));
+  assert.equal(copies.length, 1, 'one copy in Sent');
+  assert.match(copies[0]!.raw, /^X-Client-Copy: yes\r$/m, 'the client\'s copy is the one kept');
+});
+
 test('Python smtplib on 465 (implicit TLS) sends as an allowed send_as address', async () => {
   const before = peer.messages.length;
   const script = `

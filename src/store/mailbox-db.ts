@@ -741,6 +741,15 @@ export class MailboxStore {
     const buf = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
     return this.durable(() => {
       const f = this.folder(folder);
+      // A client saving what it sent (RFC 6409 clients APPEND to Sent) replaces the copy that
+      // submission saved for it, so the owner sees one message: the one the client knows.
+      if (f.special_use === '\\Sent') {
+        const id = messageIdOf(buf);
+        const server = id
+          ? (this.stmt('SELECT m.id, m.uid, m.body_id FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.folder_id = ? AND b.message_id = ? AND m.envelope_to IS NOT NULL').all(f.id, id) as { id: number; uid: number; body_id: number }[])
+          : [];
+        if (server.length > 0) this.removeMessages(f, server);
+      }
       const modseq = f.highest_modseq + 1;
       const uid = this.insertMessage(f, modseq, this.insertBody(buf), buf.length, flags, internalDate.getTime(), null, null);
       this.saveCounters(f);
