@@ -37,7 +37,7 @@ test('fe dev creates a working local state folder, and reuses it on the next run
   assert.equal(readFileSync(config, 'utf8'), before);
 });
 
-test('fe dev starts the MX on loopback and mail sent as it suggests lands in the mailbox', async () => {
+test('fe dev starts the MX and submission on loopback; mail sent as it suggests lands in the mailbox, the sender\'s copy in Sent', async () => {
   const cwd = mkdtempSync(path.join(tmpdir(), 'fe-dev-'));
   assert.equal((await runFe(['dev', '--no-start'], { cwd })).code, 0);
   const config = path.join(cwd, '.fe-dev', 'fe.yml');
@@ -75,6 +75,15 @@ test('fe dev starts the MX on loopback and mail sent as it suggests lands in the
     assert.ok(py, out);
     const { stdout: selected } = await promisify(execFile)('python3', ['-c', py], { cwd });
     assert.match(selected, /\('OK', \[b'2'\]\)/, 'INBOX holds the two messages');
+    // Sending as printed: submission with a password in the clear is allowed on loopback in fe dev only.
+    const send = /^ {2}(swaks --server \S+ --auth PLAIN .*)$/m.exec(out)?.[1];
+    assert.ok(send, `fe dev printed how to send:\n${out}`);
+    const { stdout: sent } = await promisify(execFile)('sh', ['-c', `${send} --header 'Subject: from fe dev' --hide-informational`], { cwd, timeout: 20_000 });
+    assert.match(sent, /<[-~] +250 2\.0\.0 Ok: queued as/);
+    const after = await runFe(['mailbox', 'status', 'me@fe.test', '--password-stdin', '--json'], { cwd, env: { FE_CONFIG: config }, stdin: `${password}\n` });
+    const folders = (JSON.parse(after.stdout) as { folders: { name: string; messages: number }[] }).folders;
+    assert.equal(folders.find((f) => f.name === 'Sent')?.messages, 1, `the sender's copy is in Sent: ${after.stdout}`);
+    assert.equal(folders.find((f) => f.name === 'INBOX')?.messages, 3, 'and the message itself reached me@ through shop@');
   } finally {
     child.kill('SIGINT');
     await new Promise((r) => child.on('exit', r));
