@@ -49,7 +49,7 @@ Examples:
   fe domain dns example.org          the DNS records to publish
   fe alias add me@example.org --mailbox
   fe alias add shop@example.org --forward me@gmail.example
-  fe key add me@example.org key.asc  encrypt mail to me@ with this OpenPGP key`,
+  fe key add me@example.org key.asc  keep me@'s OpenPGP public key in fe.yml`,
     );
   registerConfig(program);
   registerDomain(program);

@@ -5,7 +5,7 @@ import { createPrivateKey, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { resolveRecipient } from '../config/resolve.js';
-import { boundAddress, listenOn } from '../daemon/listen.js';
+import { answerData, SmtpReply, smtpDaemon } from './daemon.js';
 import type { FeConfig } from '../config/schema.js';
 import { sealingPublicKey } from '../crypto/mailbox-key.js';
 import { privateKeyPath } from '../dkim/keys.js';
@@ -31,15 +31,6 @@ const MAX_RECIPIENTS = 100;
 const KNOWN_MAIL_PARAMS = ['SIZE', 'BODY', 'SMTPUTF8', 'RET', 'ENVID']; // what smtp-server implements (RFC 5321 asks 555 for others)
 const MAX_RECEIVED = 30; // more Received headers than this is a mail loop (RFC 5321 6.3)
 const MAX_LOCAL_HOPS = 5; // alias -> alias -> ... inside this host
-
-class SmtpReply extends Error {
-  constructor(
-    readonly responseCode: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 interface Targets {
   mailboxes: Map<string, string>; // mailbox dir -> canonical address (deduplicated)
@@ -324,37 +315,11 @@ export function createMx(opts: MxOptions) {
     },
 
     onData(stream, session, callback) {
-      onData(stream, session).finally(() => inTransaction.delete(session.id)).then(
-        (msg) => callback(null, msg),
-        (e: unknown) => {
-          if (e instanceof SmtpReply) return callback(e);
-          log.error('unexpected failure handling a message', { reason: (e as Error).message });
-          callback(new SmtpReply(451, '4.3.0 Temporary local problem; try again later'));
-        },
-      );
+      answerData(onData(stream, session).finally(() => inTransaction.delete(session.id)), callback, log, 'a message');
     },
   });
 
-  server.on('error', (e: Error) => log.warn('connection error', { reason: e.message }));
-  // A renewed certificate: STARTTLS sessions from now on get it.
-  opts.tls?.onChange((m) => server.updateSecureContext({ key: m.key, cert: m.cert }));
-
-  return {
-    server,
-    listen: (port: number, host: string) => listenOn(server.server, port, host),
-    address: () => boundAddress(server.server),
-    /**
-     * Drains: stops accepting connections at once, lets every message already under way finish
-     * (up to drainMs), then says 421 to idle sessions and resolves.
-     */
-    async close(drainMs = 30_000): Promise<void> {
-      server.server.close();
-      const deadline = Date.now() + drainMs;
-      while (inTransaction.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      (server.options as { closeTimeout?: number }).closeTimeout = 500; // idle sessions: a short grace, then 421
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return smtpDaemon(server, inTransaction, log, opts.tls);
 }
 
 export type Mx = ReturnType<typeof createMx>;

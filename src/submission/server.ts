@@ -10,7 +10,7 @@ import type { LoginThrottle } from '../auth/throttle.js';
 import { resolveRecipient } from '../config/resolve.js';
 import type { FeConfig } from '../config/schema.js';
 import { hasMailboxKey, sealingPublicKey, unlockMailboxKeyAsync, WrongPassword } from '../crypto/mailbox-key.js';
-import { boundAddress, listenOn } from '../daemon/listen.js';
+import { answerData, SmtpReply, smtpDaemon } from '../smtp/daemon.js';
 import { activeSigners, signMessage, type DkimSigner } from '../dkim/sign.js';
 import { handOff, queuePublicKey, type QueueRecipient } from '../queue/handoff.js';
 import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
@@ -30,15 +30,6 @@ export interface SubmissionOptions {
   allowPlaintextAuth: (ip: string) => boolean;
   /** Called after a hand-off to the queue (the queue in this process can start at once). */
   onQueued?: () => void;
-}
-
-class SmtpReply extends Error {
-  constructor(
-    readonly responseCode: number,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 const MAX_LOCAL_HOPS = 5;
@@ -251,34 +242,11 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     },
 
     onData(stream, session, callback) {
-      onData(stream, session)
-        .finally(() => inTransaction.delete(session.id))
-        .then(
-          (msg) => callback(null, msg),
-          (e: unknown) => {
-            if (e instanceof SmtpReply) return callback(e);
-            log.error('unexpected failure handling a submitted message', { reason: (e as Error).message });
-            callback(new SmtpReply(451, '4.3.0 Temporary local problem; try again later'));
-          },
-        );
+      answerData(onData(stream, session).finally(() => inTransaction.delete(session.id)), callback, log, 'a submitted message');
     },
   });
 
-  server.on('error', (e: Error) => log.warn('connection error', { reason: e.message }));
-  opts.tls?.onChange((m) => server.updateSecureContext({ key: m.key, cert: m.cert }));
-
-  return {
-    server,
-    listen: (port: number, host: string) => listenOn(server.server, port, host),
-    address: () => boundAddress(server.server),
-    async close(drainMs = 30_000): Promise<void> {
-      server.server.close();
-      const deadline = Date.now() + drainMs;
-      while (inTransaction.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      (server.options as { closeTimeout?: number }).closeTimeout = 500;
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return smtpDaemon(server, inTransaction, log, opts.tls);
 }
 
 /** The canonical address of the mailbox this login names, if the password opens it. */

@@ -1,0 +1,51 @@
+// What the MX and submission servers share around smtp-server: replies with a code, the
+// DATA answer for an async handler, certificate renewals, and a drain on stop.
+import type { SMTPServer } from 'smtp-server';
+import { boundAddress, listenOn } from '../daemon/listen.js';
+import type { TlsSource } from '../tls/source.js';
+import type { Logger } from '../util/log.js';
+
+/** An SMTP answer: smtp-server sends `responseCode` and the message (which carries the enhanced code). */
+export class SmtpReply extends Error {
+  constructor(
+    readonly responseCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Answers DATA from an async handler: its text on success, its SmtpReply, or 451 for anything unexpected. */
+export function answerData(work: Promise<string>, callback: (err: Error | null, message?: string) => void, log: Logger, what: string): void {
+  work.then(
+    (msg) => callback(null, msg),
+    (e: unknown) => {
+      if (e instanceof SmtpReply) return callback(e);
+      log.error(`unexpected failure handling ${what}`, { reason: (e as Error).message });
+      callback(new SmtpReply(451, '4.3.0 Temporary local problem; try again later'));
+    },
+  );
+}
+
+/** listen/address/close for an smtp-server; `inTransaction` holds the sessions a drain waits for. */
+export function smtpDaemon(server: SMTPServer, inTransaction: Set<string>, log: Logger, tls: TlsSource | null) {
+  server.on('error', (e: Error) => log.warn('connection error', { reason: e.message }));
+  // A renewed certificate: TLS sessions from now on get it.
+  tls?.onChange((m) => server.updateSecureContext({ key: m.key, cert: m.cert }));
+  return {
+    server,
+    listen: (port: number, host: string) => listenOn(server.server, port, host),
+    address: () => boundAddress(server.server),
+    /**
+     * Drains: stops accepting connections at once, lets every message already under way finish
+     * (up to drainMs), then says 421 to idle sessions and resolves.
+     */
+    async close(drainMs = 30_000): Promise<void> {
+      server.server.close();
+      const deadline = Date.now() + drainMs;
+      while (inTransaction.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      (server.options as { closeTimeout?: number }).closeTimeout = 500; // idle sessions: a short grace, then 421
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
