@@ -175,7 +175,7 @@ print(json.dumps({'subject': str(m['Subject']), 'action': str(g['Action']), 'sta
 test('a dead preferred MX: the next one by preference gets the message; REQUIRETLS to an MX without TLS bounces (5.7.30), the mail beside it still goes', { timeout: 60_000 }, async () => {
   queueMessage(3000, 'someone@twomx.example');
   queueMessage(3001, 'strict@remote.example', '', true);
-  queueMessage(3002, 'relaxed@remote.example');
+  queueMessage(3002, 'relaxed@remote.example', 'gr\u00fc\u00dfe'); // 8-bit: declared as such
   const fe = await startServe(w.config, ['--only', 'queue'], { FE_TEST_QUEUE_RETRY_MS: '300' }, []);
   try {
     await waitFor('the second MX to get it', () => subjects().includes('m-3000'), () => fe.log());
@@ -185,6 +185,7 @@ test('a dead preferred MX: the next one by preference gets the message; REQUIRET
     await fe.stop();
   }
   assert.ok(!subjects().includes('m-3001'), 'never sent without TLS');
+  assert.equal(peer.messages.find((m) => m.raw.includes('Subject: m-3002'))!.bodyType, '8bitmime', 'BODY=8BITMIME declared (RFC 6152)');
   const q = JSON.parse(await w.ok(['queue', 'list', '--all', '--json'])) as { messages: { recipients: { address: string; state: string; status: string; remote_mta: string }[] }[] };
   const all = q.messages.flatMap((m) => m.recipients);
   assert.equal(all.find((r) => r.address === 'someone@twomx.example')!.remote_mta, 'mx.remote.example');
@@ -192,4 +193,30 @@ test('a dead preferred MX: the next one by preference gets the message; REQUIRET
   const strict = all.find((r) => r.address === 'strict@remote.example')!;
   assert.equal(strict.state, 'bounced');
   assert.equal(strict.status, '5.7.30');
+});
+
+test('a next hop without 8BITMIME gets 7-bit mail; 8-bit mail is bounced (5.6.3), never sent undeclared', { timeout: 60_000 }, async () => {
+  const old = await startPeerMx(undefined, { no8BitMime: true });
+  const w2 = workspace(['hostname: mail.example.org', 'data_dir: ./data', 'dns:', `  servers: ["${dns.address}"]`, 'outbound:', `  port: ${old.port}`, ''].join('\n'));
+  await w2.ok(['domain', 'add', 'example.org']);
+  await w2.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
+  const send = (subject: string, body: string) =>
+    handOff(w2.dataDir, queuePublicKey(w2.dataDir), { from: 'me@example.org', recipients: [{ address: `${subject}@remote.example` }], owner: 'me@example.org', submittedAt: new Date() }, message(subject, body));
+  send('ascii', 'plain text');
+  send('eightbit', 'gr\u00fc\u00dfe in UTF-8');
+  const fe = await startServe(w2.config, ['--only', 'queue'], { FE_TEST_QUEUE_RETRY_MS: '300' }, []);
+  try {
+    await waitFor('both to be settled', async () => {
+      const q = JSON.parse(await w2.ok(['queue', 'list', '--all', '--json'])) as { messages: { recipients: { state: string }[] }[] };
+      return q.messages.length === 2 && q.messages.every((m) => m.recipients.every((r) => r.state !== 'queued'));
+    }, () => fe.log());
+  } finally {
+    await fe.stop();
+    await old.close();
+  }
+  assert.deepEqual(old.messages.map((m) => m.to[0]), ['ascii@remote.example']);
+  const q = JSON.parse(await w2.ok(['queue', 'list', '--all', '--json'])) as { messages: { recipients: { address: string; state: string; status: string }[] }[] };
+  const eight = q.messages.flatMap((m) => m.recipients).find((r) => r.address === 'eightbit@remote.example')!;
+  assert.equal(eight.state, 'bounced');
+  assert.equal(eight.status, '5.6.3');
 });

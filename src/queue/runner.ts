@@ -175,6 +175,8 @@ export class QueueRunner {
           return;
         }
         let c = classify({ code: o.code, text: o.message, ...(o.stage && o.stage !== 'policy' ? { stage: o.stage } : {}) });
+        // A refusal made on our side before sending (no 8BITMIME, no SMTPUTF8) is final too.
+        if (o.permanent && !c.permanent) c = { ...c, permanent: true, enhanced: `5${c.enhanced.slice(1)}` };
         // RFC 8689 4.2.1: a REQUIRETLS message that no MX can take over verified TLS (with
         // REQUIRETLS offered) is returned to its sender, not retried in the hope of a downgrade.
         if (b.msg.requireTls && !o.ok && o.code === null && (c.class === 'tls' || o.stage === 'tls')) c = { ...c, class: 'tls', permanent: true, enhanced: '5.7.30', reason: 'no mail server of the destination offers the verified TLS that REQUIRETLS asks for' };

@@ -88,6 +88,28 @@ function outcome(address: string, mx: string, e: SmtpError): RecipientOutcome {
   return { address, ok: false, permanent: code !== null && code >= 500, code, message: oneLine(e.response ?? e.message), mx, stage: e.responseCode ? stageOf(e) : stageOf({ ...e, command: undefined } as SmtpError) };
 }
 
+function has8Bit(message: Buffer): boolean {
+  for (const b of message) if (b > 0x7f) return true;
+  return false;
+}
+
+/** What the server said it supports in EHLO (nodemailer keeps it on the connection, not in its API). */
+function extensionsOf(conn: SMTPConnection): string[] {
+  return (conn as unknown as { _supportedExtensions?: string[] })._supportedExtensions ?? [];
+}
+
+/**
+ * A message the next hop cannot take as it is: 8-bit content without 8BITMIME (RFC 6152), an
+ * internationalized address without SMTPUTF8 (RFC 6531). fe does not rewrite messages it signed,
+ * so these are refused for good, with a status that says why (RFC 3463 X.6.3, RFC 6531 X.6.7).
+ */
+function downgradeProblem(m: OutboundMessage, extensions: string[]): string | null {
+  const nonAscii = /[^\x00-\x7f]/;
+  if ((nonAscii.test(m.from) || m.to.some((a) => nonAscii.test(a))) && !extensions.includes('SMTPUTF8')) return '553 5.6.7 the next hop does not accept internationalized addresses (no SMTPUTF8)';
+  if (!extensions.includes('8BITMIME') && has8Bit(m.message)) return '554 5.6.3 the next hop does not accept 8-bit messages (no 8BITMIME) and fe does not convert signed mail';
+  return null;
+}
+
 /**
  * One SMTP session to one address: every message in turn (RSET between them). Returns each
  * message's per-recipient outcomes; a message the session never reached gets null (the
@@ -146,6 +168,11 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
       if (i >= batch.length) return finish();
       current = i;
       const m = batch[i]!;
+      const refuse = downgradeProblem(m, extensionsOf(conn));
+      if (refuse) {
+        set(i, m.to.map((a) => ({ address: a, ok: false, permanent: true, code: null, message: `${refuse} (${mxName})`, mx: mxName, stage: 'mail' as const })));
+        return next(i + 1);
+      }
       if (m.requireTls && !conn.secure) {
         set(i, m.to.map((a) => ({ address: a, ok: false, permanent: true, code: null, message: `REQUIRETLS: ${mxName} offers no verified TLS`, mx: mxName, stage: 'tls' as const })));
         return next(i + 1);
@@ -161,6 +188,7 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
         size: m.message.length,
         ...(m.dsn && (m.dsn.ret || m.dsn.envid) ? { dsn: { ...(m.dsn.ret ? { ret: m.dsn.ret } : {}), ...(m.dsn.envid ? { envid: m.dsn.envid } : {}) } } : {}),
         ...(m.requireTls ? { requireTLSExtensionEnabled: true } : {}),
+        ...(has8Bit(m.message) ? { use8BitMime: true } : {}), // RFC 6152: 8-bit content is declared
       };
       conn.send(envelope as Parameters<SMTPConnection['send']>[0], m.message, (err, info) => {
         if (settled) return;

@@ -8,6 +8,7 @@ export interface Received {
   to: string[];
   raw: Buffer;
   secure: boolean;
+  bodyType: string; // what MAIL FROM declared: 7bit, or 8bitmime with BODY=8BITMIME
 }
 
 export interface PeerMx {
@@ -16,13 +17,14 @@ export interface PeerMx {
   close(): Promise<void>;
 }
 
-export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }, opts: { dataDelayMs?: number } = {}): Promise<PeerMx> {
+export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }, opts: { dataDelayMs?: number; no8BitMime?: boolean } = {}): Promise<PeerMx> {
   const messages: Received[] = [];
   const deferredOnce = new Set<string>();
   const server = new SMTPServer({
     ...(tls ?? {}),
     authOptional: true,
     disabledCommands: ['AUTH'],
+    ...(opts.no8BitMime ? { hide8BITMIME: true, hideSMTPUTF8: true } : {}),
     disableReverseLookup: true,
     logger: false,
     onRcptTo(address, _session, cb) {
@@ -40,7 +42,7 @@ export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }, opts: { d
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
         // Recorded before the 250, as a real MX commits before answering.
-        messages.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks), secure: session.secure });
+        messages.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks), secure: session.secure, bodyType: (session.envelope as { bodyType?: string }).bodyType ?? '7bit' });
         if (opts.dataDelayMs) setTimeout(() => cb(), opts.dataDelayMs);
         else cb();
       });
