@@ -303,3 +303,24 @@ test('signMessage and activeSigners refuse what would go out badly signed', asyn
   rmSync(path.join(w.dataDir, 'dkim', 'example.org', `${first}.key`));
   assert.throws(() => activeSigners(config, 'example.org'), new RegExp(`signing key of example\\.org selector ${first} is missing`));
 });
+
+test('signMessage without a given time: t= is the one signed even when the clock crosses a rounded second mid-signing', async () => {
+  const w = workspace();
+  await w.ok(['domain', 'add', 'example.org']);
+  await w.ok(['dkim', 'rotate', 'example.org', '--algorithm', 'ed25519']);
+  const signers = activeSigners(loadConfig(w.config), 'example.org');
+  const records = await dkimRecords(w);
+  // mailauth rounds Date.now() to seconds each time it writes t=; a clock that reads x.499 s and
+  // then x.500 s is the moment a signature used to go bad (about 1 signature in 400).
+  const realNow = Date.now;
+  let reads = 0;
+  const base = Math.floor(realNow() / 1000) * 1000 + 499;
+  Date.now = () => base + (reads++ % 2);
+  let signed: Buffer;
+  try {
+    signed = await signMessage(MESSAGE, 'example.org', signers);
+  } finally {
+    Date.now = realNow;
+  }
+  assert.deepEqual(pythonVerify(signed, records).map((r) => r[2]), [true, true], 'both signatures verify');
+});

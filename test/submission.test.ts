@@ -323,6 +323,23 @@ test('a null MX (RFC 7505) bounces without any connection attempt', async () => 
   assert.equal(r.status, '5.1.10');
 });
 
+test('NOTIFY=SUCCESS to a next hop without DSN: the sender gets a "relayed" report (RFC 3461), ENVID echoed', async () => {
+  const script = `
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL('127.0.0.1', int(sys.argv[1]), context=ctx)
+s.login('me@example.org', sys.argv[2])
+s.sendmail('me@example.org', ['tracked@remote.example'], b'From: me@example.org\\r\\nTo: tracked@remote.example\\r\\nSubject: please confirm\\r\\n\\r\\nhi\\r\\n', mail_options=['ENVID=track-123', 'RET=HDRS'], rcpt_options=['NOTIFY=SUCCESS,FAILURE'])
+s.quit()
+print('sent')
+`;
+  assert.equal((await python(script, '', [String(fe.ports.submissions), PASSWORD])).trim(), 'sent');
+  const report = await waitFor('the success report', async () => (await imapFolder('me@example.org', PASSWORD, 'INBOX')).find((m) => /multipart\/report/i.test(m.raw) && m.raw.includes('tracked@remote.example')));
+  assert.match(report.raw, /^Action: relayed\r$/m);
+  assert.match(report.raw, /^Original-Envelope-Id: track-123\r$/m);
+  assert.match(report.raw, /^Status: 2\.0\.0\r$/m);
+});
+
 test('the log names no message content and no full address', () => {
   assert.doesNotMatch(fe.log(), /The body of the first message|friend@remote\.example|me@example\.org/);
 });

@@ -167,11 +167,15 @@ export class QueueRunner {
       const now = Date.now();
       const records: AttemptRecord[] = [];
       const finalFailures: { row: RecipientRow; o: RecipientOutcome; status: string; expired: boolean }[] = [];
+      const relayed: { row: RecipientRow; dsn: DsnRecipient }[] = [];
       b.rows.forEach((row, k) => {
         const o = outcome[k]!;
         if (o.ok) {
           records.push({ recipientId: row.id, state: 'delivered', code: o.code, text: o.message, failureClass: null, status: '2.0.0', remoteMta: o.mx, nextAttempt: now });
           this.opts.log.info('delivered', { id: b.msg.id, to: this.opts.log.addr(row.address), mx: o.mx });
+          // NOTIFY=SUCCESS travels on with the message; a next hop without DSN cannot honour it,
+          // so the sender learns from us that it was relayed there (RFC 3461 6.2.3.1).
+          if (o.noDsn && row.notify?.includes('SUCCESS')) relayed.push({ row, dsn: { address: row.address, ...(row.orcpt ? { originalRecipient: row.orcpt } : {}), action: 'relayed', status: '2.0.0', ...(o.mx ? { remoteMta: o.mx } : {}), diagnostic: o.message, lastAttempt: new Date(now) } });
           return;
         }
         let c = classify({ code: o.code, text: o.message, ...(o.stage && o.stage !== 'policy' ? { stage: o.stage } : {}) });
@@ -195,6 +199,7 @@ export class QueueRunner {
       });
       // The state is durable before any DSN is made: a crash cannot bounce twice.
       store.record(records, now);
+      if (relayed.length > 0) this.notify(config, b.msg, 'delivered', relayed);
       if (finalFailures.length > 0) {
         this.notify(config, b.msg, 'failed', finalFailures.map((f) => ({ row: f.row, dsn: { address: f.row.address, ...(f.row.orcpt ? { originalRecipient: f.row.orcpt } : {}), action: 'failed' as const, status: f.status, ...(f.o.mx ? { remoteMta: f.o.mx } : {}), diagnostic: f.expired ? `gave up after ${Math.round(config.queue.giveUpAfterSeconds / 3600)} hours; last answer: ${f.o.message}` : f.o.message, lastAttempt: new Date(now) } })));
       }
@@ -228,7 +233,7 @@ export class QueueRunner {
   }
 
   /** Builds the DSN and puts it in the sender's own mailbox (or queues it to the sender elsewhere). */
-  private notify(config: FeConfig, msg: QueuedMessage, kind: 'failed' | 'delayed', list: { row: RecipientRow; dsn: DsnRecipient }[]): void {
+  private notify(config: FeConfig, msg: QueuedMessage, kind: 'failed' | 'delayed' | 'delivered', list: { row: RecipientRow; dsn: DsnRecipient }[]): void {
     const store = this.store!;
     const body = store.body(msg.id);
     if (!body) return;
@@ -243,7 +248,7 @@ export class QueueRunner {
         const dir = mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local);
         if (hasMailboxKey(dir)) {
           appendToSpool(dir, sealingPublicKey(dir), dsn, { receivedAt: new Date(), envelopeFrom: '', envelopeTo: `${r.resolution.local}@${r.resolution.domain.name}` });
-          this.opts.log.info(`${kind === 'failed' ? 'bounce' : 'delay notice'} put in the sender's mailbox`, { id: msg.id, to: this.opts.log.addr(msg.sender) });
+          this.opts.log.info(`${kind === 'failed' ? 'bounce' : kind === 'delayed' ? 'delay notice' : 'success notice'} put in the sender's mailbox`, { id: msg.id, to: this.opts.log.addr(msg.sender) });
           return;
         }
       }

@@ -31,6 +31,8 @@ export interface RecipientOutcome {
   message: string; // the reply (or the error), one line
   mx: string | null; // the host that answered
   stage: Stage | null;
+  /** Accepted by a next hop that offers no DSN (RFC 3461): success reports are ours to send. */
+  noDsn?: boolean;
 }
 
 export interface OutboundMessage {
@@ -210,7 +212,7 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
             m.to.map((a) => {
               const r = rejected.get(a);
               if (r) return outcome(a, mxName, r);
-              return { address: a, ok: true, permanent: false, code: Number(/^\d{3}/.exec(info.response)?.[0] ?? 250), message: oneLine(info.response), mx: mxName, stage: null };
+              return { address: a, ok: true, permanent: false, code: Number(/^\d{3}/.exec(info.response)?.[0] ?? 250), message: oneLine(info.response), mx: mxName, stage: null, noDsn: !extensionsOf(conn).includes('DSN') };
             }),
           );
         }

@@ -136,7 +136,8 @@ export function createSubmissionServer(opts: SubmissionOptions) {
       const passed = new Set(check.dkim.results.filter((r) => r.status.result === 'pass').map((r) => r.selector));
       const failed = signers.filter((s) => !passed.has(s.selector));
       if (failed.length > 0) {
-        log.error('our own DKIM signature does not verify; message refused', { domain: signDomain, selectors: failed.map((s) => s.selector).join(',') });
+        const why = check.dkim.results.map((r) => `${r.selector ?? '?'}=${r.status.result}${r.status.comment ? ` (${r.status.comment})` : ''}`).join(', ');
+        log.error('our own DKIM signature does not verify; message refused', { domain: signDomain, selectors: failed.map((s) => s.selector).join(','), results: why });
         throw new SmtpReply(451, '4.7.5 Our DKIM signature did not verify; the administrator has been told. Try again later');
       }
     }
