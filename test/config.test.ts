@@ -72,6 +72,32 @@ test('invalid addresses and domains are reported at their line', async () => {
   assert.match(stdout, /:9:\d+: domains\.EXAMPLE\.org\.: is the same domain as "example\.org"/);
 });
 
+test('sending settings: send_as only for mailboxes and served domains; save_sent, queue durations and send limits are checked', async () => {
+  const yaml = [
+    'hostname: mail.example.org',
+    'submission: { save_sent: sometimes }',
+    'queue: { give_up_after: 5 days, delay_notice_after: 4h, retention_days: 30 }',
+    'limits: { send_recipients_per_message: 0 }',
+    'domains:',
+    '  example.org:',
+    '    aliases:',
+    '      me: { mailbox: true, send_as: [shop@example.org, "*@example.org", boss@elsewhere.example, "not an address"] }',
+    '      shop: { forward: [me@example.org], send_as: [me@example.org] }',
+    '',
+  ].join('\n');
+  const { code, stdout } = await check(yaml);
+  assert.equal(code, 1);
+  assert.match(stdout, /:2:\d+: submission\.save_sent: must be auto or never/);
+  assert.match(stdout, /:3:\d+: queue\.give_up_after: must be a duration such as 90m, 4h or 5d/);
+  assert.match(stdout, /:4:\d+: limits\.send_recipients_per_message: must be a whole number from 1 to 1000/);
+  assert.match(stdout, /:8:\d+: domains\.example\.org\.aliases\.me\.send_as\[2\]: elsewhere\.example is not in domains/);
+  assert.match(stdout, /:8:\d+: domains\.example\.org\.aliases\.me\.send_as\[3\]: "not an address" is not an address or "\*@domain"/);
+  assert.match(stdout, /:9:\d+: domains\.example\.org\.aliases\.shop\.send_as: only a mailbox logs in to send mail/);
+  assert.doesNotMatch(stdout, /send_as\[[01]\]/, 'an address and a wildcard of a served domain are fine');
+  const good = await check(yaml.replace('save_sent: sometimes', 'save_sent: never').replace('5 days', '5d').replace('send_recipients_per_message: 0', 'send_recipients_per_message: 50').replace(', boss@elsewhere.example, "not an address"', '').replace(', send_as: [me@example.org]', ''));
+  assert.equal(good.code, 0, good.stdout);
+});
+
 test('config check --json gives problems with line, field and severity', async () => {
   const w = workspace('hostname: mail.example.org\nmta_sts: {mode: strict}\n');
   const r = await w.fe(['config', 'check', '--json']);

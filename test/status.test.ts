@@ -4,12 +4,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { loadConfig } from '../src/config/file.js';
 import { createResolver } from '../src/dns/resolver.js';
 import { ptr, runStatus, type CheckResult } from '../src/provision/status.js';
+import { handOff, queuePublicKey } from '../src/queue/handoff.js';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { workspace } from './helpers/fe.js';
 import { startPeerMx, type PeerMx } from './helpers/peer-mx.js';
@@ -160,6 +161,15 @@ test('fe status prints one line per check with the fix under it, and --checks re
   assert.match(r.stdout, /^(OK|FAIL) +swap +swap: /m);
   assert.match(r.stdout, /^WARN +backup +backup: backups are off \(backup.recipients is empty\)\n +fix: fe backup key/m);
   assert.match(r.stdout, /\n2 checks: /);
+  // The queue: empty before anything was sent; handed-off mail nobody picks up is a FAIL with the fix.
+  assert.match((await w.fe(['status', '--checks', 'queue'])).stdout, /^OK +queue +queue: empty$/m);
+  const stale = handOff(w.dataDir, queuePublicKey(w.dataDir), { from: 'me@example.org', recipients: [{ address: 'x@remote.example' }], owner: null, submittedAt: new Date() }, Buffer.from('Subject: x\r\n\r\nx\r\n'));
+  const old = path.join(w.dataDir, 'queue', 'incoming', `${stale}.sealed`);
+  const renamed = path.join(path.dirname(old), `${String(Date.now() - 3_600_000).padStart(14, '0')}${stale.slice(14)}.sealed`);
+  renameSync(old, renamed);
+  const q = await w.fe(['status', '--checks', 'queue']);
+  assert.equal(q.code, 1);
+  assert.match(q.stdout, /^FAIL +queue +queue: 1 message\(s\) handed to the queue and not picked up; the oldest 1 h ago\n +fix: systemctl status fe-queue/m);
   const bad = await w.fe(['status', '--checks', 'swap,nonsense']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /unknown check nonsense/);

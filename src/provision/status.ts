@@ -387,7 +387,7 @@ function queueCheck(config: FeConfig, now: Date): CheckResult[] {
   const out: CheckResult[] = [];
   const oldestIncoming = incoming.length > 0 ? spoolIdTime(incoming[0]!) : null;
   if (oldestIncoming !== null && now.getTime() - oldestIncoming > 5 * 60_000) {
-    out.push(fail('queue', 'queue', `${incoming.length} message(s) handed off and not picked up for ${hoursAgo(now.getTime() - oldestIncoming)}`, 'systemctl status fe-queue; journalctl -u fe-queue'));
+    out.push(fail('queue', 'queue', `${incoming.length} message(s) handed to the queue and not picked up; the oldest ${hoursAgo(now.getTime() - oldestIncoming)}`, 'systemctl status fe-queue; journalctl -u fe-queue'));
   }
   if (!QueueStore.exists(config.dataDir)) return out.length > 0 ? out : [ok('queue', 'queue', 'empty')];
   const store = QueueStore.open(config.dataDir);
