@@ -19,6 +19,7 @@ import { registerStatus } from './commands/status.js';
 import { registerCert } from './commands/cert.js';
 import { registerBackup } from './commands/backup.js';
 import { registerQueue } from './commands/queue.js';
+import { registerExport } from './commands/export.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -64,6 +65,7 @@ Examples:
   registerCert(program);
   registerBackup(program);
   registerQueue(program);
+  registerExport(program);
   return program;
 }
 

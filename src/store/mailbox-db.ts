@@ -939,6 +939,67 @@ export class MailboxStore {
   // ---- backup ----
 
   /**
+   * Runs `fn` in one read transaction: it sees the database as it was at the first read, whatever
+   * other connections (IMAP, the MX's importer) commit meanwhile, so an export is never half a
+   * change. Nothing may be written on this connection until `fn` settles.
+   */
+  async readConsistent<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.db.inTransaction) throw new MailStoreError('a transaction is already open on this mailbox');
+    this.db.exec('BEGIN');
+    try {
+      this.stmt('SELECT count(*) FROM folders').get(); // in WAL mode the snapshot starts here
+      return await fn();
+    } finally {
+      this.db.exec('COMMIT'); // read-only: only ends the snapshot
+    }
+  }
+
+  /** What an export needs of each message of a folder, in UID order (no bodies). */
+  exportList(folder: string): (MessageSummary & { envelopeFrom: string | null })[] {
+    const f = this.folder(folder);
+    const rows = this.stmt('SELECT * FROM messages WHERE folder_id = ? ORDER BY uid').all(f.id) as (MessageRow & { envelope_from: string | null })[];
+    return rows.map((r) => ({ ...this.summary(r), envelopeFrom: r.envelope_from }));
+  }
+
+  /**
+   * A consistent copy (see snapshot) keyed to `password` (SQLite3MC's ChaCha20 with its default
+   * PBKDF2) instead of the mailbox key, or to nothing at all when `password` is null: what `fe
+   * export --sqlite` hands its owner. The copy uses a rollback journal, so it is one file.
+   */
+  exportCopy(targetPath: string, password: string | null): void {
+    this.snapshot(targetPath);
+    try {
+      const copy = new Database(targetPath, { fileMustExist: true });
+      try {
+        keyConnection(copy, this.masterKey);
+        copy.pragma('journal_mode = DELETE');
+        const key = Buffer.from(password ?? '', 'utf8'); // empty: SQLite3MC decrypts the file
+        try {
+          copy.rekey(key);
+        } finally {
+          key.fill(0);
+        }
+      } finally {
+        copy.close();
+      }
+      const check = new Database(targetPath, { readonly: true, fileMustExist: true });
+      try {
+        if (password !== null) {
+          check.pragma(`cipher = 'chacha20'`);
+          check.key(Buffer.from(password, 'utf8'));
+        }
+        if (check.pragma('quick_check', { simple: true }) !== 'ok') throw new MailStoreError('the exported copy failed its check');
+      } finally {
+        check.close();
+      }
+      if ((password === null) !== startsWithSqliteMagic(targetPath)) throw new MailStoreError('the exported copy is not keyed as asked');
+    } catch (e) {
+      rmSync(targetPath, { force: true });
+      throw e;
+    }
+  }
+
+  /**
    * Writes a consistent, still-encrypted copy of the database to `targetPath` while the store stays
    * open (VACUUM INTO on this keyed connection; the copy is verified with the same key before it is
    * put in place). Never use db.serialize() for this: it returns plaintext pages.
