@@ -385,3 +385,26 @@ m.logout()
     await fe?.stop();
   }
 });
+
+test('memory stays flat: 150 MB of mail leaves through a pipe with the process under 150 MB RSS', async () => {
+  await w.ok(['alias', 'add', 'big@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
+  const dir = path.join(w.dataDir, 'mailboxes', 'example.org', 'big');
+  const store = MailboxStore.open(dir, unlockMailboxKey(dir, PASSWORD));
+  const body = ('B'.repeat(76) + '\r\n').repeat(Math.floor((2 << 20) / 78));
+  try {
+    for (let i = 0; i < 80; i++) store.appendMessage('INBOX', Buffer.from(`From: big@sender.example\r\nSubject: big ${i}\r\n\r\n${body}`));
+  } finally {
+    store.close();
+  }
+  // Python measures the peak RSS of its child, fe, and counts what came through the pipe.
+  const out = JSON.parse(
+    await python(`
+import subprocess, resource, json
+p = subprocess.run(['${process.execPath}', '${FE_BIN}', '--config', '${w.config}', 'export', 'big@example.org', '--password-stdin', '--mbox', '-o', '-'], input=b'${PASSWORD}\\n', stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+print(json.dumps({'code': p.returncode, 'bytes': len(p.stdout), 'rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+`),
+  ) as { code: number; bytes: number; rss_mb: number };
+  assert.equal(out.code, 0);
+  assert.ok(out.bytes > 150e6, `${out.bytes} bytes exported`);
+  assert.ok(out.rss_mb < 150, `peak RSS ${out.rss_mb} MB`);
+});

@@ -17,10 +17,8 @@ import { BackupSchedule } from '../backup/schedule.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { serverSecret } from './secrets.js';
 
-export const DAEMONS: readonly DaemonName[] = ['mx', 'submission', 'submissions', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'];
-/** What `--only` can pick: the listening daemons, the outbound queue and the backup schedule (which listen on nothing). */
-export type ServiceName = DaemonName | 'queue' | 'backup';
-export const SERVICES: readonly ServiceName[] = [...DAEMONS, 'queue', 'backup'];
+import { DAEMONS, type ServiceName } from './services.js';
+export { DAEMONS, SERVICES, type ServiceName } from './services.js';
 
 interface Daemon {
   listen(port: number, host: string): Promise<void>;

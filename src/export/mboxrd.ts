@@ -6,7 +6,6 @@ import { statusHeaderFields } from './flags.js';
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const LF = Buffer.from('\n');
-const GT = Buffer.from('>');
 
 /** The separator line: `From SENDER asctime(UTC)`, the sender being one token (MAILER-DAEMON when unknown). */
 export function fromLine(sender: string | null, date: Date): string {
@@ -55,18 +54,26 @@ function isFromLine(b: Buffer, start: number, end: number): boolean {
   return end - i >= 5 && b[i] === 0x46 && b[i + 1] === 0x72 && b[i + 2] === 0x6f && b[i + 3] === 0x6d && b[i + 4] === 0x20;
 }
 
-/** Appends `data`'s lines to `out` with CRLF made LF and ">*From " lines quoted once more. */
-function pushLines(out: Buffer[], data: Buffer): void {
+/**
+ * `data` with CRLF made LF and ">*From " lines quoted once more, as one buffer (one write per
+ * message, not one per line). Every line, the last included, ends in LF.
+ */
+function mboxLines(data: Buffer): Buffer {
+  let lines = 1;
+  for (let i = data.indexOf(0x0a); i !== -1; i = data.indexOf(0x0a, i + 1)) lines++;
+  const out = Buffer.allocUnsafe(data.length + lines + 1); // at most one ">" and one LF more per line
+  let n = 0;
   let start = 0;
   while (start < data.length) {
     const nl = data.indexOf(0x0a, start);
     const end = nl === -1 ? data.length : nl; // end excludes the LF
-    if (isFromLine(data, start, end)) out.push(GT);
-    const cr = end > start && data[end - 1] === 0x0d && nl !== -1;
-    out.push(data.subarray(start, cr ? end - 1 : end));
-    out.push(LF);
+    if (isFromLine(data, start, end)) out[n++] = 0x3e;
+    const stop = nl !== -1 && end > start && data[end - 1] === 0x0d ? end - 1 : end;
+    n += data.copy(out, n, start, stop);
+    out[n++] = 0x0a;
     start = end + 1;
   }
+  return out.subarray(0, n);
 }
 
 export interface MboxEntry {
@@ -87,10 +94,10 @@ export function mboxrdMessage(m: MboxEntry): Buffer[] {
   const hEnd = headerEnd(m.raw);
   const header = hEnd === -1 ? m.raw : m.raw.subarray(0, hEnd);
   const body = hEnd === -1 ? Buffer.alloc(0) : m.raw.subarray(hEnd);
-  pushLines(out, Buffer.concat(headerWithout(header)));
+  out.push(mboxLines(Buffer.concat(headerWithout(header))));
   for (const f of statusHeaderFields(m.flags, m.folder)) out.push(Buffer.from(f + '\n', 'utf8'));
   if (hEnd === -1) out.push(LF); // all header: the blank line that ends it
-  else pushLines(out, body);
+  else out.push(mboxLines(body));
   out.push(LF);
   return out;
 }

@@ -7,7 +7,6 @@ import { addAlias } from '../../admin/aliases.js';
 import { addDomain } from '../../admin/domains.js';
 import { setListen } from '../../config/edit.js';
 import { editConfig, loadConfig } from '../../config/file.js';
-import { serve } from '../../daemon/serve.js';
 import { runUntilStopped } from './serve.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import { print, style } from '../output.js';
@@ -77,6 +76,7 @@ Use the config with any command: FE_CONFIG=.fe-dev/fe.yml fe alias list`,
       print(`  FE_CONFIG=${rel} ./bin/fe alias resolve me+news@${DOMAIN}`);
       print(`  FE_CONFIG=${rel} ./bin/fe domain dns ${DOMAIN}`);
       if (!opts.start) return;
+      const { serve } = await import('../../daemon/serve.js');
       const running = await serve(state.config);
       const mx = running.addresses.mx;
       print('');

@@ -1,6 +1,7 @@
 // fe serve: run the daemons (systemd runs this). SIGHUP reloads fe.yml, SIGTERM drains and exits.
 import type { Command } from 'commander';
-import { SERVICES, serve, type Running, type ServiceName } from '../../daemon/serve.js';
+import type { Running } from '../../daemon/serve.js';
+import { SERVICES, type ServiceName } from '../../daemon/services.js';
 import { UsageError } from '../../util/errors.js';
 import { configFile } from '../context.js';
 import { print } from '../output.js';
@@ -49,6 +50,7 @@ the running configuration kept); SIGTERM or SIGINT stops accepting, lets session
 finish, and exits. Logs go to standard error and never contain message content or passwords.`,
     )
     .action(async (opts: { only?: string }, cmd: Command) => {
+      const { serve } = await import('../../daemon/serve.js'); // loaded only when serving: other commands stay small
       const running = await serve(configFile(cmd), { only: parseOnly(opts.only) });
       // One write, so a reader of the pipe (systemd, tests) gets every line at once.
       print(Object.entries(running.addresses).map(([name, a]) => `${name} listening on ${a.address}:${a.port}`).join('\n'));
