@@ -725,6 +725,9 @@ export class MailboxStore {
       this.stmt('DELETE FROM folders WHERE id = ?').run(f.id); // cascades to messages and expunged
       this.deleteOrphanBodies(bodies);
     })();
+    // secure_delete zeroed the freed cells; moving the WAL into the file and truncating it drops
+    // the frames that still held the folder's pages (encrypted, but the owner asked for gone).
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
   }
 
   setSubscribed(name: string, subscribed: boolean): void {

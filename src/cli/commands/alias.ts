@@ -1,6 +1,7 @@
 // fe alias: addresses this host accepts, where their mail goes, and mailbox passwords.
 import type { Command } from 'commander';
 import { addAlias, describeAlias, MIN_PASSWORD } from '../../admin/aliases.js';
+import { purgeMailboxDir } from '../../admin/purge.js';
 import { removeAlias, removePgpKey } from '../../config/edit.js';
 import { editConfig, loadConfig } from '../../config/file.js';
 import { acquireLock } from '../../config/lock.js';
@@ -88,11 +89,30 @@ Mailbox passwords unlock the mailbox's encryption key: fe cannot read or reset t
 
   alias
     .command('remove')
-    .description('stop accepting mail for an address (a mailbox stays on disk)')
+    .description('stop accepting mail for an address (a mailbox stays on disk, unless --purge)')
     .argument('<address>', 'the alias, exactly as listed (e.g. *@example.org for the catch-all)')
-    .action(async (input: string, _opts: unknown, cmd: Command) => {
+    .option('--purge', "also destroy its mailbox: the password-wrapped key first, then the database, its WAL and the spool (asks first)")
+    .option('--yes', 'do not ask before --purge')
+    .addHelpText(
+      'after',
+      `
+Without --purge the mailbox stays in the data directory and adding the alias again with its
+password attaches it again. With --purge it is gone for good: the wrapped key file is
+overwritten and removed first (crypto-shredding), so from that instant the database, the
+sealed spool and every backup made before are ciphertext no password opens; then the
+files are removed. (Flash storage and journaling file systems may keep old blocks of the key
+file; the LUKS volume fe init sets up covers those.)`,
+    )
+    .action(async (input: string, opts: { purge?: boolean; yes?: boolean }, cmd: Command) => {
       const address = parseName(aliasAddress, input);
       const canonical = formatAddress(address);
+      if (opts.yes && !opts.purge) throw new UsageError('--yes goes with --purge');
+      if (opts.purge && !opts.yes) {
+        if (!process.stdin.isTTY) throw new UsageError('--purge destroys the mailbox; add --yes when standard input is not a terminal');
+        const { input: ask } = await import('@inquirer/prompts');
+        const typed = await ask({ message: `This destroys the mailbox of ${canonical} and its mail for good. Type the address to confirm:` });
+        if (typed.trim().toLowerCase() !== canonical.toLowerCase()) throw new UserError('not confirmed; nothing was changed');
+      }
       const { wasMailbox, dir } = await editConfig(configFile(cmd), ({ doc, config }) => {
         const domain = servedDomain(config, address.domain);
         const existing = domain.aliases.get(address.local);
@@ -103,7 +123,12 @@ Mailbox passwords unlock the mailbox's encryption key: fe cannot read or reset t
         return { wasMailbox: existing.mailbox, dir: mailboxDir(config.dataDir, domain.name, address.local) };
       });
       print(`removed ${canonical}`);
-      if (wasMailbox) print(`its mailbox stays in ${dir}; adding the alias again with its password attaches it again`);
+      if (opts.purge) {
+        const r = purgeMailboxDir(dir);
+        if (r.keyDestroyed) print(`its mailbox key was destroyed and ${r.filesRemoved} file(s) removed from ${dir}`);
+        else if (r.filesRemoved > 0) print(`${r.filesRemoved} file(s) removed from ${dir} (there was no key file)`);
+        else print('it had no mailbox on disk');
+      } else if (wasMailbox) print(`its mailbox stays in ${dir}; adding the alias again with its password attaches it again (fe alias remove --purge destroys it)`);
     });
 
   alias
