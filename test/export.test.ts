@@ -3,11 +3,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
 import { FE_BIN, filesUnder, workspace } from './helpers/fe.js';
+import { neomutt } from './helpers/neomutt.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { Database } from '../src/store/sqlite.js';
@@ -185,6 +186,18 @@ print(json.dumps(res))
     originals.filter((o) => o.folder === 'INBOX').map((o) => asMbox(o.raw)),
   );
   assert.equal(asMbox(Buffer.from(out['Ünïcode.mbox']![0]!.bytes)), asMbox(originals[4]!.raw));
+});
+
+test('neomutt opens the exported mbox and reads its flags: counts, old, flagged in the index', async () => {
+  const dir = mkdtempSync(path.join(w.dir, 'neomutt-'));
+  mkdirSync(path.join(dir, 'home'));
+  mkdirSync(path.join(dir, 'tmp'));
+  const rc = path.join(dir, 'muttrc');
+  writeFileSync(rc, [`set folder="${dir}"`, 'set record=""', 'set mbox_type=mbox', 'set sort=mailbox-order', 'set index_format="%Z %s"', 'set wait_key=no', 'set sleep_time=0', 'set quit=yes', `set tmpdir="${path.join(dir, 'tmp')}"`, ''].join('\n'));
+  const r = await neomutt(dir, ['-F', rc, '-R', '-f', path.join(w.dir, 'mbox-tree', 'INBOX.mbox'), '-e', "push '<quit>'"]);
+  assert.equal(r.code, 0, r.screen.slice(-2000));
+  assert.match(r.screen, /Msgs:3 Old:2 Flag:1/, 'three messages; the unread two are old (Status: O), one is flagged (X-Status: F)');
+  assert.match(r.screen, /O ! from lines/, 'the answered, flagged message');
 });
 
 test('--mbox -o - streams one file with X-Folder to stdout, the same bytes as --single, and writes nothing on the server', async () => {
