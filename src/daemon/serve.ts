@@ -35,7 +35,7 @@ function testSettings(): { idleTimeoutMs?: number; throttle: ThrottleOptions; ba
   const retry = Number(process.env.FE_TEST_QUEUE_RETRY_MS);
   const tlsOffset = Number(process.env.FE_TEST_TLSRPT_CLOCK_OFFSET_MS); // moves TLS-RPT's day on
   const throttle = process.env.FE_TEST_LOGIN_THROTTLE ? (JSON.parse(process.env.FE_TEST_LOGIN_THROTTLE) as ThrottleOptions) : {};
-  return { ...(idle > 0 ? { idleTimeoutMs: idle } : {}), ...(catchUp > 0 ? { backupCatchUpMs: catchUp } : {}), ...(retry > 0 ? { queueRetryMs: retry } : {}), ...(tlsOffset > 0 ? { tlsReportOffsetMs: tlsOffset } : {}), throttle };
+  return { ...(idle > 0 ? { idleTimeoutMs: idle } : {}), ...(catchUp > 0 ? { backupCatchUpMs: catchUp } : {}), ...(retry > 0 ? { queueRetryMs: retry } : {}), ...(Number.isFinite(tlsOffset) && tlsOffset !== 0 ? { tlsReportOffsetMs: tlsOffset } : {}), throttle };
 }
 
 export interface Running {

@@ -179,7 +179,9 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
     let current = -1;
     const connectionFailed = (e: SmtpError) => {
       if (settled) return;
-      if (current < 0 && stageOf({ ...e, command: undefined } as SmtpError) === 'tls') tellTls(false, oneLine(e.response ? `${e.message}: ${e.response}` : e.message));
+      // A failed handshake comes as a socket error (ESOCKET) carrying node's TLS code and text.
+      const tlsFailed = e.code === 'ETLS' || /^(ERR_TLS|ERR_SSL|CERT_|DEPTH_ZERO|SELF_SIGNED|UNABLE_TO)/.test((e as { originalCode?: string }).originalCode ?? '') || /certificate|altnames|TLS|SSL/i.test(e.message);
+      if (current < 0 && tlsFailed) tellTls(false, oneLine(e.response ? `${e.message}: ${e.response}` : e.message));
       if (current < 0) {
         for (let i = 0; i < batch.length; i++) set(i, batch[i]!.to.map((a) => outcome(a, mxName, e)));
       } else if (results[current] === null) {
