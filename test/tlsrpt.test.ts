@@ -5,13 +5,16 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import https from 'node:https';
+import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { createResolver } from '../src/dns/resolver.js';
-import { handOff, queuePublicKey } from '../src/queue/handoff.js';
+import { handOff, queuePublicKey, queueSealingKeys } from '../src/queue/handoff.js';
 import { QueueStore } from '../src/queue/store.js';
 import { parseTlsRptRecord, reportUris } from '../src/tlsrpt/record.js';
 import { tlsErrorType } from '../src/tlsrpt/results.js';
+import { Database } from '../src/store/sqlite.js';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { startServe } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
@@ -335,4 +338,28 @@ test('TLS errors map to RFC 8460 result types', () => {
   assert.equal(tlsErrorType('unable to verify the first certificate'), 'certificate-not-trusted');
   assert.equal(tlsErrorType('Error upgrading connection with STARTTLS: 502 5.5.1 Unrecognized command'), 'starttls-not-supported');
   assert.equal(tlsErrorType('Client network socket disconnected before secure TLS connection was established'), 'validation-failure');
+});
+
+test('a queue.db made before TLS-RPT gets its column and tables on open; its messages are kept', () => {
+  const w3 = workspace();
+  handOff(w3.dataDir, queuePublicKey(w3.dataDir), { from: 'me@example.org', recipients: [{ address: 'x@remote.example' }], owner: null, submittedAt: new Date() }, Buffer.from('Subject: old\r\n\r\nx\r\n'));
+  let store = QueueStore.open(w3.dataDir);
+  const privateKey = queueSealingKeys(w3.dataDir).privateKey;
+  const [id] = store.importIncoming(privateKey).imported;
+  store.close();
+  // Take the file back to the schema before TLS-RPT.
+  const key = Buffer.from(readFileSync(path.join(w3.dataDir, 'secrets', 'queue-db.key'), 'utf8').trim(), 'base64');
+  const db = new Database(QueueStore.file(w3.dataDir));
+  db.pragma(`cipher = 'chacha20'`);
+  db.key(Buffer.concat([Buffer.from('raw:'), key]));
+  db.exec('ALTER TABLE messages DROP COLUMN tls_report; DROP TABLE IF EXISTS tlsrpt_results; DROP TABLE IF EXISTS tlsrpt_sent');
+  db.close();
+  store = QueueStore.open(w3.dataDir);
+  try {
+    assert.equal(store.message(id!)!.tlsReport, false);
+    assert.equal(store.recipients(id!)[0]!.address, 'x@remote.example');
+    assert.equal(store.tlsResults.lastSent(), null);
+  } finally {
+    store.close();
+  }
 });
