@@ -90,7 +90,8 @@ before(async () => {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       posts.push({ url: req.url ?? '', contentType: req.headers['content-type'] ?? '', body: Buffer.concat(chunks) });
-      res.writeHead(201).end();
+      // plain.example's collector is down the first time: fe must try again
+      res.writeHead(req.url === '/v1/plain' && posts.filter((p) => p.url === '/v1/plain').length === 1 ? 503 : 201).end();
     });
   });
   await new Promise<void>((r) => ruaServer.listen(0, '127.0.0.1', () => r()));
@@ -184,7 +185,7 @@ test('the next UTC day: reports by mail (multipart/report, gzip JSON, DKIM-signe
   const before = peer.messages.length;
   const fe = await startServe(w.config, ['--only', 'queue'], { NODE_EXTRA_CA_CERTS: ca.caFile, FE_TEST_QUEUE_RETRY_MS: '400', FE_TEST_TLSRPT_CLOCK_OFFSET_MS: String(noonOffset + DAY) }, []);
   try {
-    await waitFor('two report mails and two POSTs', () => peer.messages.slice(before).filter((m) => m.to[0] === 'tls-reports@reports.example').length >= 2 && posts.length >= 2, () => fe.log());
+    await waitFor('two report mails and three POSTs (one refused, then retried)', () => peer.messages.slice(before).filter((m) => m.to[0] === 'tls-reports@reports.example').length >= 2 && posts.length >= 3, () => fe.log());
     // one more round: a report about the reports would be counted by now
     await waitFor('a later queue round', () => (fe.log().match(/deferred/g) ?? []).length >= 3, () => fe.log());
   } finally {
@@ -273,8 +274,12 @@ print(json.dumps([bool(d.verify(idx=i, dnsfunc=dnsfunc)) for i in range(len(sigs
   const verdicts = JSON.parse(await python(verify, mails[0]!.raw, [JSON.stringify(dkimRecords)])) as boolean[];
   assert.ok(verdicts.length >= 1 && verdicts.every(Boolean), `python3-dkim verifies every signature: ${JSON.stringify(verdicts)}`);
 
-  // HTTPS: bad.example's second rua and plain.example's only one.
-  assert.deepEqual(posts.map((p) => p.url).sort(), ['/v1/bad', '/v1/plain']);
+  // HTTPS: bad.example's second rua and plain.example's only one, which answered 503 at first.
+  assert.deepEqual(posts.map((p) => p.url).sort(), ['/v1/bad', '/v1/plain', '/v1/plain']);
+  const plainPosts = posts.filter((p) => p.url === '/v1/plain');
+  assert.ok(plainPosts[0]!.body.equals(plainPosts[1]!.body), 'the retry sends the same report');
+  assert.match(fe.log(), /TLS report POST failed; trying again later domain=plain\.example/);
+  assert.match(fe.log(), /TLS report sent domain=plain\.example to=https:\/\/tlsrpt\.reports\.example:\d+\/v1\/plain try=2/);
   for (const p of posts) assert.equal(p.contentType, 'application/tlsrpt+gzip');
   const posted = (url: string) => JSON.parse(gunzipSync(posts.find((p) => p.url === url)!.body).toString('utf8')) as { 'report-id': string; policies: Policy[] };
   assert.deepEqual(posted('/v1/bad').policies, badPolicies, 'the POSTed report is the mailed one');

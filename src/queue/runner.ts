@@ -198,7 +198,8 @@ export class QueueRunner {
         // RFC 8689 4.2.1: a REQUIRETLS message that no MX can take over verified TLS (with
         // REQUIRETLS offered) is returned to its sender, not retried in the hope of a downgrade.
         if (b.msg.requireTls && !o.ok && o.code === null && (c.class === 'tls' || o.stage === 'tls')) c = { ...c, class: 'tls', permanent: true, enhanced: '5.7.30', reason: 'no mail server of the destination offers the verified TLS that REQUIRETLS asks for' };
-        const giveUpAt = b.msg.createdAt + config.queue.giveUpAfterSeconds * 1000;
+        // A TLS report is retried for a day at most (RFC 8460 5.5), other mail for queue.give_up_after.
+        const giveUpAt = b.msg.createdAt + (b.msg.tlsReport ? Math.min(86400, config.queue.giveUpAfterSeconds) : config.queue.giveUpAfterSeconds) * 1000;
         const next = now + backoff(row.attempts + 1);
         if (c.permanent || next > giveUpAt) {
           const expired = !c.permanent;
@@ -278,6 +279,7 @@ export class QueueRunner {
     if (!config.queue.tlsReports) return;
     const store = this.store!;
     const now = this.tlsClock();
+    await this.retryReportPosts();
     const pending = store.tlsResults.unreported(Math.floor(now / DAY_MS));
     for (const { day, domain } of pending) {
       if (this.stopped) return;
@@ -321,13 +323,42 @@ export class QueueRunner {
           const code = await postReport(u.url, gzipReport(report), this.opts.resolver());
           done.push(`${u.url.origin}${u.url.pathname} (HTTP ${code})`);
         } catch (e) {
-          done.push(`${u.url.origin}${u.url.pathname} (failed: ${(e as Error).message})`);
-          this.opts.log.warn('TLS report POST failed', { domain, url: u.url.origin, reason: (e as Error).message });
+          done.push(`${u.url.origin}${u.url.pathname} (failed: ${(e as Error).message}; retrying)`);
+          store.tlsResults.addPost({ day, domain, url: u.url.href, body: gzipReport(report), firstAt: Date.now(), nextAt: Date.now() + this.reportBackoff(1) });
+          this.opts.log.warn('TLS report POST failed; trying again later', { domain, url: u.url.origin, reason: (e as Error).message });
         }
       }
       store.tlsResults.markSent(day, domain, done.join(', '));
       this.opts.log.info('TLS report sent', { domain, day: new Date(day * DAY_MS).toISOString().slice(0, 10), to: done.join(', ') });
       if (mailto.length > 0) this.kick();
+    }
+  }
+
+  /** Back-off between tries of a failed report POST: the queue's (tests shorten it). */
+  private reportBackoff(attempts: number): number {
+    return (this.opts.backoffMs ?? defaultBackoffMs)(attempts);
+  }
+
+  /** Failed HTTPS reports, again with back-off, for up to a day after the first try (RFC 8460 5.5). */
+  private async retryReportPosts(): Promise<void> {
+    const store = this.store!;
+    for (const p of store.tlsResults.duePosts(Date.now())) {
+      if (this.stopped) return;
+      const url = new URL(p.url);
+      const where = `${url.origin}${url.pathname}`;
+      try {
+        const code = await postReport(url, p.body, this.opts.resolver());
+        store.tlsResults.postDone(p.id);
+        store.tlsResults.noteSent(p.day, p.domain, `${where} (HTTP ${code} on try ${p.attempts + 1})`);
+        this.opts.log.info('TLS report sent', { domain: p.domain, to: where, try: p.attempts + 1 });
+      } catch (e) {
+        const next = Date.now() + this.reportBackoff(p.attempts + 1);
+        if (next - p.firstAt > DAY_MS) {
+          store.tlsResults.postDone(p.id);
+          store.tlsResults.noteSent(p.day, p.domain, `${where} (given up after ${p.attempts + 1} tries: ${(e as Error).message})`);
+          this.opts.log.warn('TLS report POST given up', { domain: p.domain, url: url.origin, reason: (e as Error).message });
+        } else store.tlsResults.postRetry(p.id, next);
+      }
     }
   }
 

@@ -93,6 +93,16 @@ export class TlsResultStore {
         count INTEGER NOT NULL,
         PRIMARY KEY (day, policy_domain, policy_type, policy_string, result_type, receiving_mx, receiving_ip, sending_ip, additional)
       ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS tlsrpt_posts (
+        id INTEGER PRIMARY KEY,
+        day INTEGER NOT NULL,
+        domain TEXT NOT NULL,
+        url TEXT NOT NULL,
+        body BLOB NOT NULL,
+        first_at INTEGER NOT NULL,
+        next_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL
+      );
       CREATE TABLE IF NOT EXISTS tlsrpt_sent (
         day INTEGER NOT NULL,
         domain TEXT NOT NULL,
@@ -147,6 +157,29 @@ export class TlsResultStore {
       this.stmt('INSERT OR REPLACE INTO tlsrpt_sent (day, domain, sent_at, detail) VALUES (?, ?, ?, ?)').run(day, domain, now, detail);
       this.stmt('DELETE FROM tlsrpt_results WHERE day = ? AND policy_domain = ?').run(day, domain);
     })();
+  }
+
+  /** An HTTPS report whose POST failed, to try again at `nextAt` (RFC 8460 5.5: for up to a day). */
+  addPost(p: { day: number; domain: string; url: string; body: Buffer; firstAt: number; nextAt: number }): void {
+    this.stmt('INSERT INTO tlsrpt_posts (day, domain, url, body, first_at, next_at, attempts) VALUES (?, ?, ?, ?, ?, ?, 1)').run(p.day, p.domain, p.url, p.body, p.firstAt, p.nextAt);
+  }
+
+  duePosts(now: number): { id: number; day: number; domain: string; url: string; body: Buffer; firstAt: number; attempts: number }[] {
+    return (this.stmt('SELECT * FROM tlsrpt_posts WHERE next_at <= ? ORDER BY next_at').all(now) as { id: number; day: number; domain: string; url: string; body: Buffer; first_at: number; attempts: number }[]).map((r) => ({ id: r.id, day: r.day, domain: r.domain, url: r.url, body: r.body, firstAt: r.first_at, attempts: r.attempts }));
+  }
+
+  /** The retry is over: delivered, or given up. */
+  postDone(id: number): void {
+    this.stmt('DELETE FROM tlsrpt_posts WHERE id = ?').run(id);
+  }
+
+  postRetry(id: number, nextAt: number): void {
+    this.stmt('UPDATE tlsrpt_posts SET attempts = attempts + 1, next_at = ? WHERE id = ?').run(nextAt, id);
+  }
+
+  /** Adds to what a sent report's log line says (a retried POST's end). */
+  noteSent(day: number, domain: string, note: string): void {
+    this.stmt(`UPDATE tlsrpt_sent SET detail = detail || '; ' || ? WHERE day = ? AND domain = ?`).run(note, day, domain);
   }
 
   /** The latest report sent somewhere (not the days with no rua to send to), for fe status. */
