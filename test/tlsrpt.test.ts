@@ -77,7 +77,7 @@ before(async () => {
   ca = createTestCa();
   // The peer's certificate names mx.good.example and mx.reports.example, not mx.bad.example.
   peer = await startPeerMx(ca.issue(['mx.good.example', 'mx.reports.example']));
-  const web = ca.issue(Object.keys(POLICIES));
+  const web = ca.issue([...Object.keys(POLICIES), 'mta-sts.nofetch.example']);
   policyServer = https.createServer({ key: web.key, cert: web.cert }, (req, res) => {
     const policy = POLICIES[(req.headers.host ?? '').split(':')[0]!];
     if (!policy || req.url !== '/.well-known/mta-sts.txt') return res.writeHead(404).end();
@@ -101,6 +101,10 @@ before(async () => {
     'good.example': { MX: [{ priority: 10, exchange: 'mx.good.example' }] },
     'bad.example': { MX: [{ priority: 10, exchange: 'mx.bad.example' }] },
     'plain.example': { MX: [{ priority: 10, exchange: 'mx.good.example' }] },
+    // announces a policy that its web server does not have (HTTP 404)
+    'nofetch.example': { MX: [{ priority: 10, exchange: 'mx.good.example' }] },
+    '_mta-sts.nofetch.example': { TXT: ['v=STSv1; id=20261201'] },
+    'mta-sts.nofetch.example': { A: ['127.0.0.1'] },
     'reports.example': { MX: [{ priority: 10, exchange: 'mx.reports.example' }] },
     'mx.good.example': { A: ['127.0.0.1'] },
     'mx.bad.example': { A: ['127.0.0.1'] },
@@ -149,12 +153,13 @@ test('MTA-STS enforce on the queue path: a verified MX gets the mail over TLS; a
   queueMessage('user@good.example', 'to-good');
   queueMessage('user@bad.example', 'to-bad');
   queueMessage('user@plain.example', 'to-plain');
+  queueMessage('user@nofetch.example', 'to-nofetch');
   const fe = await startServe(w.config, ['--only', 'queue'], { NODE_EXTRA_CA_CERTS: ca.caFile, FE_TEST_QUEUE_RETRY_MS: '400', FE_TEST_TLSRPT_CLOCK_OFFSET_MS: String(noonOffset) }, []);
   try {
     await waitFor('good and plain delivered, bad tried twice', async () => {
       const q = await queueList();
       const bad = q.find((r) => r.address === 'user@bad.example');
-      return subjects().includes('to-good') && subjects().includes('to-plain') && bad && bad.attempts >= 2;
+      return subjects().includes('to-good') && subjects().includes('to-plain') && subjects().includes('to-nofetch') && bad && bad.attempts >= 2;
     }, () => fe.log());
   } finally {
     await fe.stop();
@@ -176,6 +181,9 @@ test('MTA-STS enforce on the queue path: a verified MX gets the mail over TLS; a
     assert.equal(badRows[0]!.resultType, 'certificate-host-mismatch');
     assert.ok(badRows[0]!.count >= 2);
     assert.deepEqual(store.tlsResults.results(today, 'plain.example').map((r) => [r.policyType, r.resultType, r.count]), [['no-policy-found', 'success', 1]]);
+    const nofetch = store.tlsResults.results(today, 'nofetch.example');
+    assert.deepEqual(nofetch.map((r) => [r.policyType, r.resultType, r.count]), [['sts', 'sts-policy-fetch-error', 1]], 'the fetch failure, not the opportunistic session after it');
+    assert.match(nofetch[0]!.additional!, /HTTP 404/);
   } finally {
     store.close();
   }
