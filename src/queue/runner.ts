@@ -273,7 +273,7 @@ export class QueueRunner {
   /**
    * Once a UTC day is over, one report per policy domain that had sessions that day, to the
    * rua URIs in its _smtp._tls record (none: the counts are dropped). Mail reports go through
-   * this queue like other mail, DKIM-signed; HTTPS ones are POSTed once.
+   * this queue like other mail, DKIM-signed; HTTPS ones are POSTed, and retried for a day.
    */
   private async tlsReports(config: FeConfig): Promise<void> {
     if (!config.queue.tlsReports) return;
