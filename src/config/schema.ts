@@ -88,7 +88,15 @@ export interface FeConfig {
   /** Submission: where the sender's copy goes (see README: Sending). */
   submission: { saveSent: SaveSent };
   /** The outbound queue: when to give up, when to tell the sender of a delay, how long to keep records. */
-  queue: { giveUpAfterSeconds: number; delayNoticeAfterSeconds: number; retentionDays: number };
+  queue: {
+    giveUpAfterSeconds: number;
+    delayNoticeAfterSeconds: number;
+    retentionDays: number;
+    /** Daily TLS-RPT reports (RFC 8460) to domains that ask for them in _smtp._tls. */
+    tlsReports: boolean;
+    /** organization-name in those reports; null: the host name. */
+    tlsReportOrganization: string | null;
+  };
   ports: Ports;
   domains: Map<string, DomainConfig>; // ASCII domain -> config
   keys: Map<string, PgpKeyConfig>; // canonical address -> key
@@ -140,7 +148,7 @@ export function parseConfig(text: string, file: string): { config: FeConfig | nu
 const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'acme', 'backup', 'dns', 'outbound', 'submission', 'queue', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
 const LISTEN_KEYS = ['mx', 'submission', 'submissions', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'] as const;
 const SUBMISSION_KEYS = ['save_sent'] as const;
-const QUEUE_KEYS = ['give_up_after', 'delay_notice_after', 'retention_days'] as const;
+const QUEUE_KEYS = ['give_up_after', 'delay_notice_after', 'retention_days', 'tls_reports', 'tls_report_organization'] as const;
 const ACME_KEYS = ['directory', 'email', 'ca_file'] as const;
 const BACKUP_KEYS = ['to', 'recipients', 'schedule', 'keep'] as const;
 /** Let's Encrypt's production directory (RFC 8555 7.1.1): the default CA for `acme.directory`. */
@@ -262,6 +270,14 @@ class Validator {
     return undefined;
   }
 
+  /** on/off, or YAML's true/false (YAML 1.2 reads on and off as strings). */
+  private onOff(node: Node | null, field: string): boolean | undefined {
+    if (isScalar(node) && typeof node.value === 'boolean') return node.value;
+    if (isScalar(node) && typeof node.value === 'string' && /^(on|off)$/i.test(node.value.trim())) return node.value.trim().toLowerCase() === 'on';
+    this.fail(node, field, 'must be on or off');
+    return undefined;
+  }
+
   private named<T>(node: Node | null, field: string, parse: (s: string) => T): T | undefined {
     const s = this.string(node, field);
     if (s === undefined) return undefined;
@@ -302,7 +318,7 @@ class Validator {
       },
       submission: { saveSent: 'auto' },
       // Postfix's maximal_queue_lifetime (5 d) and delay_warning_time (4 h, off by default there).
-      queue: { giveUpAfterSeconds: 5 * 86400, delayNoticeAfterSeconds: 4 * 3600, retentionDays: 30 },
+      queue: { giveUpAfterSeconds: 5 * 86400, delayNoticeAfterSeconds: 4 * 3600, retentionDays: 30, tlsReports: true, tlsReportOrganization: null },
       listen: { ...DEFAULT_LISTEN },
       tls: null,
       acme: { directory: DEFAULT_ACME_DIRECTORY, email: null, caFile: null },
@@ -438,7 +454,13 @@ class Validator {
             const f = `${key}.${k}`;
             if (k === 'give_up_after') config.queue.giveUpAfterSeconds = this.duration(v, f, 60, 30 * 86400) ?? config.queue.giveUpAfterSeconds;
             else if (k === 'delay_notice_after') config.queue.delayNoticeAfterSeconds = this.duration(v, f, 0, 30 * 86400) ?? config.queue.delayNoticeAfterSeconds;
-            else config.queue.retentionDays = this.integer(v, f, 0, 3650) ?? config.queue.retentionDays;
+            else if (k === 'retention_days') config.queue.retentionDays = this.integer(v, f, 0, 3650) ?? config.queue.retentionDays;
+            else if (k === 'tls_reports') config.queue.tlsReports = this.onOff(v, f) ?? config.queue.tlsReports;
+            else {
+              const org = this.string(v, f);
+              if (org !== undefined && (org.length > 200 || /[\x00-\x1f\x7f]/.test(org))) this.fail(v, f, 'must be one line of at most 200 characters');
+              else if (org !== undefined) config.queue.tlsReportOrganization = org.trim();
+            }
           }
           break;
         case 'loopback_plaintext_auth':

@@ -27,12 +27,13 @@ interface Daemon {
 }
 
 /** Test knobs, read from the environment so tests can drive the real `fe serve` quickly. */
-function testSettings(): { idleTimeoutMs?: number; throttle: ThrottleOptions; backupCatchUpMs?: number; queueRetryMs?: number } {
+function testSettings(): { idleTimeoutMs?: number; throttle: ThrottleOptions; backupCatchUpMs?: number; queueRetryMs?: number; tlsReportOffsetMs?: number } {
   const idle = Number(process.env.FE_TEST_IDLE_TIMEOUT_MS);
   const catchUp = Number(process.env.FE_TEST_BACKUP_CATCHUP_MS);
   const retry = Number(process.env.FE_TEST_QUEUE_RETRY_MS);
+  const tlsOffset = Number(process.env.FE_TEST_TLSRPT_CLOCK_OFFSET_MS); // moves TLS-RPT's day on
   const throttle = process.env.FE_TEST_LOGIN_THROTTLE ? (JSON.parse(process.env.FE_TEST_LOGIN_THROTTLE) as ThrottleOptions) : {};
-  return { ...(idle > 0 ? { idleTimeoutMs: idle } : {}), ...(catchUp > 0 ? { backupCatchUpMs: catchUp } : {}), ...(retry > 0 ? { queueRetryMs: retry } : {}), throttle };
+  return { ...(idle > 0 ? { idleTimeoutMs: idle } : {}), ...(catchUp > 0 ? { backupCatchUpMs: catchUp } : {}), ...(retry > 0 ? { queueRetryMs: retry } : {}), ...(Number.isFinite(tlsOffset) && tlsOffset !== 0 ? { tlsReportOffsetMs: tlsOffset } : {}), throttle };
 }
 
 export interface Running {
@@ -59,7 +60,7 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
   const throttle = new LoginThrottle(testing.throttle);
   const allowPlaintextAuth = (ip: string) => config.loopbackPlaintextAuth && isLoopback(ip);
   // The outbound queue runs where asked for (the fe-queue unit), and in a plain `fe serve`.
-  const queue = !opts.only || opts.only.includes('queue') ? new QueueRunner({ config: () => config, resolver: () => resolver, log: log.child('queue'), ...(testing.queueRetryMs ? { backoffMs: () => testing.queueRetryMs! } : {}) }) : null;
+  const queue = !opts.only || opts.only.includes('queue') ? new QueueRunner({ config: () => config, resolver: () => resolver, log: log.child('queue'), ...(testing.queueRetryMs ? { backoffMs: () => testing.queueRetryMs! } : {}), ...(testing.tlsReportOffsetMs ? { tlsReportClock: () => Date.now() + testing.tlsReportOffsetMs! } : {}) }) : null;
   const make = (name: DaemonName): Daemon => {
     switch (name) {
       case 'submission':

@@ -399,6 +399,11 @@ function queueCheck(config: FeConfig, now: Date): CheckResult[] {
       const detail = `${s.queued} message(s) waiting, ${s.deferred} recipient(s) deferred at least once; the oldest since ${hoursAgo(age)}`;
       out.push(age > config.queue.delayNoticeAfterSeconds * 1000 ? warn('queue', 'queue', detail, 'fe queue list (why), fe queue retry --all') : ok('queue', 'queue', detail));
     }
+    if (!config.queue.tlsReports) out.push(ok('queue', 'tls-rpt', 'TLS reports are off (queue.tls_reports)'));
+    else {
+      const last = store.tlsResults.lastSent();
+      out.push(ok('queue', 'tls-rpt', last ? `last TLS-RPT sent ${hoursAgo(now.getTime() - last.sentAt)}: ${last.domain}, ${new Date(last.day * 86400_000).toISOString().slice(0, 10)}, to ${last.detail}` : 'no TLS-RPT sent yet (reports go out after each UTC day to domains that publish _smtp._tls)'));
+    }
   } finally {
     store.close();
   }

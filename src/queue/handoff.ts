@@ -25,6 +25,8 @@ export interface QueueSubmission {
   envid?: string | null;
   ret?: 'FULL' | 'HDRS' | null;
   requireTls?: boolean;
+  /** A TLS report fe made (RFC 8460): its own delivery is not counted in the next report. */
+  tlsReport?: boolean;
   submittedAt: Date;
 }
 
@@ -127,7 +129,7 @@ export function readIncoming(dataDir: string, id: string, privateKey: KeyObject)
   if (Number.isNaN(submittedAt.getTime())) throw new HandoffFormatError('queue file has a bad date');
   return {
     id,
-    submission: { from: m.from, recipients: m.recipients, owner: typeof m.owner === 'string' ? m.owner : null, envid: m.envid ?? null, ret: m.ret ?? null, requireTls: m.requireTls === true, submittedAt },
+    submission: { from: m.from, recipients: m.recipients, owner: typeof m.owner === 'string' ? m.owner : null, envid: m.envid ?? null, ret: m.ret ?? null, requireTls: m.requireTls === true, ...(m.tlsReport === true ? { tlsReport: true } : {}), submittedAt },
     message: plain.subarray(4 + len),
   };
 }

@@ -2,14 +2,20 @@
 // (one connection per destination domain for all its messages), retries with back-off, tells
 // senders of failures and long delays with DSNs put straight into their own mailbox, and purges
 // message bodies once every recipient is done.
+import { createSocket } from 'node:dgram';
 import { watch, type FSWatcher, existsSync, mkdirSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
 import type { KeyObject } from 'node:crypto';
 import { resolveRecipient } from '../config/resolve.js';
 import type { FeConfig } from '../config/schema.js';
 import { sealingPublicKey, hasMailboxKey } from '../crypto/mailbox-key.js';
 import type { FeResolver } from '../dns/resolver.js';
 import { buildDsn, dsnWanted, type DsnRecipient } from '../dsn/build.js';
-import { deliverBatch, type OutboundMessage, type RecipientOutcome } from '../smtp/outbound.js';
+import { activeSigners, signMessage } from '../dkim/sign.js';
+import { deliverBatch, type OutboundMessage, type RecipientOutcome, type TlsSeen } from '../smtp/outbound.js';
+import { reportUris } from '../tlsrpt/record.js';
+import { buildReport, gzipReport, postReport, REPORT_SIGNED_HEADERS, reportMessage } from '../tlsrpt/report.js';
+import { DAY_MS, resultOf } from '../tlsrpt/results.js';
 import { MtaStsCache } from '../smtp/mta-sts.js';
 import { mailboxDir } from '../store/paths.js';
 import { appendToSpool } from '../store/spool.js';
@@ -26,6 +32,8 @@ export interface QueueRunnerOptions {
   backoffMs?: (failures: number) => number;
   /** Domains delivered to at once. */
   concurrency?: number;
+  /** The clock TLS-RPT days are counted by (UTC day boundaries); tests move it a day on. */
+  tlsReportClock?: () => number;
 }
 
 const HOUR = 3600_000;
@@ -51,6 +59,10 @@ export class QueueRunner {
   private stopped = false;
   private mtaSts: MtaStsCache;
   private lastPurge = 0;
+  /** Source address per destination IP, for sending-mta-ip. */
+  private sourceIps = new Map<string, Promise<string | null>>();
+  /** (day, domain) reports whose rua lookup failed, and when to try again. */
+  private reportRetryAt = new Map<string, number>();
 
   constructor(private opts: QueueRunnerOptions) {
     this.mtaSts = new MtaStsCache({ resolver: opts.resolver, port: opts.config().outbound.mtaStsPort });
@@ -132,10 +144,12 @@ export class QueueRunner {
     };
     await Promise.all(Array.from({ length: Math.min(limit, domains.length) }, worker));
     this.delayNotices(config);
+    await this.tlsReports(config).catch((e: unknown) => this.opts.log.error('TLS reports failed', { reason: (e as Error).message }));
     const redacted = store.redactFinished();
     if (redacted.length > 0) this.opts.log.info('delivered messages purged from the queue', { messages: redacted.length });
     if (Date.now() - this.lastPurge > HOUR) {
       this.lastPurge = Date.now();
+      store.tlsResults.purge(Math.max(config.queue.retentionDays, 7), Math.floor(this.tlsClock() / DAY_MS));
       const purged = store.purge(config.queue.retentionDays);
       if (purged > 0) this.opts.log.info('old delivery records removed', { messages: purged });
     }
@@ -184,7 +198,8 @@ export class QueueRunner {
         // RFC 8689 4.2.1: a REQUIRETLS message that no MX can take over verified TLS (with
         // REQUIRETLS offered) is returned to its sender, not retried in the hope of a downgrade.
         if (b.msg.requireTls && !o.ok && o.code === null && (c.class === 'tls' || o.stage === 'tls')) c = { ...c, class: 'tls', permanent: true, enhanced: '5.7.30', reason: 'no mail server of the destination offers the verified TLS that REQUIRETLS asks for' };
-        const giveUpAt = b.msg.createdAt + config.queue.giveUpAfterSeconds * 1000;
+        // A TLS report is retried for a day at most (RFC 8460 5.5), other mail for queue.give_up_after.
+        const giveUpAt = b.msg.createdAt + (b.msg.tlsReport ? Math.min(86400, config.queue.giveUpAfterSeconds) : config.queue.giveUpAfterSeconds) * 1000;
         const next = now + backoff(row.attempts + 1);
         if (c.permanent || next > giveUpAt) {
           const expired = !c.permanent;
@@ -204,11 +219,16 @@ export class QueueRunner {
         this.notify(config, b.msg, 'failed', finalFailures.map((f) => ({ row: f.row, dsn: { address: f.row.address, ...(f.row.orcpt ? { originalRecipient: f.row.orcpt } : {}), action: 'failed' as const, status: f.status, ...(f.o.mx ? { remoteMta: f.o.mx } : {}), diagnostic: f.expired ? `gave up after ${Math.round(config.queue.giveUpAfterSeconds / 3600)} hours; last answer: ${f.o.message}` : f.o.message, lastAttempt: new Date(now) } })));
       }
     };
-    // REQUIRETLS mail travels on connections of its own: their TLS demands must not hold up the rest.
+    // REQUIRETLS mail travels on connections of its own: their TLS demands must not hold up the
+    // rest. So do TLS reports: their sessions are not counted in reports (RFC 8460 has no reports
+    // about reports).
     const outbound = { resolver: this.opts.resolver(), hostname: config.hostname, port: config.outbound.port, log: this.opts.log, mtaSts: this.mtaSts };
+    const counted = config.queue.tlsReports ? { ...outbound, onTls: (t: TlsSeen) => this.countTls(t) } : outbound;
     for (const strict of [false, true]) {
-      const idx = batch.map((b, i) => (b.msg.requireTls === strict ? i : -1)).filter((i) => i >= 0);
-      if (idx.length > 0) await deliverBatch(domain, idx.map((i) => batch[i]!.out), outbound, (k, outcome) => settle(idx[k]!, outcome));
+      for (const report of [false, true]) {
+        const idx = batch.map((b, i) => (b.msg.requireTls === strict && b.msg.tlsReport === report ? i : -1)).filter((i) => i >= 0);
+        if (idx.length > 0) await deliverBatch(domain, idx.map((i) => batch[i]!.out), report ? outbound : counted, (k, outcome) => settle(idx[k]!, outcome));
+      }
     }
   }
 
@@ -232,8 +252,119 @@ export class QueueRunner {
     }
   }
 
+  private tlsClock(): number {
+    return (this.opts.tlsReportClock ?? Date.now)();
+  }
+
+  /** Counts one TLS outcome under today's (UTC) day. */
+  private countTls(t: TlsSeen): void {
+    const day = Math.floor(this.tlsClock() / DAY_MS);
+    const ip = t.ip;
+    const source = ip ? (this.sourceIps.get(ip) ?? this.sourceIps.set(ip, sourceAddress(ip)).get(ip)!) : Promise.resolve(null);
+    void source.then((sendingIp) => {
+      try {
+        this.store?.tlsResults.add(resultOf(t, day, sendingIp));
+      } catch (e) {
+        this.opts.log.warn('could not count a TLS result', { reason: (e as Error).message });
+      }
+    });
+  }
+
+  /**
+   * Once a UTC day is over, one report per policy domain that had sessions that day, to the
+   * rua URIs in its _smtp._tls record (none: the counts are dropped). Mail reports go through
+   * this queue like other mail, DKIM-signed; HTTPS ones are POSTed, and retried for a day.
+   */
+  private async tlsReports(config: FeConfig): Promise<void> {
+    if (!config.queue.tlsReports) return;
+    const store = this.store!;
+    const now = this.tlsClock();
+    await this.retryReportPosts();
+    const pending = store.tlsResults.unreported(Math.floor(now / DAY_MS));
+    for (const { day, domain } of pending) {
+      if (this.stopped) return;
+      const key = `${day}/${domain}`;
+      if ((this.reportRetryAt.get(key) ?? 0) > Date.now()) continue;
+      let uris;
+      try {
+        uris = await reportUris(domain, this.opts.resolver());
+      } catch (e) {
+        this.reportRetryAt.set(key, Date.now() + HOUR);
+        this.opts.log.warn('TLS-RPT record lookup failed; trying again in an hour', { domain, reason: (e as Error).message });
+        continue;
+      }
+      this.reportRetryAt.delete(key);
+      if (uris.length === 0) {
+        store.tlsResults.markSent(day, domain, '');
+        continue;
+      }
+      const fromDomain = reportingDomain(config);
+      const report = buildReport({ organization: config.queue.tlsReportOrganization ?? config.hostname, contact: `postmaster@${fromDomain ?? config.hostname}`, submitter: config.hostname, domain, day, results: store.tlsResults.results(day, domain) });
+      const done: string[] = [];
+      const mailto = uris.flatMap((u) => (u.kind === 'mailto' ? [u.address] : []));
+      if (mailto.length > 0 && fromDomain) {
+        const from = `postmaster@${fromDomain}`;
+        let message = reportMessage({ from, to: mailto, submitter: config.hostname, domain, report, now: new Date() });
+        try {
+          const signers = activeSigners(config, fromDomain);
+          if (signers.length > 0) message = await signMessage(message, fromDomain, signers, { headerList: REPORT_SIGNED_HEADERS });
+        } catch (e) {
+          this.opts.log.warn('TLS report goes unsigned', { domain: fromDomain, reason: (e as Error).message });
+        }
+        // NOTIFY=NEVER and Auto-Submitted: a report that cannot be delivered makes no DSN.
+        handOff(config.dataDir, queueSealingKeys(config.dataDir).publicKey, { from, recipients: mailto.map((address) => ({ address, notify: ['NEVER'] })), owner: null, tlsReport: true, submittedAt: new Date() }, message);
+        done.push(...mailto.map((a) => `mailto:${a} (queued)`));
+      } else if (mailto.length > 0) {
+        this.opts.log.warn('TLS report by mail needs a served domain to send from', { domain });
+      }
+      for (const u of uris) {
+        if (u.kind !== 'https') continue;
+        try {
+          const code = await postReport(u.url, gzipReport(report), this.opts.resolver());
+          done.push(`${u.url.origin}${u.url.pathname} (HTTP ${code})`);
+        } catch (e) {
+          done.push(`${u.url.origin}${u.url.pathname} (failed: ${(e as Error).message}; retrying)`);
+          store.tlsResults.addPost({ day, domain, url: u.url.href, body: gzipReport(report), firstAt: Date.now(), nextAt: Date.now() + this.reportBackoff(1) });
+          this.opts.log.warn('TLS report POST failed; trying again later', { domain, url: u.url.origin, reason: (e as Error).message });
+        }
+      }
+      store.tlsResults.markSent(day, domain, done.join(', '));
+      this.opts.log.info('TLS report sent', { domain, day: new Date(day * DAY_MS).toISOString().slice(0, 10), to: done.join(', ') });
+      if (mailto.length > 0) this.kick();
+    }
+  }
+
+  /** Back-off between tries of a failed report POST: the queue's (tests shorten it). */
+  private reportBackoff(attempts: number): number {
+    return (this.opts.backoffMs ?? defaultBackoffMs)(attempts);
+  }
+
+  /** Failed HTTPS reports, again with back-off, for up to a day after the first try (RFC 8460 5.5). */
+  private async retryReportPosts(): Promise<void> {
+    const store = this.store!;
+    for (const p of store.tlsResults.duePosts(Date.now())) {
+      if (this.stopped) return;
+      const url = new URL(p.url);
+      const where = `${url.origin}${url.pathname}`;
+      try {
+        const code = await postReport(url, p.body, this.opts.resolver());
+        store.tlsResults.postDone(p.id);
+        store.tlsResults.noteSent(p.day, p.domain, `${where} (HTTP ${code} on try ${p.attempts + 1})`);
+        this.opts.log.info('TLS report sent', { domain: p.domain, to: where, try: p.attempts + 1 });
+      } catch (e) {
+        const next = Date.now() + this.reportBackoff(p.attempts + 1);
+        if (next - p.firstAt > DAY_MS) {
+          store.tlsResults.postDone(p.id);
+          store.tlsResults.noteSent(p.day, p.domain, `${where} (given up after ${p.attempts + 1} tries: ${(e as Error).message})`);
+          this.opts.log.warn('TLS report POST given up', { domain: p.domain, url: url.origin, reason: (e as Error).message });
+        } else store.tlsResults.postRetry(p.id, next);
+      }
+    }
+  }
+
   /** Builds the DSN and puts it in the sender's own mailbox (or queues it to the sender elsewhere). */
   private notify(config: FeConfig, msg: QueuedMessage, kind: 'failed' | 'delayed' | 'delivered', list: { row: RecipientRow; dsn: DsnRecipient }[]): void {
+    if (msg.tlsReport) return; // fe's own report: nobody to tell
     const store = this.store!;
     const body = store.body(msg.id);
     if (!body) return;
@@ -258,4 +389,27 @@ export class QueueRunner {
       this.opts.log.error('could not deliver a DSN', { id: msg.id, reason: (e as Error).message });
     }
   }
+}
+
+/** The served domain TLS reports come from: the host name's own (or a parent of it), else the first. */
+function reportingDomain(config: FeConfig): string | null {
+  const host = config.hostname.toLowerCase();
+  const names = [...config.domains.keys()].sort();
+  return names.find((d) => host === d || host.endsWith(`.${d}`)) ?? names[0] ?? null;
+}
+
+/** The local address the system would send from to `ip` (a UDP connect sends nothing). */
+function sourceAddress(ip: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    const s = createSocket(isIPv6(ip) ? 'udp6' : 'udp4');
+    s.on('error', () => {
+      s.close();
+      resolve(null);
+    });
+    s.connect(25, ip, () => {
+      const a = s.address().address;
+      s.close();
+      resolve(a);
+    });
+  });
 }

@@ -10,6 +10,7 @@ import { serverSecret } from '../daemon/secrets.js';
 import { Database, type SqliteDb, type SqliteStatement } from '../store/sqlite.js';
 import { HandoffFormatError, incomingDir, incomingFile, listIncoming, queueDir, readIncoming, type QueueRecipient } from './handoff.js';
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { TlsResultStore } from '../tlsrpt/results.js';
 import { createPrivateFile, ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
 
 export type RecipientState = 'queued' | 'delivered' | 'bounced' | 'expired';
@@ -22,6 +23,7 @@ export interface QueuedMessage {
   envid: string | null;
   ret: 'FULL' | 'HDRS' | null;
   requireTls: boolean;
+  tlsReport: boolean;
   size: number;
   redacted: boolean;
   delayNotified: boolean;
@@ -72,6 +74,7 @@ interface MsgRow {
   envid: string | null;
   ret: string | null;
   require_tls: number;
+  tls_report: number;
   size: number;
   redacted: number;
   delay_notified: number;
@@ -97,7 +100,7 @@ interface RcptRow {
 }
 
 function toMessage(r: MsgRow): QueuedMessage {
-  return { id: r.id, createdAt: r.created_at, sender: r.sender, owner: r.owner, envid: r.envid, ret: r.ret === 'FULL' || r.ret === 'HDRS' ? r.ret : null, requireTls: r.require_tls === 1, size: r.size, redacted: r.redacted === 1, delayNotified: r.delay_notified === 1 };
+  return { id: r.id, createdAt: r.created_at, sender: r.sender, owner: r.owner, envid: r.envid, ret: r.ret === 'FULL' || r.ret === 'HDRS' ? r.ret : null, requireTls: r.require_tls === 1, tlsReport: r.tls_report === 1, size: r.size, redacted: r.redacted === 1, delayNotified: r.delay_notified === 1 };
 }
 
 function toRecipient(r: RcptRow): RecipientRow {
@@ -201,12 +204,21 @@ export class QueueStore {
         CREATE INDEX IF NOT EXISTS recipients_due ON recipients(state, next_attempt);
         CREATE INDEX IF NOT EXISTS recipients_msg ON recipients(msg_id);
       `);
+      // Added with TLS-RPT: a queue.db made before it gets the column.
+      if (!(db.prepare('SELECT name FROM pragma_table_info(?)').all('messages') as { name: string }[]).some((c) => c.name === 'tls_report')) db.exec('ALTER TABLE messages ADD COLUMN tls_report INTEGER NOT NULL DEFAULT 0');
     } catch (e) {
       db.close();
       if ((e as { code?: string }).code === 'SQLITE_NOTADB') throw new Error(`${file} does not open with the queue key in ${path.join(dataDir, 'secrets')}; was the key replaced?`);
       throw e;
     }
     return new QueueStore(dataDir, db);
+  }
+
+  private tlsResultStore: TlsResultStore | null = null;
+
+  /** The TLS-RPT counters, kept beside the queue in the same encrypted file. */
+  get tlsResults(): TlsResultStore {
+    return (this.tlsResultStore ??= new TlsResultStore(this.db));
   }
 
   private stmt(sql: string): SqliteStatement {
@@ -247,7 +259,7 @@ export class QueueStore {
           throw e;
         }
         const s = entry.submission;
-        this.stmt('INSERT INTO messages (id, created_at, sender, owner, envid, ret, require_tls, size, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+        this.stmt('INSERT INTO messages (id, created_at, sender, owner, envid, ret, require_tls, tls_report, size, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
           id,
           s.submittedAt.getTime(),
           s.from,
@@ -255,6 +267,7 @@ export class QueueStore {
           s.envid ?? null,
           s.ret ?? null,
           s.requireTls ? 1 : 0,
+          s.tlsReport ? 1 : 0,
           entry.message.length,
           entry.message,
         );
@@ -298,7 +311,7 @@ export class QueueStore {
   }
 
   message(id: string): QueuedMessage | null {
-    const r = this.stmt('SELECT id, created_at, sender, owner, envid, ret, require_tls, size, redacted, delay_notified FROM messages WHERE id = ?').get(id) as MsgRow | undefined;
+    const r = this.stmt('SELECT id, created_at, sender, owner, envid, ret, require_tls, tls_report, size, redacted, delay_notified FROM messages WHERE id = ?').get(id) as MsgRow | undefined;
     return r ? toMessage(r) : null;
   }
 
@@ -353,8 +366,8 @@ export class QueueStore {
   list(all = false): { message: QueuedMessage; recipients: RecipientRow[] }[] {
     const rows = (
       all
-        ? this.stmt('SELECT id, created_at, sender, owner, envid, ret, require_tls, size, redacted, delay_notified FROM messages ORDER BY created_at DESC, id DESC').all()
-        : this.stmt(`SELECT id, created_at, sender, owner, envid, ret, require_tls, size, redacted, delay_notified FROM messages m WHERE EXISTS (SELECT 1 FROM recipients r WHERE r.msg_id = m.id AND r.state = 'queued') ORDER BY created_at DESC, id DESC`).all()
+        ? this.stmt('SELECT id, created_at, sender, owner, envid, ret, require_tls, tls_report, size, redacted, delay_notified FROM messages ORDER BY created_at DESC, id DESC').all()
+        : this.stmt(`SELECT id, created_at, sender, owner, envid, ret, require_tls, tls_report, size, redacted, delay_notified FROM messages m WHERE EXISTS (SELECT 1 FROM recipients r WHERE r.msg_id = m.id AND r.state = 'queued') ORDER BY created_at DESC, id DESC`).all()
     ) as MsgRow[];
     return rows.map((r) => ({ message: toMessage(r), recipients: this.recipients(r.id) }));
   }

@@ -44,7 +44,8 @@ export function parsePolicy(text: string, id: string): MtaStsPolicy | null {
   return { id, mode, mx, maxAge };
 }
 
-function resolverLookup(resolver: FeResolver): LookupFunction {
+/** A `lookup` for node's http(s) and net that asks fe's resolver (A records). */
+export function resolverLookup(resolver: FeResolver): LookupFunction {
   return (hostname, options, callback) => {
     resolver.a(hostname).then(
       (addresses) => {

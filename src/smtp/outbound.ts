@@ -5,7 +5,7 @@
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { isDnsNotFound, type FeResolver } from '../dns/resolver.js';
 import type { Logger } from '../util/log.js';
-import { mxMatches, type MtaStsCache } from './mta-sts.js';
+import { mxMatches, type MtaStsCache, type MtaStsPolicy } from './mta-sts.js';
 
 export interface OutboundOptions {
   resolver: FeResolver;
@@ -14,6 +14,22 @@ export interface OutboundOptions {
   timeoutMs?: number;
   log: Logger;
   mtaSts?: MtaStsCache;
+  /** Told how TLS went in each session and policy lookup, for TLS-RPT (RFC 8460); see src/tlsrpt/. */
+  onTls?: (t: TlsSeen) => void;
+}
+
+/**
+ * One TLS outcome for TLS-RPT: a session that reached the MX (secure or not, or the TLS error
+ * that ended it), or a policy problem met before any session (no MX the policy names, or a
+ * policy that could not be fetched). Plain TCP failures are not TLS outcomes and are not told.
+ */
+export interface TlsSeen {
+  domain: string;
+  policy: { type: 'sts'; mode: MtaStsPolicy['mode']; mx: string[]; maxAge: number } | { type: 'sts-unavailable'; reason: string } | { type: 'no-policy-found' };
+  mx: string | null;
+  ip: string | null;
+  secure: boolean;
+  error: string | null;
 }
 
 export type DeliveryResult =
@@ -117,8 +133,14 @@ function downgradeProblem(m: OutboundMessage, extensions: string[]): string | nu
  * message's per-recipient outcomes; a message the session never reached gets null (the
  * connection broke first), so the caller tries the next MX for it.
  */
-function session(ip: string, mxName: string, batch: OutboundMessage[], opts: OutboundOptions, verifiedTls: boolean, onMessage: (k: number, r: RecipientOutcome[]) => void): Promise<(RecipientOutcome[] | null)[]> {
+function session(ip: string, mxName: string, batch: OutboundMessage[], opts: OutboundOptions, verifiedTls: boolean, onMessage: (k: number, r: RecipientOutcome[]) => void, onTls?: (t: Pick<TlsSeen, 'mx' | 'ip' | 'secure' | 'error'>) => void): Promise<(RecipientOutcome[] | null)[]> {
   return new Promise((resolve) => {
+    let tlsTold = false;
+    const tellTls = (secure: boolean, error: string | null) => {
+      if (tlsTold) return;
+      tlsTold = true;
+      onTls?.({ mx: mxName, ip, secure, error });
+    };
     const timeout = opts.timeoutMs ?? 30_000;
     const requireTls = verifiedTls || batch.some((m) => m.requireTls);
     const conn = new SMTPConnection({
@@ -157,6 +179,9 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
     let current = -1;
     const connectionFailed = (e: SmtpError) => {
       if (settled) return;
+      // A failed handshake comes as a socket error (ESOCKET) carrying node's TLS code and text.
+      const tlsFailed = e.code === 'ETLS' || /^(ERR_TLS|ERR_SSL|CERT_|DEPTH_ZERO|SELF_SIGNED|UNABLE_TO)/.test((e as { originalCode?: string }).originalCode ?? '') || /certificate|altnames|TLS|SSL/i.test(e.message);
+      if (current < 0 && tlsFailed) tellTls(false, oneLine(e.response ? `${e.message}: ${e.response}` : e.message));
       if (current < 0) {
         for (let i = 0; i < batch.length; i++) set(i, batch[i]!.to.map((a) => outcome(a, mxName, e)));
       } else if (results[current] === null) {
@@ -221,6 +246,7 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
       });
     };
     conn.connect(() => {
+      if (conn.secure || !requireTls) tellTls(conn.secure, null);
       if (requireTls && !conn.secure) return connectionFailed(Object.assign(new Error(`${mxName} did not start TLS`), { code: 'ETLS' }));
       next(0);
     });
@@ -248,15 +274,26 @@ export async function deliverBatch(domain: string, batch: OutboundMessage[], opt
   if ('error' in mx) return all(mx.error);
   let hosts = mx.hosts;
   let enforce = false;
+  let tlsPolicy: TlsSeen['policy'] = { type: 'no-policy-found' };
   if (opts.mtaSts) {
     const { policy, note } = await opts.mtaSts.policyFor(domain);
     if (note) opts.log.info('MTA-STS', { domain, note });
+    // A failed TXT lookup does not show that a policy exists; a failed fetch after it does.
+    if (note && !policy && !note.startsWith('TXT lookup failed')) tlsPolicy = { type: 'sts-unavailable', reason: note };
+    if (policy) tlsPolicy = { type: 'sts', mode: policy.mode, mx: policy.mx, maxAge: policy.maxAge };
     if (policy?.mode === 'enforce') {
       enforce = true;
       hosts = hosts.filter((h) => policy.mx.some((p) => mxMatches(p, h)));
-      if (hosts.length === 0) return all({ ok: false, permanent: false, code: null, message: `no MX of ${domain} matches its MTA-STS policy`, mx: null, stage: 'policy' });
+      if (hosts.length === 0) {
+        opts.onTls?.({ domain, policy: tlsPolicy, mx: null, ip: null, secure: false, error: `no MX of ${domain} (${mx.hosts.join(', ')}) matches its MTA-STS policy` });
+        return all({ ok: false, permanent: false, code: null, message: `no MX of ${domain} matches its MTA-STS policy`, mx: null, stage: 'policy' });
+      }
     }
   }
+  if (tlsPolicy.type === 'sts-unavailable') opts.onTls?.({ domain, policy: tlsPolicy, mx: null, ip: null, secure: false, error: tlsPolicy.reason });
+  const policyNow = tlsPolicy;
+  // Sessions under a policy that could not be fetched are told once, as that failure, above.
+  const onTls = opts.onTls && policyNow.type !== 'sts-unavailable' ? (t: Pick<TlsSeen, 'mx' | 'ip' | 'secure' | 'error'>) => opts.onTls!({ domain, policy: policyNow, ...t }) : undefined;
   // Per recipient: an outcome is final once accepted or refused for good; a temporary failure
   // (dead host, failed TLS, 4xx) is kept as the latest word and retried at the next address.
   const final = batch.map(() => new Map<string, RecipientOutcome>());
@@ -281,7 +318,7 @@ export async function deliverBatch(domain: string, batch: OutboundMessage[], opt
           else latest[i]!.set(o.address, o);
         }
         if (pendingOf(i).length === 0) emit(i, batch[i]!.to.map((a) => final[i]!.get(a)!));
-      });
+      }, onTls);
       if (batch.every((_, i) => pendingOf(i).length === 0)) break;
       opts.log.debug('MX attempt left recipients undelivered, trying the next', { mx: host, ip });
     }
