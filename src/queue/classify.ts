@@ -113,6 +113,8 @@ export const RULES: readonly Rule[] = [
   // The outbound client prefixes every no-reply failure under an enforced policy with
   // "MTA-STS: ", so only its "no MX ... matches its MTA-STS policy" is keyed on here; a
   // prefixed ECONNREFUSED is still a network failure.
+  // DANE (src/smtp/dane.ts) words every failure on a host with usable TLSA records "4.7.5 DANE: ".
+  { id: 'dane', class: 'tls', action: 'retry', noReply: true, text: /^4\.7\.5 DANE: /, status: 'X.7.5', reason: "The receiving server did not prove the certificate its DANE TLSA records require (or offered no STARTTLS)." },
   { id: 'mta-sts', class: 'tls', action: 'retry', noReply: true, text: /\bmatches its MTA-STS policy\b/, status: 'X.7.5', reason: "No mail server of the recipient domain matches its MTA-STS policy." },
   { id: 'tls-certificate', class: 'tls', action: 'retry', noReply: true, text: /certificate|\bcert's altnames\b|\bCERT_|SELF_SIGNED|UNABLE_TO_(?:VERIFY|GET)/i, status: 'X.7.5', reason: "The receiving server's TLS certificate could not be verified." },
   { id: 'tls-handshake', class: 'tls', action: 'retry', noReply: true, text: /\bTLS\b|\bSSL\b|handshake|wrong version number|\bERR_SSL_|\bERR_TLS_/i, status: 'X.7.5', reason: 'The TLS handshake with the receiving server failed.' },
