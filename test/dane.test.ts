@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isLoopback, parseServer } from '../src/dns/dnssec.js';
 import { handOff, queuePublicKey } from '../src/queue/handoff.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { startValidatingDns, type ValidatingDns } from './helpers/dnssec-dns.js';
@@ -35,6 +36,7 @@ const CASES = {
   ta: 'someone@ta.dane.example', // DANE-TA 2 0 1 for the issuing CA, the leaf names the MX: delivered
   tabad: 'someone@tabad.dane.example', // the same CA and chain, but the leaf does not name this MX: deferred
   pkix: 'someone@pkix.dane.example', // only a PKIX-EE record (unusable for SMTP): delivered, TLS still required
+  bogus: 'someone@bogus.dane.example', // TLSA whose signature does not verify (unbound: SERVFAIL): deferred, not sent
 };
 
 async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 90_000): Promise<NonNullable<T>> {
@@ -88,7 +90,11 @@ before(async () => {
         'pkix IN MX 10 mx.pkix',
         'mx.pkix IN A 127.0.0.2',
         `_25._tcp.mx.pkix IN TLSA 1 1 1 ${WRONG}`,
+        'bogus IN MX 10 mx.bogus',
+        'mx.bogus IN A 127.0.0.2',
+        `_25._tcp.mx.bogus IN TLSA 3 1 1 ${sha256(spkiOf(leaf.cert))}`,
       ],
+      tamper: ['_25._tcp.mx.bogus'],
     },
     { origin: 'plain.example', signed: false, records: ['@ IN MX 10 mx', 'mx IN A 127.0.0.5', `_25._tcp.mx IN TLSA 3 1 1 ${WRONG}`] },
   ]);
@@ -162,4 +168,18 @@ test('DANE-TA 2 0 1 for the issuing CA: delivered when the leaf names the MX, de
 test('only a PKIX-EE record (unusable for SMTP, RFC 7672 3.1.3): not a mismatch; delivered over TLS', () => {
   assert.equal(row(CASES.pkix).state, 'delivered', JSON.stringify(row(CASES.pkix)));
   assert.equal(got('a', CASES.pkix)[0]?.secure, true);
+});
+
+test('a TLSA answer that fails validation (bogus: the validating resolver says SERVFAIL): deferred with 4.7.5, nothing sent', () => {
+  const r = row(CASES.bogus);
+  assert.equal(r.state, 'queued', JSON.stringify(r));
+  assert.equal(r.status, '4.7.5');
+  assert.match(r.last_reply ?? '', /^4\.7\.5 DANE: the TLSA lookup for mx\.bogus\.dane\.example failed/);
+  assert.equal(got('a', CASES.bogus).length, 0);
+});
+
+test('the AD bit counts only from a resolver on loopback', () => {
+  assert.deepEqual(['127.0.0.1:5353', '127.9.9.9', '[::1]:53', '::1', '10.0.0.53', '[2001:db8::53]:53', '192.0.2.1:53'].map((s) => isLoopback(parseServer(s).host)), [true, true, true, true, false, false, false]);
+  assert.deepEqual(parseServer('[::1]:5353'), { host: '::1', port: 5353 });
+  assert.deepEqual(parseServer('127.0.0.1'), { host: '127.0.0.1', port: 53 });
 });

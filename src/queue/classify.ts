@@ -88,6 +88,10 @@ export interface Rule {
 const DNS_CALL = /^(?:query[A-Z][A-Za-z]*|getaddrinfo|getHostByAddr|resolve[A-Za-z]*) E[A-Z_]+\b|\blookup for \S+ failed\b/;
 
 export const RULES: readonly Rule[] = [
+  // DANE (src/smtp/dane.ts) words every failure on a host with usable TLSA records, and a failed
+  // TLSA lookup in a signed zone (a bogus answer is SERVFAIL), "4.7.5 DANE: ". First: what it
+  // wraps (ESERVFAIL, ECONNREFUSED) must not read as a DNS or network failure of its own.
+  { id: 'dane', class: 'tls', action: 'retry', noReply: true, text: /^4\.7\.5 DANE: /, status: 'X.7.5', reason: 'DANE: no STARTTLS, no certificate matching the TLSA records, or no validated TLSA answer.' },
   // ---- No SMTP reply: DNS ----
   // NXDOMAIN: the domain (or its MX host) does not exist; asking again gives the same answer.
   // Postfix and Exim bounce this too.
@@ -113,8 +117,6 @@ export const RULES: readonly Rule[] = [
   // The outbound client prefixes every no-reply failure under an enforced policy with
   // "MTA-STS: ", so only its "no MX ... matches its MTA-STS policy" is keyed on here; a
   // prefixed ECONNREFUSED is still a network failure.
-  // DANE (src/smtp/dane.ts) words every failure on a host with usable TLSA records "4.7.5 DANE: ".
-  { id: 'dane', class: 'tls', action: 'retry', noReply: true, text: /^4\.7\.5 DANE: /, status: 'X.7.5', reason: "The receiving server did not prove the certificate its DANE TLSA records require (or offered no STARTTLS)." },
   { id: 'mta-sts', class: 'tls', action: 'retry', noReply: true, text: /\bmatches its MTA-STS policy\b/, status: 'X.7.5', reason: "No mail server of the recipient domain matches its MTA-STS policy." },
   { id: 'tls-certificate', class: 'tls', action: 'retry', noReply: true, text: /certificate|\bcert's altnames\b|\bCERT_|SELF_SIGNED|UNABLE_TO_(?:VERIFY|GET)/i, status: 'X.7.5', reason: "The receiving server's TLS certificate could not be verified." },
   { id: 'tls-handshake', class: 'tls', action: 'retry', noReply: true, text: /\bTLS\b|\bSSL\b|handshake|wrong version number|\bERR_SSL_|\bERR_TLS_/i, status: 'X.7.5', reason: 'The TLS handshake with the receiving server failed.' },

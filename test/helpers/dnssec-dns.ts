@@ -14,6 +14,8 @@ export interface ZoneSpec {
   origin: string; // e.g. dane.example
   records: string[]; // zone file lines, relative to the origin ($ORIGIN is set)
   signed: boolean;
+  /** Owner names (relative) whose TLSA data is changed after signing: their signatures no longer verify (bogus). */
+  tamper?: string[];
 }
 
 export interface ValidatingDns {
@@ -97,7 +99,17 @@ export async function startValidatingDns(zones: ZoneSpec[]): Promise<ValidatingD
     mkdirSync(keyDir);
     execFileSync('dnssec-keygen', ['-q', '-K', keyDir, '-a', 'ECDSAP256SHA256', '-f', 'KSK', z.origin], { stdio: ['ignore', 'ignore', 'pipe'] });
     const signed = path.join(dir, `${z.origin}.signed`);
-    execFileSync('dnssec-signzone', ['-q', '-K', keyDir, '-d', keyDir, '-S', '-z', '-o', z.origin, '-f', signed, zoneFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('dnssec-signzone', ['-q', '-K', keyDir, '-d', keyDir, '-S', '-z', '-O', 'full', '-o', z.origin, '-f', signed, zoneFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    if (z.tamper) {
+      // -O full writes one record per line: flip the last hex digit of each named TLSA record.
+      const owners = new Set(z.tamper.map((t) => `${t}.${z.origin}.`));
+      const lines = readFileSync(signed, 'utf8').split('\n').map((l) => {
+        const f = l.split(/\s+/);
+        if (!owners.has(f[0]!) || f[3] !== 'TLSA') return l;
+        return l.replace(/([0-9A-Fa-f])\s*$/, (d) => (d.trim().toLowerCase() === '0' ? '1' : '0'));
+      });
+      writeFileSync(signed, lines.join('\n'));
+    }
     const keyFile = readdirSync(keyDir).find((f) => f.endsWith('.key'))!;
     anchors.push(readFileSync(path.join(keyDir, keyFile), 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith(';')).join(' ').replace(/\s+/g, ' ').trim());
     files.push({ origin: z.origin, file: signed });
