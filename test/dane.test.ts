@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import https from 'node:https';
 import { isLoopback, parseServer } from '../src/dns/dnssec.js';
 import { handOff, queuePublicKey } from '../src/queue/handoff.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
@@ -19,6 +20,7 @@ let dns: ValidatingDns;
 const peers: Record<string, PeerMx> = {};
 let w: ReturnType<typeof workspace>;
 let fe: Daemon;
+let policyServer: https.Server | undefined;
 type Row = { address: string; state: string; attempts: number; status: string | null; last_reply: string | null; remote_mta: string | null };
 let rows: Row[] = [];
 
@@ -36,7 +38,9 @@ const CASES = {
   ta: 'someone@ta.dane.example', // DANE-TA 2 0 1 for the issuing CA, the leaf names the MX: delivered
   tabad: 'someone@tabad.dane.example', // the same CA and chain, but the leaf does not name this MX: deferred
   pkix: 'someone@pkix.dane.example', // only a PKIX-EE record (unusable for SMTP): delivered, TLS still required
+  pkixplain: 'someone@pkixplain.dane.example', // the same, on a host without STARTTLS: deferred, not sent in clear
   bogus: 'someone@bogus.dane.example', // TLSA whose signature does not verify (unbound: SERVFAIL): deferred, not sent
+  sts: 'someone@sts.dane.example', // MTA-STS enforce, a certificate not for the MX name, DANE-EE matching: DANE decides, delivered
 };
 
 async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 90_000): Promise<NonNullable<T>> {
@@ -64,6 +68,14 @@ before(async () => {
   peers.c = await startPeerMx(undefined, { host: '127.0.0.4', port, noStartTls: true });
   peers.d = await startPeerMx(leaf, { host: '127.0.0.5', port });
   peers.e = await startPeerMx(chain, { host: '127.0.0.6', port });
+  // An MTA-STS policy (enforce) for sts.dane.example, over HTTPS the CA vouches for.
+  const web = ca.issue(['mta-sts.sts.dane.example']);
+  policyServer = https.createServer({ key: web.key, cert: web.cert }, (req, res) => {
+    if (req.url !== '/.well-known/mta-sts.txt') return res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': 'text/plain' }).end('version: STSv1\nmode: enforce\nmx: mx.sts.dane.example\nmax_age: 86400\n');
+  });
+  await new Promise<void>((r) => policyServer!.listen(0, '127.0.0.1', () => r()));
+  const httpsPort = (policyServer.address() as { port: number }).port;
   dns = await startValidatingDns([
     {
       origin: 'dane.example',
@@ -90,15 +102,23 @@ before(async () => {
         'pkix IN MX 10 mx.pkix',
         'mx.pkix IN A 127.0.0.2',
         `_25._tcp.mx.pkix IN TLSA 1 1 1 ${WRONG}`,
+        'pkixplain IN MX 10 mx.pkixplain',
+        'mx.pkixplain IN A 127.0.0.4',
+        `_25._tcp.mx.pkixplain IN TLSA 1 1 1 ${WRONG}`,
         'bogus IN MX 10 mx.bogus',
         'mx.bogus IN A 127.0.0.2',
         `_25._tcp.mx.bogus IN TLSA 3 1 1 ${sha256(spkiOf(leaf.cert))}`,
+        'sts IN MX 10 mx.sts',
+        'mx.sts IN A 127.0.0.2', // peer a: its certificate names mx.match.dane.example, so MTA-STS alone would refuse it
+        `_25._tcp.mx.sts IN TLSA 3 1 1 ${sha256(spkiOf(leaf.cert))}`,
+        '_mta-sts.sts IN TXT "v=STSv1; id=20261201"',
+        'mta-sts.sts IN A 127.0.0.1',
       ],
       tamper: ['_25._tcp.mx.bogus'],
     },
     { origin: 'plain.example', signed: false, records: ['@ IN MX 10 mx', 'mx IN A 127.0.0.5', `_25._tcp.mx IN TLSA 3 1 1 ${WRONG}`] },
   ]);
-  w = workspace(['hostname: mail.example.org', 'data_dir: ./data', 'dns:', `  servers: ["${dns.address}"]`, 'outbound:', `  port: ${port}`, ''].join('\n'));
+  w = workspace(['hostname: mail.example.org', 'data_dir: ./data', 'dns:', `  servers: ["${dns.address}"]`, 'outbound:', `  port: ${port}`, `  mta_sts_port: ${httpsPort}`, ''].join('\n'));
   await w.ok(['domain', 'add', 'example.org']);
   await w.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
   for (const [name, to] of Object.entries(CASES)) {
@@ -106,7 +126,7 @@ before(async () => {
     handOff(w.dataDir, queuePublicKey(w.dataDir), { from: 'me@example.org', recipients: [{ address: to }], owner: 'me@example.org', submittedAt: new Date() }, msg);
   }
   // Retries far apart: each case gets its first attempt, and the deferred ones stay deferred.
-  fe = await startServe(w.config, ['--only', 'queue'], { FE_TEST_QUEUE_RETRY_MS: '600000' }, []);
+  fe = await startServe(w.config, ['--only', 'queue'], { FE_TEST_QUEUE_RETRY_MS: '600000', NODE_EXTRA_CA_CERTS: ca.caFile }, []);
   await waitFor('every case to get its first attempt', async () => {
     const q = JSON.parse(await w.ok(['queue', 'list', '--all', '--json'])) as { messages: { recipients: Row[] }[] };
     rows = q.messages.flatMap((m) => m.recipients);
@@ -119,6 +139,7 @@ after(async () => {
   if (fe) await fe.stop();
   for (const p of Object.values(peers)) await p.close();
   if (dns) await dns.stop();
+  if (policyServer) await new Promise((r) => policyServer!.close(r));
 });
 
 test('TLSA 3 1 1 matching the MX certificate: delivered, over TLS', () => {
@@ -165,9 +186,13 @@ test('DANE-TA 2 0 1 for the issuing CA: delivered when the leaf names the MX, de
   assert.equal(got('e', CASES.tabad).length, 0);
 });
 
-test('only a PKIX-EE record (unusable for SMTP, RFC 7672 3.1.3): not a mismatch; delivered over TLS', () => {
+test('only a PKIX-EE record (unusable for SMTP, RFC 7672 3.1.3): not a mismatch, delivered over TLS; without STARTTLS, deferred and not sent in clear', () => {
   assert.equal(row(CASES.pkix).state, 'delivered', JSON.stringify(row(CASES.pkix)));
   assert.equal(got('a', CASES.pkix)[0]?.secure, true);
+  const plain = row(CASES.pkixplain);
+  assert.equal(plain.state, 'queued', JSON.stringify(plain));
+  assert.equal(plain.status, '4.7.5');
+  assert.equal(got('c', CASES.pkixplain).length, 0);
 });
 
 test('a TLSA answer that fails validation (bogus: the validating resolver says SERVFAIL): deferred with 4.7.5, nothing sent', () => {
@@ -182,4 +207,9 @@ test('the AD bit counts only from a resolver on loopback', () => {
   assert.deepEqual(['127.0.0.1:5353', '127.9.9.9', '[::1]:53', '::1', '10.0.0.53', '[2001:db8::53]:53', '192.0.2.1:53'].map((s) => isLoopback(parseServer(s).host)), [true, true, true, true, false, false, false]);
   assert.deepEqual(parseServer('[::1]:5353'), { host: '::1', port: 5353 });
   assert.deepEqual(parseServer('127.0.0.1'), { host: '127.0.0.1', port: 53 });
+});
+
+test('DANE comes before MTA-STS (RFC 8461 2): under an enforce policy, a certificate that fails PKIX for the MX name but matches TLSA 3 1 1 gets the mail', () => {
+  assert.equal(row(CASES.sts).state, 'delivered', JSON.stringify(row(CASES.sts)));
+  assert.equal(got('a', CASES.sts)[0]?.secure, true);
 });

@@ -291,7 +291,7 @@ export async function deliverBatch(domain: string, batch: OutboundMessage[], opt
         const i = todo[k]!.i;
         for (const o of results) {
           // RFC 7672 2.2: no STARTTLS or no matching certificate on a DANE host is never final, and never a reason to send in clear.
-          if (hostDane.kind === 'dane' && !o.ok && o.stage === 'tls') Object.assign(o, { permanent: false, code: null, message: o.message.startsWith('4.7.5') ? o.message : `4.7.5 DANE: ${host}: ${o.message}` });
+          if ((hostDane.kind === 'dane' || (hostDane.kind === 'none' && hostDane.encrypt)) && !o.ok && o.stage === 'tls') Object.assign(o, { permanent: false, code: null, message: o.message.startsWith('4.7.5') ? o.message : `4.7.5 DANE: ${host}: ${o.message}` });
           else if (enforce && !o.ok && o.code === null) o.message = `MTA-STS: ${o.message}`;
           if (o.ok || o.permanent) final[i]!.set(o.address, o);
           else latest[i]!.set(o.address, o);
