@@ -138,8 +138,11 @@ function decode<K extends keyof DnssecTypes>(type: K, msg: Buffer, offset: numbe
 function overUdp(server: Server, packet: Buffer, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const sock = createSocket(isIP(server.host) === 6 ? 'udp6' : 'udp4');
+    let settled = false;
     const timer = setTimeout(() => done(new Error('ETIMEOUT')), timeoutMs);
     const done = (err: Error | null, msg?: Buffer) => {
+      if (settled) return; // a late answer after the timeout, or an error after the answer
+      settled = true;
       clearTimeout(timer);
       sock.close();
       if (err) reject(err);
