@@ -92,6 +92,9 @@ const REAL: Row[] = [
   { source: 'fe outbound: resolver error', attempt: noReply('MX lookup for example.com failed: DNS MX lookup for example.com failed: ETIMEOUT'), class: 'dns', permanent: false, enhanced: '4.4.3', rule: 'dns-temporary' },
   { source: 'fe outbound: MTA-STS mismatch', attempt: noReply('no MX of example.com matches its MTA-STS policy'), class: 'tls', permanent: false, enhanced: '4.7.5', rule: 'mta-sts' },
   { source: 'fe outbound: MTA-STS prefix on a certificate error', attempt: noReply("MTA-STS: Hostname/IP does not match certificate's altnames: Host: mx.example.com. is not in the cert's altnames: DNS:other.example.net", 'tls'), class: 'tls', permanent: false, enhanced: '4.7.5', rule: 'tls-certificate' },
+  { source: 'fe outbound: DANE mismatch', attempt: noReply('4.7.5 DANE: mx.example.com: the certificate (SHA-256 of its public key 00ff) matches none of the 1 usable TLSA record(s)', 'tls'), class: 'tls', permanent: false, enhanced: '4.7.5', rule: 'dane' },
+  { source: 'fe outbound: DANE host without STARTTLS (the refusal is 5xx, never final)', attempt: noReply('4.7.5 DANE: mx.example.com: 502 5.5.1 Error: command not recognized', 'tls'), class: 'tls', permanent: false, enhanced: '4.7.5', rule: 'dane' },
+  { source: 'fe outbound: bogus TLSA (SERVFAIL from the validating resolver)', attempt: noReply('4.7.5 DANE: the TLSA lookup for mx.example.com failed (DNS TLSA lookup for _25._tcp.mx.example.com failed: ESERVFAIL); not delivering to it without an answer', 'tls'), class: 'tls', permanent: false, enhanced: '4.7.5', rule: 'dane' },
   { source: 'fe outbound: MTA-STS prefix on a refused connection', attempt: noReply('MTA-STS: connect ECONNREFUSED 192.0.2.1:25'), class: 'network', permanent: false, enhanced: '4.4.1', rule: 'network-no-answer' },
 
   // ---- Node.js / nodemailer, no SMTP reply ----

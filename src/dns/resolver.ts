@@ -2,6 +2,7 @@
 // checks) goes through an FeResolver, so tests can point it at a loopback server.
 import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { lookupValidated, parseServer, type DnssecTypes, type Validated } from './dnssec.js';
 
 /**
  * nxdomain/nodata/badname are answers ("there is no such record"): SMTP may say 5xx.
@@ -80,6 +81,8 @@ export interface FeResolver {
   /** Names for an IP address (the in-addr.arpa / ip6.arpa name is built here). */
   ptr(ip: string): Promise<string[]>;
   mailauthResolver: MailauthResolver;
+  /** DANE's lookups: the records and whether a validating resolver on loopback vouched for them (src/dns/dnssec.ts). */
+  validated<K extends keyof DnssecTypes>(name: string, type: K): Promise<Validated<DnssecTypes[K]>>;
 }
 
 export interface ResolverOptions {
@@ -179,5 +182,7 @@ export function createResolver(opts: ResolverOptions = {}): FeResolver {
     }
   };
 
-  return { ...api, mailauthResolver };
+  const validated = <K extends keyof DnssecTypes>(name: string, type: K) => run(name, type, () => lookupValidated(resolver.getServers().map(parseServer), host(name), type, Math.max(100, Math.ceil(timeoutMs / 2))));
+
+  return { ...api, mailauthResolver, validated };
 }

@@ -88,6 +88,10 @@ export interface Rule {
 const DNS_CALL = /^(?:query[A-Z][A-Za-z]*|getaddrinfo|getHostByAddr|resolve[A-Za-z]*) E[A-Z_]+\b|\blookup for \S+ failed\b/;
 
 export const RULES: readonly Rule[] = [
+  // DANE (src/smtp/dane.ts) words every failure on a host with usable TLSA records, and a failed
+  // TLSA lookup in a signed zone (a bogus answer is SERVFAIL), "4.7.5 DANE: ". First: what it
+  // wraps (ESERVFAIL, ECONNREFUSED) must not read as a DNS or network failure of its own.
+  { id: 'dane', class: 'tls', action: 'retry', noReply: true, text: /^4\.7\.5 DANE: /, status: 'X.7.5', reason: 'DANE: no STARTTLS, no certificate matching the TLSA records, or no validated TLSA answer.' },
   // ---- No SMTP reply: DNS ----
   // NXDOMAIN: the domain (or its MX host) does not exist; asking again gives the same answer.
   // Postfix and Exim bounce this too.

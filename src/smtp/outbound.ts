@@ -2,9 +2,11 @@
 // STARTTLS whenever offered, one connection for every message queued for the domain. Each
 // recipient gets its own answer (accepted, refused for good, or worth retrying), because the
 // queue retries and bounces per recipient and the MX passes a forward's answer on as 550 or 451.
+import type { TLSSocket } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { isDnsNotFound, type FeResolver } from '../dns/resolver.js';
 import type { Logger } from '../util/log.js';
+import { checkPeer, daneFor, type DaneHost } from './dane.js';
 import { mxMatches, type MtaStsCache, type MtaStsPolicy } from './mta-sts.js';
 
 export interface OutboundOptions {
@@ -133,7 +135,7 @@ function downgradeProblem(m: OutboundMessage, extensions: string[]): string | nu
  * message's per-recipient outcomes; a message the session never reached gets null (the
  * connection broke first), so the caller tries the next MX for it.
  */
-function session(ip: string, mxName: string, batch: OutboundMessage[], opts: OutboundOptions, verifiedTls: boolean, onMessage: (k: number, r: RecipientOutcome[]) => void, onTls?: (t: Pick<TlsSeen, 'mx' | 'ip' | 'secure' | 'error'>) => void): Promise<(RecipientOutcome[] | null)[]> {
+function session(ip: string, mxName: string, batch: OutboundMessage[], opts: OutboundOptions, verifiedTls: boolean, dane: DaneHost, onMessage: (k: number, r: RecipientOutcome[]) => void, onTls?: (t: Pick<TlsSeen, 'mx' | 'ip' | 'secure' | 'error'>) => void): Promise<(RecipientOutcome[] | null)[]> {
   return new Promise((resolve) => {
     let tlsTold = false;
     const tellTls = (secure: boolean, error: string | null) => {
@@ -142,7 +144,10 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
       onTls?.({ mx: mxName, ip, secure, error });
     };
     const timeout = opts.timeoutMs ?? 30_000;
-    const requireTls = verifiedTls || batch.some((m) => m.requireTls);
+    // A DANE host's certificate is checked against its TLSA records once the handshake is done
+    // (checkPeer), not against CAs; DANE comes before MTA-STS (RFC 8461 section 2).
+    const verify = dane.kind !== 'dane' && (verifiedTls || batch.some((m) => m.requireTls));
+    const requireTls = verify || dane.kind === 'dane' || (dane.kind === 'none' && dane.encrypt === true);
     const conn = new SMTPConnection({
       host: ip,
       port: opts.port ?? 25,
@@ -150,7 +155,8 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
       servername: mxName,
       // Without an enforced policy TLS is opportunistic: a self-signed MX still gets encryption.
       // With one (MTA-STS enforce, REQUIRETLS), TLS is required and must verify for the MX name.
-      ...(requireTls ? { requireTLS: true, tls: { rejectUnauthorized: true, servername: mxName } } : { opportunisticTLS: true, tls: { rejectUnauthorized: false } }),
+      // DANE (or validated TLSA records, none usable) requires TLS and verifies it on its own terms.
+      ...(verify ? { requireTLS: true, tls: { rejectUnauthorized: true, servername: mxName } } : requireTls ? { requireTLS: true, tls: { rejectUnauthorized: false, servername: mxName } } : { opportunisticTLS: true, tls: { rejectUnauthorized: false } }),
       connectionTimeout: timeout,
       greetingTimeout: timeout,
       socketTimeout: timeout * 2,
@@ -246,6 +252,11 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
       });
     };
     conn.connect(() => {
+      const mismatch = dane.kind === 'dane' && conn.secure ? checkPeer((conn as unknown as { _socket: TLSSocket })._socket, dane) : null;
+      if (mismatch) {
+        tellTls(false, `DANE: ${mismatch}`);
+        return connectionFailed(Object.assign(new Error(`4.7.5 DANE: ${mxName}: ${mismatch}`), { code: 'ETLS' }));
+      }
       if (conn.secure || !requireTls) tellTls(conn.secure, null);
       if (requireTls && !conn.secure) return connectionFailed(Object.assign(new Error(`${mxName} did not start TLS`), { code: 'ETLS' }));
       next(0);
@@ -294,6 +305,7 @@ export async function deliverBatch(domain: string, batch: OutboundMessage[], opt
   const policyNow = tlsPolicy;
   // Sessions under a policy that could not be fetched are told once, as that failure, above.
   const onTls = opts.onTls && policyNow.type !== 'sts-unavailable' ? (t: Pick<TlsSeen, 'mx' | 'ip' | 'secure' | 'error'>) => opts.onTls!({ domain, policy: policyNow, ...t }) : undefined;
+  const dane = await daneFor(domain, opts.resolver);
   // Per recipient: an outcome is final once accepted or refused for good; a temporary failure
   // (dead host, failed TLS, 4xx) is kept as the latest word and retried at the next address.
   const final = batch.map(() => new Map<string, RecipientOutcome>());
@@ -307,13 +319,20 @@ export async function deliverBatch(domain: string, batch: OutboundMessage[], opt
       for (let i = 0; i < batch.length; i++) for (const a of pendingOf(i)) latest[i]!.set(a, { address: a, ok: false, permanent: false, code: null, message: `address lookup for ${host} failed: ${(e as Error).message}`, mx: host, stage: 'dns' });
       continue;
     }
+    const hostDane = await dane.host(host);
+    if (hostDane.kind === 'defer') {
+      for (let i = 0; i < batch.length; i++) for (const a of pendingOf(i)) latest[i]!.set(a, { address: a, ok: false, permanent: false, code: null, message: hostDane.message, mx: host, stage: 'tls' });
+      continue;
+    }
     for (const ip of ips) {
       const todo = batch.map((m, i) => ({ i, m: { ...m, to: pendingOf(i) } })).filter((x) => x.m.to.length > 0);
       if (todo.length === 0) break;
-      await session(ip, host, todo.map((x) => x.m), opts, enforce, (k, results) => {
+      await session(ip, host, todo.map((x) => x.m), opts, enforce, hostDane, (k, results) => {
         const i = todo[k]!.i;
         for (const o of results) {
-          if (enforce && !o.ok && o.code === null) o.message = `MTA-STS: ${o.message}`;
+          // RFC 7672 2.2: no STARTTLS or no matching certificate on a DANE host is never final, and never a reason to send in clear.
+          if ((hostDane.kind === 'dane' || (hostDane.kind === 'none' && hostDane.encrypt)) && !o.ok && o.stage === 'tls') Object.assign(o, { permanent: false, code: null, message: o.message.startsWith('4.7.5') ? o.message : `4.7.5 DANE: ${host}: ${o.message}` });
+          else if (enforce && !o.ok && o.code === null) o.message = `MTA-STS: ${o.message}`;
           if (o.ok || o.permanent) final[i]!.set(o.address, o);
           else latest[i]!.set(o.address, o);
         }

@@ -17,13 +17,13 @@ export interface PeerMx {
   close(): Promise<void>;
 }
 
-export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }, opts: { dataDelayMs?: number; no8BitMime?: boolean } = {}): Promise<PeerMx> {
+export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }, opts: { dataDelayMs?: number; no8BitMime?: boolean; host?: string; port?: number; noStartTls?: boolean } = {}): Promise<PeerMx> {
   const messages: Received[] = [];
   const deferredOnce = new Set<string>();
   const server = new SMTPServer({
     ...(tls ?? {}),
     authOptional: true,
-    disabledCommands: ['AUTH'],
+    disabledCommands: opts.noStartTls ? ['AUTH', 'STARTTLS'] : ['AUTH'], // no STARTTLS at all, not merely unadvertised
     ...(opts.no8BitMime ? { hide8BITMIME: true, hideSMTPUTF8: true } : {}),
     disableReverseLookup: true,
     logger: false,
@@ -48,7 +48,11 @@ export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }, opts: { d
       });
     },
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  // Several peers can share a port on different loopback addresses: one MX port for all in fe's config.
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve());
+  });
   const port = (server.server.address() as { port: number }).port;
   return { port, messages, close: () => new Promise((r) => server.close(() => r())) };
 }
