@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
@@ -13,6 +13,7 @@ import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
 import { smtpConnect } from './helpers/smtp-client.js';
 import { startPeerMx, type PeerMx } from './helpers/peer-mx.js';
+import { neomutt } from './helpers/neomutt.js';
 
 const run = promisify(execFile);
 const PASSWORD = 'correct horse battery staple';
@@ -342,4 +343,43 @@ print('sent')
 
 test('the log names no message content and no full address', () => {
   assert.doesNotMatch(fe.log(), /The body of the first message|friend@remote\.example|me@example\.org/);
+});
+
+test("neomutt sends through 587 with its smtp_url (STARTTLS, AUTH): the remote gets it DKIM-signed", async () => {
+  const marker = `neomutt-smtp-${Date.now()}`;
+  const dir = mkdtempSync(path.join(w.dir, 'neomutt-'));
+  mkdirSync(path.join(dir, 'home'));
+  mkdirSync(path.join(dir, 'tmp'));
+  const draft = path.join(dir, 'draft.eml');
+  writeFileSync(draft, ['From: Me <me@example.org>', 'To: friend@remote.example', `Subject: ${marker}`, '', 'Sent by neomutt over submission.', ''].join('\n'));
+  const rc = path.join(dir, 'muttrc');
+  writeFileSync(
+    rc,
+    [
+      `set folder="${dir}"`,
+      'set record=""',
+      `set smtp_url="smtp://me@example.org@127.0.0.1:${fe.ports.submission}/"`,
+      `set smtp_pass="${PASSWORD}"`,
+      'set ssl_starttls=yes',
+      'set ssl_force_tls=yes',
+      `set ssl_ca_certificates_file="${path.join(w.dataDir, 'tls', 'self-signed.crt')}"`,
+      'set ssl_verify_host=no', // the certificate names mail.example.org; neomutt connects to 127.0.0.1
+      `set certificate_file="${path.join(dir, 'certificates')}"`,
+      'set resume_draft_files=yes',
+      'set editor="true"',
+      'set abort_unmodified=no',
+      'set hostname=example.org',
+      'set wait_key=no',
+      'set sleep_time=0',
+      `set tmpdir="${path.join(dir, 'tmp')}"`,
+      '',
+    ].join('\n'),
+  );
+  const before = peer.messages.length;
+  const r = await neomutt(dir, ['-F', rc, '-H', draft], { when: 'y:Send', keys: 'y' });
+  assert.equal(r.code, 0, r.screen.slice(-3000));
+  const got = await waitFor('the remote to receive neomutt\'s message', () => peer.messages.slice(before).find((m) => m.raw.includes(marker)));
+  assert.deepEqual(got.to, ['friend@remote.example']);
+  assert.match(got.raw.toString('utf8'), /^DKIM-Signature: .*d=example\.org/im);
+  assert.match(got.raw.toString('utf8'), /Sent by neomutt over submission\./);
 });
