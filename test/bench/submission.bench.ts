@@ -280,7 +280,7 @@ async function startFe(sinkPort: number): Promise<Target> {
   await w.ok(['alias', 'add', USER, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
   // FE_BENCH_CPU_PROF=DIR: fe serve writes a V8 CPU profile there when it stops (node --cpu-prof).
   const prof = process.env.FE_BENCH_CPU_PROF;
-  const fe = await startServe(w.config, ['--only', 'submission,queue'], prof ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(prof)}` } : {}, ['submission']);
+  const fe = await startServe(w.config, ['--only', 'submission,queue'], {}, ['submission'], prof ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(prof)}`] : []);
   const pid = fe.child.pid!;
   const canReset = resetPeak(pid);
   return {
