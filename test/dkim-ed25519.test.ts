@@ -4,11 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../src/config/file.js';
-import { activeSigners, signMessage, type DkimSigner } from '../src/dkim/sign.js';
+import { activeSigners, dkimRecord, signMessage, type DkimSigner } from '../src/dkim/sign.js';
 import { workspace } from './helpers/fe.js';
 
 interface JsonRecord {
@@ -302,6 +302,25 @@ test('signMessage and activeSigners refuse what would go out badly signed', asyn
   assert.throws(() => activeSigners(config, 'other.example'), /other\.example is not a domain fe serves/);
   rmSync(path.join(w.dataDir, 'dkim', 'example.org', `${first}.key`));
   assert.throws(() => activeSigners(config, 'example.org'), new RegExp(`signing key of example\\.org selector ${first} is missing`));
+});
+
+test('activeSigners keeps parsed keys only while the key file is unchanged: a key replaced in place signs the next message', async () => {
+  const w = workspace();
+  await w.ok(['domain', 'add', 'example.org']);
+  const config = loadConfig(w.config);
+  const file = path.join(w.dataDir, 'dkim', 'example.org', `${first}.key`);
+  const [before] = activeSigners(config, 'example.org') as [DkimSigner];
+  assert.equal(activeSigners(config, 'example.org')[0], before, 'an unchanged file is not parsed again');
+  const publicOf = (pem: string) => createPublicKey(pem).export({ type: 'spki', format: 'der' }).toString('base64');
+  assert.equal(dkimRecord(before), `v=DKIM1; k=rsa; p=${publicOf(before.privateKey)}`);
+  // Another RSA key written over the same selector's file (as a restore from backup would).
+  const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  writeFileSync(`${file}.new`, other, { mode: 0o600 });
+  renameSync(`${file}.new`, file);
+  const [after] = activeSigners(config, 'example.org') as [DkimSigner];
+  assert.equal(after.privateKey, other, 'the new key is the one that signs');
+  assert.equal(dkimRecord(after), `v=DKIM1; k=rsa; p=${publicOf(other)}`, 'and the self-check uses its public half');
+  assert.notEqual(dkimRecord(after), dkimRecord(before));
 });
 
 test('signMessage without a given time: t= is the one signed even when the clock crosses a rounded second mid-signing', async () => {

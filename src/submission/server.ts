@@ -3,7 +3,6 @@
 // limits), completed (Message-ID, Date, no Bcc), DKIM-signed and self-verified, then made
 // durable before 250: local recipients straight into their sealed spools, the rest handed to
 // the queue, and the sender's copy sealed into its own spool for Sent.
-import { createPublicKey } from 'node:crypto';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { authenticate, type MailauthResolver } from 'mailauth';
 import type { LoginThrottle } from '../auth/throttle.js';
@@ -11,7 +10,7 @@ import { resolveRecipient } from '../config/resolve.js';
 import type { FeConfig } from '../config/schema.js';
 import { hasMailboxKey, sealingPublicKey, unlockMailboxKeyAsync, WrongPassword } from '../crypto/mailbox-key.js';
 import { answerData, SmtpReply, smtpDaemon } from '../smtp/daemon.js';
-import { activeSigners, signMessage, type DkimSigner } from '../dkim/sign.js';
+import { activeSigners, dkimRecord, signMessage, type DkimSigner } from '../dkim/sign.js';
 import { handOff, queuePublicKey, type QueueRecipient } from '../queue/handoff.js';
 import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
 import { appendToSpool } from '../store/spool.js';
@@ -64,12 +63,7 @@ function route(config: FeConfig, rcpts: SMTPServerAddress[]): Route {
 /** DNS as mailauth asks it, answered from our own key files: the check must not depend on what is published yet. */
 function ownKeyResolver(domain: string, signers: DkimSigner[]): MailauthResolver {
   const records = new Map<string, string>();
-  for (const s of signers) {
-    const pub = createPublicKey(s.privateKey);
-    const spki = pub.export({ type: 'spki', format: 'der' });
-    const txt = s.algorithm === 'ed25519-sha256' ? `v=DKIM1; k=ed25519; p=${spki.subarray(spki.length - 32).toString('base64')}` : `v=DKIM1; k=rsa; p=${spki.toString('base64')}`;
-    records.set(`${s.selector}._domainkey.${domain}`.toLowerCase(), txt);
-  }
+  for (const s of signers) records.set(`${s.selector}._domainkey.${domain}`.toLowerCase(), dkimRecord(s));
   return async (name: string, type: string) => {
     const txt = type === 'TXT' ? records.get(name.toLowerCase().replace(/\.$/, '')) : undefined;
     if (txt) return [[txt]];

@@ -15,9 +15,9 @@ export interface Daemon {
   exited: Promise<number | string>;
 }
 
-/** `expect`: the daemons whose "<name> listening on host:port" lines to wait for (default: the MX). */
-export function startServe(config: string, args: string[] = [], env: Record<string, string> = {}, expect: string[] = ['mx']): Promise<Daemon> {
-  const child = spawn(process.execPath, [FE_BIN, '--config', config, 'serve', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+/** `expect`: the daemons whose "<name> listening on host:port" lines to wait for (default: the MX); `nodeArgs`: options for node itself (e.g. --cpu-prof). */
+export function startServe(config: string, args: string[] = [], env: Record<string, string> = {}, expect: string[] = ['mx'], nodeArgs: string[] = []): Promise<Daemon> {
+  const child = spawn(process.execPath, [...nodeArgs, FE_BIN, '--config', config, 'serve', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let log = '';
   const waiters: { pattern: RegExp; resolve: () => void }[] = [];
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
