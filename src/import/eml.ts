@@ -4,7 +4,7 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { dateHeader } from './message.js';
+import { dateHeader, restoreCrlf } from './message.js';
 import { SourceError, type SourceItem } from './source.js';
 
 interface Manifest {
@@ -50,7 +50,7 @@ function walk(dir: string, rel: string, out: string[]): void {
   }
 }
 
-async function* one(file: string, where: string, folder: string | null, maxMessage: number, flags: string[], date: Date | null, specialUse: string | null): AsyncGenerator<SourceItem> {
+async function* one(file: string, where: string, folder: string | null, maxMessage: number, flags: string[], date: Date | null, specialUse: string | null, exact: boolean): AsyncGenerator<SourceItem> {
   let st;
   try {
     st = await stat(file);
@@ -62,7 +62,9 @@ async function* one(file: string, where: string, folder: string | null, maxMessa
     yield { kind: 'skip', where, reason: `larger than the message size limit (${maxMessage} bytes)` };
     return;
   }
-  const raw = await readFile(file);
+  // fe export's files hold the stored bytes; other .eml files often have LF line ends (CRLF comes back).
+  const bytes = await readFile(file);
+  const raw = exact ? bytes : restoreCrlf(bytes);
   yield { kind: 'message', where, folder, specialUse, raw, flags, internalDate: date ?? dateHeader(raw) ?? st.mtime };
 }
 
@@ -74,7 +76,7 @@ export async function* readEml(input: string, options: { maxMessage: number; onl
     throw new SourceError(`${input}: no such file or directory`);
   }
   if (st.isFile()) {
-    yield* one(input, path.basename(input), options.into ?? null, options.maxMessage, [], null, null);
+    yield* one(input, path.basename(input), options.into ?? null, options.maxMessage, [], null, null, false);
     return;
   }
   if (!st.isDirectory()) throw new SourceError(`${input} is neither a file nor a directory`);
@@ -97,7 +99,7 @@ export async function* readEml(input: string, options: { maxMessage: number; onl
           continue;
         }
         const date = new Date(m.internalDate);
-        yield* one(file, m.file, folder.name, options.maxMessage, m.flags, Number.isNaN(date.getTime()) ? null : date, folder.specialUse ?? null);
+        yield* one(file, m.file, folder.name, options.maxMessage, m.flags, Number.isNaN(date.getTime()) ? null : date, folder.specialUse ?? null, true);
       }
     }
     return;
@@ -108,6 +110,6 @@ export async function* readEml(input: string, options: { maxMessage: number; onl
     const dir = path.posix.dirname(rel);
     const folder = dir === '.' ? 'INBOX' : dir;
     if (options.only !== undefined && folder !== options.only) continue;
-    yield* one(path.join(root, rel), rel, folder, options.maxMessage, [], null, null);
+    yield* one(path.join(root, rel), rel, folder, options.maxMessage, [], null, null, false);
   }
 }

@@ -2,9 +2,11 @@
 // the directory ".A.B" (names in modified UTF-7), flags are the letters after ":2," in a file's
 // name, keywords are the letters a..z that the folder's dovecot-keywords file names, and the
 // internal date is the file's mtime. Files in new/ have not been seen.
+// Files are read one at a time.
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { restoreCrlf } from './message.js';
 import { decodeMutf7 } from './mutf7.js';
 import { SourceError, type SourceItem } from './source.js';
 
@@ -57,17 +59,24 @@ export function maildirFolders(root: string): MaildirFolder[] {
   if (!st.isDirectory()) throw new SourceError(`${root} is not a directory`);
   if (!isMaildir(root)) throw new SourceError(`${root} is not a Maildir (it has no cur/ or new/ directory)`);
   const out: MaildirFolder[] = [{ name: 'INBOX', dir: root }];
-  for (const n of readdirSync(root).sort()) {
-    if (!n.startsWith('.') || n === '.' || n === '..' || n.length < 2) continue;
-    const dir = path.join(root, n);
-    if (!statSync(dir).isDirectory() || !isMaildir(dir)) continue;
-    const name = n
-      .slice(1)
-      .split('.')
-      .map((p) => decodeMutf7(p))
-      .join('/');
-    out.push({ name: name.toUpperCase() === 'INBOX' ? 'INBOX' : name, dir });
-  }
+  // Maildir++ puts every folder at the root (".A.B"); Python's mailbox.Maildir nests them
+  // (".A/.B"). Both are read.
+  const walk = (dir: string, parent: string | null) => {
+    for (const n of readdirSync(dir).sort()) {
+      if (!n.startsWith('.') || n === '.' || n === '..' || n.length < 2) continue;
+      const sub = path.join(dir, n);
+      if (!statSync(sub).isDirectory() || !isMaildir(sub)) continue;
+      const own = n
+        .slice(1)
+        .split('.')
+        .map((p) => decodeMutf7(p))
+        .join('/');
+      const name = parent === null ? (own.toUpperCase() === 'INBOX' ? 'INBOX' : own) : `${parent}/${own}`;
+      out.push({ name, dir: sub });
+      walk(sub, name);
+    }
+  };
+  walk(root, null);
   return out;
 }
 
@@ -108,7 +117,10 @@ export async function* readMaildir(root: string, options: { maxMessage: number; 
         yield { kind: 'skip', where, reason: `larger than the message size limit (${options.maxMessage} bytes)` };
         continue;
       }
-      const raw = await readFile(file);
+      // fe export writes "<time>.<uid>.fe:2,..." with the stored bytes: kept as they are. Other
+      // writers (Dovecot, Python, mbsync) usually store LF line ends: CRLF comes back (see restoreCrlf).
+      const bytes = await readFile(file);
+      const raw = /\.fe[:!;]2,[A-Za-z]*$/.test(f.name) ? bytes : restoreCrlf(bytes);
       const flags = f.sub === 'new' ? [] : maildirFlags(f.name, keywords);
       yield { kind: 'message', where, folder: folder.name, raw, flags, internalDate: st.mtime };
     }
