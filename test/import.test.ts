@@ -455,7 +455,8 @@ test('while fe serve runs: a logged-in IMAP client (IDLE) sees the imported mail
     writeFileSync(file, 'From a@b Sun Mar  1 09:08:07 2026\nFrom: a@b.example\nSubject: live 1\nMessage-ID: <live1@x>\nStatus: RO\nX-Keywords: imported\n\none\n\nFrom a@b Sun Mar  1 09:08:08 2026\nFrom: a@b.example\nSubject: live 2\nMessage-ID: <live2@x>\n\ntwo\n\n');
     const r = await feImport(target, ['--mbox', file]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(await pushed, 2);
+    const late = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the IDLE client heard nothing of the import within 30 s')), 30_000).unref());
+    assert.equal(await Promise.race([pushed, late]), 2);
     const msgs = [];
     for await (const m of client.fetch('1:*', { uid: true, flags: true, internalDate: true, source: true })) msgs.push(m);
     assert.deepEqual(msgs.map((m) => [...m.flags!].sort()), [['\\Seen', 'imported'], []]);
