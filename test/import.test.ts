@@ -169,12 +169,17 @@ test('mboxrd in the export format: >From unquoting, Status/X-Status/X-Keywords/X
     const quoted = body.join('\n\n').replace(/^(>*From )/gm, '>$1');
     return `${from}\n${head}\n${extra.join('\n')}\n\n${quoted}\n`;
   };
-  const mbox = toMbox(a, 'From a@sender.example Sun Mar  1 09:08:07 2026', ['Status: RO', 'X-Status: AFT', 'X-Keywords: $Label1 work', 'X-Folder: Archive/2026']) + toMbox(b, 'From MAILER-DAEMON Thu Jan  1 00:00:00 2026', ['Status: O', 'X-Status: D']);
+  // A lone CR (a binary part) in a CRLF message: the export made every CRLF an LF, the CR stayed.
+  const c = Buffer.concat([crlf('From: c@sender.example\nSubject: three\nMessage-ID: <rd3@x>\n\n'), Buffer.from('a\rb\r\n', 'latin1')]);
+  const mbox =
+    toMbox(a, 'From a@sender.example Sun Mar  1 09:08:07 2026', ['Status: RO', 'X-Status: AFT', 'X-Keywords: $Label1 work', 'X-Folder: Archive/2026']) +
+    toMbox(b, 'From MAILER-DAEMON Thu Jan  1 00:00:00 2026', ['Status: O', 'X-Status: D']) +
+    toMbox(c, 'From MAILER-DAEMON Thu Jan  1 00:00:01 2026', ['Status: O']);
   const file = path.join(w.dir, 'export.mbox');
   writeFileSync(file, mbox, 'latin1');
   const report = await importJson(me, ['--mbox', file]);
   assert.deepEqual(report.formats, { [file]: 'mboxrd' });
-  assert.equal(report.imported, 2);
+  assert.equal(report.imported, 3);
   const got = contents(me);
   const archived = got.get('Archive/2026')!;
   assert.equal(archived.length, 1);
@@ -184,9 +189,10 @@ test('mboxrd in the export format: >From unquoting, Status/X-Status/X-Keywords/X
   const inbox = got.get('INBOX')!;
   assert.deepEqual(inbox[0]!.raw, b);
   assert.deepEqual(inbox[0]!.flags, ['\\Deleted']);
-  // Python's reader agrees there were two messages in the file.
+  assert.deepEqual(inbox[1]!.raw, c);
+  // Python's reader agrees on the number of messages in the file.
   const { stdout } = await py('import mailbox,sys; print(len(mailbox.mbox(sys.argv[1])))', file);
-  assert.equal(stdout.trim(), '2');
+  assert.equal(stdout.trim(), '3');
 });
 
 test('mboxcl2: Content-Length bodies with unquoted From lines', async () => {

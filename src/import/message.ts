@@ -81,12 +81,12 @@ export function takeMboxFlags(raw: Buffer, alsoDrop: readonly string[] = []): Mb
 }
 
 /**
- * mbox files end lines with LF; stored mail (RFC 5322) uses CRLF. A message with no CR at all
- * gets every LF back as CRLF (what fe export turned into LF); one with any CR is kept byte for
- * byte, since its line ends were not simply converted.
+ * mbox files end lines with LF; stored mail (RFC 5322) uses CRLF. A message without a single CRLF
+ * gets every LF back as CRLF (fe export turned each CRLF into LF; a lone CR in a binary part
+ * stays); one with any CRLF is kept byte for byte, since its line ends were not converted.
  */
 export function restoreCrlf(raw: Buffer): Buffer {
-  if (raw.includes(0x0d)) return raw;
+  if (raw.includes('\r\n')) return raw;
   let lfs = 0;
   for (let i = raw.indexOf(0x0a); i !== -1; i = raw.indexOf(0x0a, i + 1)) lfs++;
   if (lfs === 0) return raw;
