@@ -75,7 +75,7 @@ const crlf = (s: string) => Buffer.from(s.replace(/\r?\n/g, '\r\n'), 'latin1');
 
 before(async () => {
   dns = await startDnsServer({});
-  w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlisten:\n  mx: 127.0.0.1:0\n  submission: off\n  submissions: off\n  imap: off\n  imaps: 127.0.0.1:0\ndns:\n  servers: ["${dns.address}"]\n`);
+  w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlisten:\n  mx: 127.0.0.1:0\n  submission: off\n  submissions: off\n  imap: off\n  imaps: 127.0.0.1:0\n  pop3: off\n  pop3s: off\n  http: off\n  https: off\ndns:\n  servers: ["${dns.address}"]\n`);
   await w.ok(['domain', 'add', 'example.org']);
 });
 
@@ -220,6 +220,22 @@ test('mbox on standard input after the password line, and --folder', async () =>
   const refused = await w.fe(['import', me, '--mbox', '-'], { stdin: mbox });
   assert.equal(refused.code, 2);
   assert.match(refused.stderr, /--password-stdin/);
+});
+
+test('a folder tree of mbox files: one folder each; a file that is not an mbox is reported', async () => {
+  const me = await newMailbox();
+  const dir = path.join(w.dir, 'mbox-tree');
+  mkdirSync(path.join(dir, 'Lists'), { recursive: true });
+  const one = (s: string) => `From a@b Sun Mar  1 09:08:07 2026\nFrom: a@b.example\nSubject: ${s}\nMessage-ID: <${s}@tree>\n\n${s}\n\n`;
+  writeFileSync(path.join(dir, 'INBOX.mbox'), one('in'));
+  writeFileSync(path.join(dir, 'Sent.mbox'), one('sent') + one('sent2'));
+  writeFileSync(path.join(dir, 'Lists', 'Node'), one('node'));
+  writeFileSync(path.join(dir, 'Lists', 'index.html'), '<html></html>\n');
+  const report = await importJson(me, ['--mbox', dir]);
+  assert.deepEqual(report.folders, { INBOX: 1, Sent: 2, 'Lists/Node': 1 });
+  assert.deepEqual(report.skippedByReason, { 'not an mbox file (it does not begin with a "From " line)': 1 });
+  const only = await importJson(await newMailbox(), ['--mbox', dir, '--folder', 'Sent']);
+  assert.deepEqual(only.folders, { Sent: 2 });
 });
 
 test('Maildir written by Python: subfolders (nested and Maildir++), flags, keywords, mtimes, new/', async () => {
@@ -470,6 +486,35 @@ test('while fe serve runs: a logged-in IMAP client (IDLE) sees the imported mail
     assert.equal(msgs[1]!.source!.toString(), 'From: a@b.example\r\nSubject: live 2\r\nMessage-ID: <live2@x>\r\n\r\ntwo\r\n');
   } finally {
     await client.logout();
+  }
+
+  // A client keeps appending while a big import writes to the same mailbox: every APPEND succeeds.
+  {
+    const busy = new ImapFlow({ host: '127.0.0.1', port, secure: true, tls: { rejectUnauthorized: false }, auth: { user: target, pass: PASSWORD }, logger: false });
+    await busy.connect();
+    try {
+      const file = path.join(w.dir, 'during.mbox');
+      await bigMbox(file, 2000, 3000);
+      const importing = feImport(target, ['--mbox', file, '--folder', 'Bulk']);
+      let finished = false;
+      void importing.then(() => (finished = true));
+      let appended = 0;
+      let slowest = 0;
+      while (!finished || appended < 5) {
+        const t0 = Date.now();
+        await busy.append('INBOX', crlf(`From: c@client.example\nSubject: append ${appended}\nMessage-ID: <append-${appended}@client>\n\nhi\n`));
+        slowest = Math.max(slowest, Date.now() - t0);
+        appended++;
+      }
+      const r = await importing;
+      assert.equal(r.code, 0, r.stderr);
+      const got = contents(target);
+      assert.equal(got.get('Bulk')!.length, 2000);
+      assert.equal(got.get('INBOX')!.length, 2 + appended);
+      console.log(`# ${appended} APPENDs during an import of 2000 messages: all stored, slowest ${slowest} ms`);
+    } finally {
+      await busy.logout();
+    }
   }
 
   // Python's imaplib, logged in to the source mailbox, sees its import too (NOOP after it).
