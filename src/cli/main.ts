@@ -20,6 +20,7 @@ import { registerCert } from './commands/cert.js';
 import { registerBackup } from './commands/backup.js';
 import { registerQueue } from './commands/queue.js';
 import { registerExport } from './commands/export.js';
+import { registerImport } from './commands/import.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -58,6 +59,7 @@ Examples:
   registerAlias(program);
   registerKey(program);
   registerMailbox(program);
+  registerImport(program);
   registerServe(program);
   registerDev(program);
   registerInit(program);

@@ -2,7 +2,7 @@
 // page, keyed with the 32-byte master key), holding folders and messages in a shape IMAP
 // (RFC 3501, CONDSTORE/QRESYNC, SPECIAL-USE) and POP3 can serve directly.
 import { Database, type SqliteDb, type SqliteStatement } from './sqlite.js';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -87,6 +87,22 @@ export interface ImportResult {
   skipped: number; // already imported earlier (crash between commit and unlink); their files are now removed
   failed: { id: string; reason: string }[]; // moved to spool/failed/
   folders: string[]; // folders that got new messages
+}
+
+/** One message for importMessages (fe import). */
+export interface ImportItem {
+  folder: string;
+  raw: Buffer;
+  flags: readonly string[];
+  internalDate: Date;
+  envelopeFrom?: string | null;
+  specialUse?: string | null; // given to the folder when the import creates it
+}
+
+export interface ImportBatchResult {
+  added: { folder: string; uid: number }[];
+  duplicates: number; // imported before (same folder, Message-ID and SHA-256)
+  parseErrors: number; // added, but the MIME structure did not parse (served as one text part)
 }
 
 export type FlagMode = 'set' | 'add' | 'remove';
@@ -293,6 +309,21 @@ const MIGRATIONS: { version: number; up: (db: DB, store: MailboxStore) => void }
       for (const [name, use] of DEFAULT_FOLDERS) store.insertFolderRow(name, use);
     },
   },
+  {
+    // fe import: what an import already added to a folder, keyed by Message-ID and the SHA-256 of
+    // the bytes, so a re-run after an interruption adds nothing twice. Deleting the folder forgets it.
+    version: 2,
+    up(db) {
+      db.exec(`
+        CREATE TABLE imported (
+          folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+          message_id TEXT NOT NULL,
+          sha256 BLOB NOT NULL,
+          PRIMARY KEY (folder_id, message_id, sha256)
+        ) WITHOUT ROWID;
+      `);
+    },
+  },
 ];
 const LATEST = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
@@ -492,8 +523,9 @@ export class MailboxStore {
     this.stmt('UPDATE folders SET uid_next = ?, highest_modseq = ? WHERE id = ?').run(f.uid_next, f.highest_modseq, f.id);
   }
 
-  private insertBody(raw: Buffer): number {
+  private insertBody(raw: Buffer, out?: { parseError: string | null }): number {
     const p = parseMessage(raw);
+    if (out) out.parseError = p.error;
     const id = this.stmt(
       `INSERT INTO bodies (size, header_size, sent_at, message_id, envelope, structure, search_subject, search_from, search_to, search_cc, search_bcc, parse_error)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -546,7 +578,9 @@ export class MailboxStore {
     // the only other copy (spool file, client's APPEND) is about to go away.
     this.db.pragma('synchronous = FULL');
     try {
-      return this.db.transaction(fn)();
+      // IMMEDIATE: take the write lock first, so a writer in another process (fe import) makes this
+      // wait (busy_timeout) instead of failing on a snapshot that went stale between read and write.
+      return this.db.transaction(fn).immediate();
     } finally {
       this.db.pragma('synchronous = NORMAL');
     }
@@ -758,6 +792,55 @@ export class MailboxStore {
       this.saveCounters(f);
       return { uid, uidValidity: f.uid_validity, modseq };
     });
+  }
+
+  /**
+   * fe import: adds a batch in one durable IMMEDIATE transaction (another process may hold the
+   * database open: the write lock is taken up front and waited for with busy_timeout), creating
+   * folders as needed. A message already imported into the same folder (Message-ID + SHA-256 of
+   * the bytes, table `imported`) is counted as a duplicate and not added again. Each folder gets
+   * one new MODSEQ per batch.
+   */
+  importMessages(items: readonly ImportItem[]): ImportBatchResult {
+    const prepared = items.map((it) => {
+      if (Number.isNaN(it.internalDate.getTime())) throw new TypeError('internalDate is not a valid date');
+      return { it, folder: canonicalFolderName(it.folder), flags: parseFlags(it.flags), sha: createHash('sha256').update(it.raw).digest(), messageId: messageIdOf(it.raw) ?? '' };
+    });
+    const result: ImportBatchResult = { added: [], duplicates: 0, parseErrors: 0 };
+    const parsed = { parseError: null as string | null };
+    this.durable(() => {
+      const targets = new Map<string, { f: FolderRow; modseq: number; used: boolean }>();
+      for (const p of prepared) {
+        let t = targets.get(p.folder);
+        if (!t) {
+          let f = this.findFolder(p.folder);
+          if (!f) {
+            for (const parent of parentsOf(p.folder)) if (!this.findFolder(parent)) this.insertFolderRow(parent, null);
+            const use = p.it.specialUse && SPECIAL_USE.has(p.it.specialUse) && !this.folderBySpecialUse(p.it.specialUse) ? p.it.specialUse : null;
+            f = this.insertFolderRow(p.folder, use);
+          }
+          t = { f, modseq: f.highest_modseq + 1, used: false };
+          targets.set(p.folder, t);
+        }
+        const seen = this.stmt('INSERT OR IGNORE INTO imported (folder_id, message_id, sha256) VALUES (?, ?, ?)').run(t.f.id, p.messageId, p.sha);
+        if (seen.changes === 0) {
+          result.duplicates++;
+          continue;
+        }
+        const bodyId = this.insertBody(p.it.raw, parsed);
+        if (parsed.parseError !== null) result.parseErrors++;
+        const uid = this.insertMessage(t.f, t.modseq, bodyId, p.it.raw.length, p.flags, p.it.internalDate.getTime(), p.it.envelopeFrom ?? null, null);
+        t.used = true;
+        result.added.push({ folder: t.f.name, uid });
+      }
+      for (const t of targets.values()) if (t.used) this.saveCounters(t.f);
+    });
+    return result;
+  }
+
+  /** SQLite's data_version: it changes when another connection (another process) committed. */
+  dataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
   }
 
   private summary(r: MessageRow): MessageSummary {

@@ -35,6 +35,7 @@ interface Entry {
   refs: number;
   watcher: FSWatcher | null;
   pending: NodeJS.Timeout | null;
+  dataVersion: number;
 }
 
 export class MailboxRegistry {
@@ -64,7 +65,7 @@ export class MailboxRegistry {
     if (!entry) {
       const opened = (async () => {
         const store = MailboxStore.open(dir, secrets);
-        const fresh: Entry = { address, dir, store, events: new EventEmitter(), refs: 0, watcher: null, pending: null };
+        const fresh: Entry = { address, dir, store, events: new EventEmitter(), refs: 0, watcher: null, pending: null, dataVersion: store.dataVersion() };
         fresh.events.setMaxListeners(0);
         this.entries.set(dir, fresh);
         this.watchSpool(fresh);
@@ -99,6 +100,13 @@ export class MailboxRegistry {
     try {
       const result = entry.store.importSpool();
       for (const folder of result.folders) entry.events.emit('change', { folder, origin: null } satisfies ChangeEvent);
+      // Another process (fe import) wrote to the database and touched the spool folder to say so:
+      // every session looks again (sessions read only what changed, by MODSEQ).
+      const version = entry.store.dataVersion();
+      if (version !== entry.dataVersion) {
+        entry.dataVersion = version;
+        entry.events.emit('change', { folder: null, origin: null } satisfies ChangeEvent);
+      }
       if (result.failed.length > 0) this.opts.log.warn('spool files could not be opened', { mailbox: this.opts.log.addr(entry.address), count: result.failed.length });
     } catch (e) {
       this.opts.log.error('spool import failed', { mailbox: this.opts.log.addr(entry.address), reason: (e as Error).message });
