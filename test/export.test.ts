@@ -252,12 +252,15 @@ print(json.dumps({'folders': sorted(md.list_folders()), 'inbox': dump(md), 'arch
   assert.equal(readFileSync(path.join(root, 'dovecot-keywords'), 'utf8'), '0 work\n');
 
   // mbsync, a real Maildir reader, copies the export to a fresh Maildir with the flags it understands.
+  // It writes its UIDs into the source's file names, so it reads a copy of the export.
+  await run('cp', ['-a', root, path.join(w.dir, 'md-for-mbsync')]);
+  const src = path.join(w.dir, 'md-for-mbsync');
   const dst = path.join(w.dir, 'md-copy');
   mkdirSync(dst);
   const rc = path.join(w.dir, 'mbsyncrc');
   writeFileSync(
     rc,
-    `MaildirStore src\nInbox ${root}\nSubFolders Maildir++\n\nMaildirStore dst\nInbox ${dst}\nSubFolders Maildir++\n\nChannel c\nFar :src:\nNear :dst:\nPatterns *\nCreate Near\nSync Pull\nSyncState ${w.dir}/mbsync-state/\n`,
+    `MaildirStore src\nInbox ${src}\nSubFolders Maildir++\n\nMaildirStore dst\nInbox ${dst}\nSubFolders Maildir++\n\nChannel c\nFar :src:\nNear :dst:\nPatterns *\nCreate Near\nSync Pull\nSyncState ${w.dir}/mbsync-state/\n`,
   );
   mkdirSync(path.join(w.dir, 'mbsync-state'));
   await run('mbsync', ['-c', rc, '-a'], { cwd: w.dir });
@@ -309,6 +312,40 @@ print(json.dumps(out))
   ) as Record<string, string>;
   const { createHash } = await import('node:crypto');
   for (const m of listed) assert.equal(names[m.file], createHash('sha256').update(readFileSync(path.join(root, m.file))).digest('hex'));
+});
+
+test('round trips: export, import into a new mailbox, export again gives the same mbox, Maildir and EML', async () => {
+  const tree = (root: string): Record<string, string> => {
+    const out: Record<string, string> = {};
+    // message files carry their internal date as mtime; the rest (manifest, keywords) the export's time
+    for (const f of filesUnder(root)) out[path.relative(root, f)] = readFileSync(f).toString('base64') + (/(^|\/)(cur\/|.*\.eml$)/.test(path.relative(root, f)) ? ' ' + Math.floor(statSync(f).mtimeMs / 1000) : '');
+    return out;
+  };
+  const manifestless = (root: string) => {
+    const t = tree(root);
+    const m = JSON.parse(readFileSync(path.join(root, 'manifest.json'), 'utf8')) as { address?: string; exportedAt?: string; folders: { uidValidity?: number }[] };
+    delete t['manifest.json'];
+    delete m.address;
+    delete m.exportedAt;
+    for (const f of m.folders) delete f.uidValidity;
+    return { t, m };
+  };
+  for (const [n, format, source] of [
+    [1, '--mbox', 'single.mbox'],
+    [2, '--maildir', 'md'],
+    [3, '--eml', 'eml'],
+  ] as const) {
+    const who = `trip${n}@example.org`;
+    await w.ok(['alias', 'add', who, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
+    await w.ok(['import', who, format, path.join(w.dir, source), '--password-stdin'], { stdin: `${PASSWORD}\n`, cwd: w.dir });
+    const again = format === '--mbox' ? `trip${n}.mbox` : `trip${n}`;
+    const args = format === '--mbox' ? ['--mbox', '--single', '-o', again] : [format, '-o', again];
+    const r = await w.fe(['export', who, '--password-stdin', ...args], { stdin: `${PASSWORD}\n`, cwd: w.dir });
+    assert.equal(r.code, 0, r.stderr);
+    if (format === '--mbox') assert.equal(readFileSync(path.join(w.dir, again), 'utf8'), readFileSync(path.join(w.dir, source), 'utf8'), 'the same mbox, byte for byte');
+    else if (format === '--maildir') assert.deepEqual(tree(path.join(w.dir, again)), tree(path.join(w.dir, source)), 'the same Maildir: names (flags), bytes and times');
+    else assert.deepEqual(manifestless(path.join(w.dir, again)), manifestless(path.join(w.dir, source)), 'the same EML files and manifest, but for the address, time and UIDVALIDITY');
+  }
 });
 
 test('--sqlite: a copy keyed to the chosen password; --plaintext only with --yes, and then any sqlite3 opens it', async () => {

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { loadConfig } from '../../config/file.js';
 import { MBOX_FORMATS, type MboxFormat } from '../../import/mbox.js';
-import { runImport, type ImportSource } from '../../import/run.js';
+import type { ImportSource } from '../../import/run.js';
 import { UsageError, UserError } from '../../util/errors.js';
 import { configFile, JSON_HELP } from '../context.js';
 import { print, printJson, warn } from '../output.js';
@@ -127,6 +127,7 @@ Examples:
         source = { kind: 'imap', url: opts.imap!, password: imapPassword, insecure: opts.imapInsecure };
       }
       const tty = process.stderr.isTTY === true && !opts.json;
+      const { runImport } = await import('../../import/run.js'); // its IMAP client loads only when importing
       const report = await runImport({
         config,
         address: input,
