@@ -51,6 +51,12 @@ interface Selected {
   seenModseq: number;
   /** Expunges up to this MODSEQ have been told (lags behind while EXPUNGE may not be sent). */
   expungedModseq: number;
+  /** UIDs that are \Recent in this session (RFC 3501 2.3.2: one session sees a message as new). */
+  recent: Set<number>;
+  /** Keywords told in FLAGS/PERMANENTFLAGS, by lower-case form. */
+  keywords: Map<string, string>;
+  /** MODSEQ last told per UID, where a change after SELECT was told (CONDSTORE updates). */
+  modseqs: Map<number, number>;
 }
 
 const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
@@ -74,6 +80,11 @@ function listOf(tok: Token | undefined): Token[] | null {
 
 function atom(tok: Token | undefined): string | null {
   return tok?.type === 'atom' && tok.section === undefined ? tok.value : null;
+}
+
+/** A flag as the client wrote it; NIL is an atom here (flag-keyword = atom), not nothing. */
+function flagAtom(tok: Token): string {
+  return tok.type === 'nil' ? 'NIL' : (atom(tok) ?? '');
 }
 
 export class ImapSession {
@@ -260,10 +271,11 @@ export class ImapSession {
         for (const t of a) {
           const name = (atom(t) ?? '').toUpperCase();
           if (name === 'CONDSTORE') {
-            this.condstore = true;
+            this.enableCondstore();
             enabled.push(name);
           } else if (name === 'QRESYNC') {
-            this.qresync = this.condstore = true; // QRESYNC implies CONDSTORE (RFC 7162 3.2.3)
+            this.enableCondstore();
+            this.qresync = true; // QRESYNC implies CONDSTORE (RFC 7162 3.2.3)
             enabled.push(name);
           } else if (name === 'UTF8=ACCEPT') {
             this.utf8 = true;
@@ -579,12 +591,14 @@ export class ImapSession {
         case 'UIDVALIDITY':
           values.push(`UIDVALIDITY ${f.uidValidity}`);
           break;
-        case 'RECENT':
-          values.push('RECENT 0');
+        case 'RECENT': // not yet seen by any session, plus what is recent in this one
+          values.push(`RECENT ${f.recent + (this.selected?.name === f.name ? this.selected.recent.size : 0)}`);
           break;
         case 'HIGHESTMODSEQ':
+          this.enableCondstore(); // a CONDSTORE-enabling command (RFC 7162 3.1)
           values.push(`HIGHESTMODSEQ ${f.highestModseq}`);
           break;
+
         case 'DELETED':
           values.push(`DELETED ${f.deleted}`);
           break;
@@ -655,13 +669,16 @@ export class ImapSession {
     if (!f) throw new NoSuchFolder(name);
     const store = this.handle!.store;
     const messages = store.listMessages(f.name);
-    this.selected = { name: f.name, readOnly, uids: messages.map((m) => m.uid), flags: new Map(messages.map((m) => [m.uid, m.flags.join(' ')])), uidValidity: f.uidValidity, dirty: false, seenModseq: f.highestModseq, expungedModseq: f.highestModseq };
+    // EXAMINE sees recent mail without taking \Recent away from the next session that selects
+    const recentFrom = store.recentFrom(f.name, !readOnly);
+    const recent = new Set(messages.filter((m) => m.uid >= recentFrom).map((m) => m.uid));
+    this.selected = { name: f.name, readOnly, uids: messages.map((m) => m.uid), flags: new Map(messages.map((m) => [m.uid, m.flags.join(' ')])), uidValidity: f.uidValidity, dirty: false, seenModseq: f.highestModseq, expungedModseq: f.highestModseq, recent, keywords: new Map(), modseqs: new Map() };
     this.state = 'selected';
     const firstUnseen = messages.findIndex((m) => !m.flags.includes('\\Seen'));
-    this.send(`* FLAGS (${SYSTEM_FLAGS.join(' ')})`);
-    this.send(`* OK [PERMANENTFLAGS (${readOnly ? '' : SYSTEM_FLAGS.join(' ') + ' \\*'})] flags allowed`);
+    for (const k of store.folderKeywords(f.name)) this.selected.keywords.set(k.toLowerCase(), k);
+    this.sendFlagsLines();
     this.send(`* ${messages.length} EXISTS`);
-    this.send('* 0 RECENT');
+    this.send(`* ${recent.size} RECENT`);
     if (firstUnseen >= 0) this.send(`* OK [UNSEEN ${firstUnseen + 1}] first unseen`);
     this.send(`* OK [UIDVALIDITY ${f.uidValidity}] UIDs valid`);
     this.send(`* OK [UIDNEXT ${f.uidNext}] predicted next UID`);
@@ -678,6 +695,31 @@ export class ImapSession {
     return `[READ-${readOnly ? 'ONLY' : 'WRITE'}] ${readOnly ? 'EXAMINE' : 'SELECT'} completed`;
   }
 
+  /** FLAGS and PERMANENTFLAGS: the system flags and every keyword in use (RFC 3501 7.2.6). */
+  private sendFlagsLines(): void {
+    const sel = this.selected!;
+    const all = [...SYSTEM_FLAGS, ...sel.keywords.values()].join(' ');
+    this.send(`* FLAGS (${all})`);
+    this.send(`* OK [PERMANENTFLAGS (${sel.readOnly ? '' : all + ' \\*'})] flags allowed`);
+  }
+
+  /** Before flags with a keyword the client was not told of go out, a new FLAGS says it exists. */
+  private noteKeywords(flags: readonly string[]): void {
+    const sel = this.selected!;
+    let added = false;
+    for (const f of flags) {
+      if (f.startsWith('\\') || sel.keywords.has(f.toLowerCase())) continue;
+      sel.keywords.set(f.toLowerCase(), f);
+      added = true;
+    }
+    if (added) this.sendFlagsLines();
+  }
+
+  /** A message's flags as this session tells them: the stored ones, plus \Recent if it is new here. */
+  private sessionFlags(uid: number, flags: readonly string[]): string[] {
+    return this.selected!.recent.has(uid) ? [...flags, '\\Recent'] : [...flags];
+  }
+
   private append(a: Token[]): string {
     const name = this.mailboxArg(a[0]);
     let i = 1;
@@ -685,7 +727,7 @@ export class ImapSession {
     let date: Date | undefined;
     const fl = listOf(a[i]);
     if (fl) {
-      flags = fl.map((t) => atom(t) ?? '');
+      flags = fl.map(flagAtom);
       i++;
     }
     if (a[i]?.type === 'string' && a[i + 1]) {
@@ -750,7 +792,7 @@ export class ImapSession {
       const mod = (atom(mods[j]) ?? '').toUpperCase();
       if (mod === 'CHANGEDSINCE' && asNumber(mods[j + 1], true) !== null) {
         changedSince = asNumber(mods[++j], true);
-        this.condstore = true;
+        this.enableCondstore();
       } else if (mod === 'VANISHED') vanished = true;
       else throw new No('unknown FETCH modifier', null, 'BAD');
     }
@@ -765,6 +807,8 @@ export class ImapSession {
       const gone = store.vanishedSince(sel.name, changedSince!).filter((u) => ranges.some(([lo, hi]) => u >= lo && u <= hi));
       if (gone.length > 0) this.send(`* VANISHED (EARLIER) ${encodeSequenceSet(gone)}`);
     }
+    // FETCH MODSEQ is a CONDSTORE-enabling command (RFC 7162 3.1)
+    if (items.some((i) => i.name === 'MODSEQ')) this.enableCondstore();
     const wantModseq = this.condstore && (changedSince !== null || items.some((i) => i.name === 'MODSEQ'));
     const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
     let markSeen: number[] = [];
@@ -857,7 +901,8 @@ export class ImapSession {
         modseq = -1; // filled below
       }
       if (items.some((i) => i.name === 'FLAGS') || (seenNow && flags !== m.flags)) {
-        item('FLAGS', encodeFlags(flags));
+        this.noteKeywords(flags);
+        item('FLAGS', encodeFlags(this.sessionFlags(uid, flags)));
         sel.flags.set(uid, flags.join(' '));
       }
       if (wantModseq && modseq !== -1) item('MODSEQ', `(${modseq})`);
@@ -865,7 +910,7 @@ export class ImapSession {
       await this.flush();
     }
     if (markSeen.length > 0) {
-      store.setFlags(sel.name, markSeen, ['\\Seen'], 'add');
+      for (const c of store.setFlags(sel.name, markSeen, ['\\Seen'], 'add').changed) sel.modseqs.set(c.uid, c.modseq);
       this.handle!.changed(sel.name, this);
       markSeen = [];
     }
@@ -882,23 +927,29 @@ export class ImapSession {
     if (mods) {
       if ((atom(mods[0]) ?? '').toUpperCase() !== 'UNCHANGEDSINCE' || asNumber(mods[1], true) === null) throw new No('unknown STORE modifier', null, 'BAD');
       unchangedSince = asNumber(mods[1], true)!;
-      this.condstore = true;
+      this.enableCondstore();
       i = 2;
     }
     const what = (atom(cmd.args[i]) ?? '').toUpperCase();
     const m = /^([+-]?)FLAGS(\.SILENT)?$/.exec(what);
     if (!m) throw new No('STORE needs FLAGS, +FLAGS or -FLAGS', null, 'BAD');
     const flagToks = listOf(cmd.args[i + 1]) ?? cmd.args.slice(i + 1);
-    const flags = flagToks.map((t) => atom(t) ?? '');
+    const flags = flagToks.map(flagAtom);
     const targets = this.targets(cmd.args[0], byUid);
     const mode = m[1] === '+' ? 'add' : m[1] === '-' ? 'remove' : 'set';
-    const { changed, modified } = this.handle!.store.setFlags(sel.name, targets.map(([, u]) => u), flags, mode, unchangedSince === undefined ? {} : { unchangedSince });
+    const { changed, unchanged, modified } = this.handle!.store.setFlags(sel.name, targets.map(([, u]) => u), flags, mode, unchangedSince === undefined ? {} : { unchangedSince });
     const seqOf = new Map(targets.map(([s, u]) => [u, s]));
-    for (const c of changed) {
+    const changedUids = new Set(changed.map((c) => c.uid));
+    // Without .SILENT every message named gets its flags back, changed or not (RFC 3501 6.4.6);
+    // with CONDSTORE, .SILENT still reports the ones that changed (their MODSEQ moved).
+    for (const c of [...changed, ...unchanged].sort((x, y) => x.uid - y.uid)) {
       sel.flags.set(c.uid, c.flags.join(' '));
-      if (!m[2] || this.condstore) {
-        const extra = [byUid ? `UID ${c.uid}` : '', this.condstore ? `MODSEQ (${c.modseq})` : ''].filter(Boolean).join(' ');
-        this.send(`* ${seqOf.get(c.uid)} FETCH (${extra ? extra + ' ' : ''}FLAGS ${encodeFlags(c.flags)})`);
+      const isChange = changedUids.has(c.uid);
+      if (isChange) sel.modseqs.set(c.uid, c.modseq);
+      if (!m[2] || (this.condstore && isChange)) {
+        this.noteKeywords(c.flags);
+        const extra = [byUid || this.condstore ? `UID ${c.uid}` : '', this.condstore ? `MODSEQ (${c.modseq})` : ''].filter(Boolean).join(' ');
+        this.send(`* ${seqOf.get(c.uid)} FETCH (${extra ? extra + ' ' : ''}FLAGS ${encodeFlags(this.sessionFlags(c.uid, c.flags))})`);
       }
     }
     if (changed.length) this.handle!.changed(sel.name, this);
@@ -927,6 +978,8 @@ export class ImapSession {
     const result = move ? this.handle!.store.moveMessages(sel.name, uids, target.name) : this.handle!.store.copyMessages(sel.name, uids, target.name);
     const code = `COPYUID ${result.uidValidity} ${result.mapping.map(([s]) => s).join(',')} ${result.mapping.map(([, d]) => d).join(',')}`;
     this.handle!.changed(target.name, this);
+    // Copies into the selected mailbox itself are new mail here too: EXISTS (and RECENT) follow
+    if (target.name === sel.name) sel.dirty = true;
     if (move) {
       this.send(`* OK [${code}] moved`);
       this.handle!.changed(sel.name, this);
@@ -955,12 +1008,20 @@ export class ImapSession {
     const shared = { headerIndex: () => (index ??= store.searchIndex(sel.name)), structures: () => (structures ??= store.getMessages(sel.name, sel.uids)) };
     const views = sel.uids.flatMap((uid, i) => {
       const m = summaries.get(uid);
-      return m ? [searchView(store, sel.name, m, i + 1, shared)] : [];
+      if (!m) return [];
+      return [searchView(store, sel.name, sel.recent.has(uid) ? { ...m, flags: this.sessionFlags(uid, m.flags) } : m, i + 1, shared)];
     });
     const found = runSearch(parsed.key, views, { maxSeq: sel.uids.length, maxUid: sel.uids.at(-1) ?? 0 });
     const nums = found.map((m) => (byUid ? m.uid : m.seq));
-    if (parsed.usesModseq) this.condstore = true;
-    const highest = parsed.usesModseq ? Math.max(0, ...found.map((m) => m.modseq)) : null;
+    if (parsed.usesModseq) this.enableCondstore();
+    // RFC 4731 3.2: with only MIN and/or MAX asked, the MODSEQ is that of the message(s) returned
+    let reported = found;
+    const r = parsed.returns;
+    if (r && found.length > 0 && !r.includes('ALL') && !r.includes('COUNT') && (r.includes('MIN') || r.includes('MAX'))) {
+      const byNum = [...found].sort((x, y) => (byUid ? x.uid - y.uid : x.seq - y.seq));
+      reported = [...(r.includes('MIN') ? [byNum[0]!] : []), ...(r.includes('MAX') ? [byNum.at(-1)!] : [])];
+    }
+    const highest = parsed.usesModseq ? Math.max(0, ...reported.map((m) => m.modseq)) : null;
     this.send(parsed.returns ? formatEsearch(cmd.tag, byUid, parsed.returns, nums, highest) : formatSearch(nums, highest));
     return `${cmd.command} completed`;
   }
@@ -981,6 +1042,21 @@ export class ImapSession {
     }
   }
 
+  private forget(uid: number): void {
+    const sel = this.selected!;
+    sel.flags.delete(uid);
+    sel.recent.delete(uid);
+    sel.modseqs.delete(uid);
+  }
+
+  /** CONDSTORE on (RFC 7162 3.1); the first enabling command with a mailbox selected tells its HIGHESTMODSEQ. */
+  private enableCondstore(): void {
+    if (this.condstore) return;
+    this.condstore = true;
+    const state = this.selected && this.handle?.store.folderState(this.selected.name);
+    if (state) this.send(`* OK [HIGHESTMODSEQ ${state.highestModseq}] modseq`);
+  }
+
   /** EXPUNGE responses for removed UIDs, highest sequence number first so numbers stay valid. */
   private reportExpunged(gone: Set<number>): void {
     const sel = this.selected!;
@@ -989,14 +1065,14 @@ export class ImapSession {
       const uids = sel.uids.filter((u) => gone.has(u));
       if (uids.length === 0) return;
       this.send(`* VANISHED ${encodeSequenceSet(uids)}`);
-      for (const u of uids) sel.flags.delete(u);
+      for (const u of uids) this.forget(u);
       sel.uids = sel.uids.filter((u) => !gone.has(u));
       return;
     }
     for (let i = sel.uids.length - 1; i >= 0; i--) {
       if (gone.has(sel.uids[i]!)) {
         this.send(`* ${i + 1} EXPUNGE`);
-        sel.flags.delete(sel.uids[i]!);
+        this.forget(sel.uids[i]!);
         sel.uids.splice(i, 1);
       }
     }
@@ -1025,19 +1101,29 @@ export class ImapSession {
     }
     if (state.highestModseq > sel.seenModseq) {
       const last = sel.uids.at(-1) ?? 0;
-      let added = 0;
+      const added: number[] = [];
       for (const m of store.listMessages(sel.name, { changedSince: sel.seenModseq })) {
         const flags = m.flags.join(' ');
         if (m.uid > last) {
           sel.uids.push(m.uid); // UIDs only grow, so new mail goes at the end
           sel.flags.set(m.uid, flags);
-          added++;
-        } else if (sel.flags.has(m.uid) && sel.flags.get(m.uid) !== flags) {
+          this.noteKeywords(m.flags);
+          added.push(m.uid);
+        } else if (sel.flags.has(m.uid) && (sel.flags.get(m.uid) !== flags || (this.condstore && (sel.modseqs.get(m.uid) ?? 0) < m.modseq))) {
+          // With CONDSTORE a change undone by another session still moved MODSEQ: the client hears of it
           sel.flags.set(m.uid, flags);
-          this.send(`* ${seqOfUid(sel.uids, m.uid)} FETCH (UID ${m.uid} FLAGS ${encodeFlags(m.flags)}${this.condstore ? ` MODSEQ (${m.modseq})` : ''})`);
+          sel.modseqs.set(m.uid, m.modseq);
+          this.noteKeywords(m.flags);
+          this.send(`* ${seqOfUid(sel.uids, m.uid)} FETCH (UID ${m.uid} FLAGS ${encodeFlags(this.sessionFlags(m.uid, m.flags))}${this.condstore ? ` MODSEQ (${m.modseq})` : ''})`);
         }
       }
-      if (added > 0) this.send(`* ${sel.uids.length} EXISTS`);
+      if (added.length > 0) {
+        // The first session told of new mail has it \Recent (a read-write one takes it for itself)
+        const from = store.recentFrom(sel.name, !sel.readOnly);
+        for (const u of added) if (u >= from) sel.recent.add(u);
+        this.send(`* ${sel.uids.length} EXISTS`);
+        this.send(`* ${sel.recent.size} RECENT`);
+      }
       sel.seenModseq = state.highestModseq;
     }
     sel.dirty = expungePending;

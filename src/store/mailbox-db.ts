@@ -55,6 +55,7 @@ export interface FolderInfo {
   deleted: number; // messages flagged \Deleted
   deletedSize: number; // their octets (what EXPUNGE would free)
   size: number; // octets of all messages (RFC 8438 STATUS SIZE)
+  recent: number; // messages no session has yet seen as \Recent
 }
 
 /** What one mailbox (all folders) holds, for QUOTA (RFC 9208). */
@@ -105,6 +106,7 @@ interface FolderRow {
   uid_next: number;
   highest_modseq: number;
   subscribed: number;
+  recent_uid: number;
 }
 
 interface MessageRow {
@@ -291,6 +293,14 @@ const MIGRATIONS: { version: number; up: (db: DB, store: MailboxStore) => void }
         ) WITHOUT ROWID;
       `);
       for (const [name, use] of DEFAULT_FOLDERS) store.insertFolderRow(name, use);
+    },
+  },
+  {
+    // \Recent (RFC 3501 2.3.2): UIDs from recent_uid on have not been seen by any session yet.
+    // Existing mail is not new to anyone.
+    version: 3,
+    up(db) {
+      db.exec('ALTER TABLE folders ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1; UPDATE folders SET recent_uid = uid_next;');
     },
   },
 ];
@@ -641,8 +651,9 @@ export class MailboxStore {
     const c = this.stmt(
       `SELECT count(*) AS n, coalesce(sum((system_flags & 1) = 0), 0) AS unseen, coalesce(sum((system_flags & 8) <> 0), 0) AS deleted,
               coalesce(sum(CASE WHEN system_flags & 8 THEN size ELSE 0 END), 0) AS deleted_size, coalesce(sum(size), 0) AS size
+              , coalesce(sum(uid >= ?), 0) AS recent
        FROM messages WHERE folder_id = ?`,
-    ).get(f.id) as { n: number; unseen: number; deleted: number; deleted_size: number; size: number };
+    ).get(f.recent_uid, f.id) as { n: number; unseen: number; deleted: number; deleted_size: number; size: number; recent: number };
     return {
       name: f.name,
       specialUse: f.special_use,
@@ -655,6 +666,7 @@ export class MailboxStore {
       deleted: c.deleted,
       deletedSize: c.deleted_size,
       size: c.size,
+      recent: c.recent,
     };
   }
 
@@ -697,6 +709,7 @@ export class MailboxStore {
         // RFC 3501: renaming INBOX moves its messages to a new folder and leaves INBOX empty.
         for (const p of parentsOf(dst)) if (!this.findFolder(p)) this.insertFolderRow(p, null);
         const target = this.insertFolderRow(dst, null, f.uid_next, f.highest_modseq);
+        this.stmt('UPDATE folders SET recent_uid = ? WHERE id = ?').run(f.recent_uid, target.id);
         const modseq = f.highest_modseq + 1;
         this.stmt('INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) SELECT folder_id, uid, ? FROM messages WHERE folder_id = ?').run(modseq, f.id);
         this.stmt('UPDATE messages SET folder_id = ? WHERE folder_id = ?').run(target.id, f.id);
@@ -827,13 +840,14 @@ export class MailboxStore {
     flags: readonly string[],
     mode: FlagMode,
     options: { unchangedSince?: number } = {},
-  ): { changed: FlagChange[]; modified: number[] } {
+  ): { changed: FlagChange[]; unchanged: FlagChange[]; modified: number[] } {
     const change = parseFlags(flags);
     return this.db.transaction(() => {
       const f = this.folder(folder);
       const rows = this.stmt('SELECT * FROM messages WHERE folder_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid').all(f.id, JSON.stringify(uids)) as MessageRow[];
       const modseq = f.highest_modseq + 1;
       const changed: FlagChange[] = [];
+      const unchanged: FlagChange[] = []; // named but already as asked: their flags and MODSEQ as they are
       const modified: number[] = [];
       for (const r of rows) {
         if (options.unchangedSince !== undefined && r.modseq > options.unchangedSince) {
@@ -842,12 +856,15 @@ export class MailboxStore {
         }
         const next = applyFlags(r.system_flags, decodeKeywords(r.keywords), change, mode);
         const kw = encodeKeywords(next.keywords);
-        if (next.bits === r.system_flags && kw === r.keywords) continue;
+        if (next.bits === r.system_flags && kw === r.keywords) {
+          unchanged.push({ uid: r.uid, flags: flagList(r.system_flags, r.keywords), modseq: r.modseq });
+          continue;
+        }
         this.stmt('UPDATE messages SET system_flags = ?, keywords = ?, modseq = ? WHERE id = ?').run(next.bits, kw, modseq, r.id);
         changed.push({ uid: r.uid, flags: flagList(next.bits, kw), modseq });
       }
       if (changed.length > 0) this.stmt('UPDATE folders SET highest_modseq = ? WHERE id = ?').run(modseq, f.id);
-      return { changed, modified };
+      return { changed, unchanged, modified };
     })();
   }
 
@@ -876,6 +893,26 @@ export class MailboxStore {
     this.stmt('UPDATE folders SET highest_modseq = ? WHERE id = ?').run(modseq, f.id);
     f.highest_modseq = modseq;
     this.deleteOrphanBodies([...new Set(rows.map((r) => r.body_id))]);
+  }
+
+  /**
+   * \Recent: the first UID no session has seen yet. With `claim` (a read-write session is being
+   * told of them) the messages stop being recent for every later session (RFC 3501 2.3.2).
+   */
+  recentFrom(folder: string, claim: boolean): number {
+    const f = this.folder(folder);
+    if (claim && f.uid_next > f.recent_uid) this.stmt('UPDATE folders SET recent_uid = ? WHERE id = ?').run(f.uid_next, f.id);
+    return f.recent_uid;
+  }
+
+  /** Keywords set on some message of the folder (for FLAGS and PERMANENTFLAGS), first spelling wins. */
+  folderKeywords(folder: string): string[] {
+    const f = this.folder(folder);
+    const out = new Map<string, string>();
+    for (const r of this.stmt(`SELECT DISTINCT keywords FROM messages WHERE folder_id = ? AND keywords <> ''`).all(f.id) as { keywords: string }[]) {
+      for (const k of decodeKeywords(r.keywords)) if (!out.has(k.toLowerCase())) out.set(k.toLowerCase(), k);
+    }
+    return [...out.values()];
   }
 
   /** The folder's HIGHESTMODSEQ and canonical name, without counting its messages (cheap). */
