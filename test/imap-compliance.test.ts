@@ -4,6 +4,10 @@
 // binary parts, ENVELOPE source routes, SEARCH details, and the per-address connection limit.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
@@ -27,9 +31,20 @@ function message(subject: string, extraHeaders = '', body = 'plain body\r\n'): B
 }
 
 async function append(c: ImapConn, folder: string, msg: Buffer, flags = ''): Promise<number> {
-  const r = await c.command(Buffer.concat([Buffer.from(`APPEND ${folder} ${flags ? `(${flags}) ` : ''}{${msg.length}+}\r\n`), msg]));
+  const lit = msg.includes(0) ? '~' : ''; // NUL only in literal8 (RFC 3516)
+  const r = await c.command(Buffer.concat([Buffer.from(`APPEND ${folder} ${flags ? `(${flags}) ` : ''}${lit}{${msg.length}+}\r\n`), msg]));
   assert.equal(r.status, 'OK', r.text);
   return Number(/APPENDUID \d+ (\d+)/.exec(r.text)![1]);
+}
+
+const run = promisify(execFile);
+
+/** Runs a Python imaplib script (a real client) and returns what it prints. */
+async function python(script: string): Promise<string> {
+  const file = path.join(w.dir, `client-${Date.now()}-${Math.random()}.py`);
+  writeFileSync(file, script);
+  const { stdout } = await run('/usr/bin/python3', [file], { timeout: 120_000 });
+  return stdout;
 }
 
 const find = (lines: string[], re: RegExp): string | undefined => lines.find((l) => re.test(l));
@@ -191,4 +206,157 @@ test('COPY and MOVE into the selected mailbox: the session hears EXISTS for the 
   const subjects = (await a.command('FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])')).untagged.map((l) => /Subject: (\w+)/.exec(l)?.[1]);
   assert.deepEqual(subjects, ['m1', 'm1', 'm2']);
   a.close();
+});
+
+test('CREATE with a trailing separator; subscriptions outlive DELETE (\\NonExistent); LIST options checked; RECURSIVEMATCH gives CHILDINFO', async () => {
+  const a = await login('boxes');
+  const cr = await a.command('CREATE Projects/');
+  assert.equal(cr.status, 'OK', cr.text);
+  assert.deepEqual((await a.command('LIST "" Projects')).untagged, ['* LIST (\\HasNoChildren) "/" Projects']);
+  assert.deepEqual((await a.command('LSUB "" Projects')).untagged, [], 'CREATE does not subscribe');
+
+  assert.equal((await a.command('SUBSCRIBE Projects')).status, 'OK');
+  assert.equal((await a.command('DELETE Projects')).status, 'OK');
+  assert.deepEqual((await a.command('LIST "" Projects')).untagged, []);
+  assert.deepEqual((await a.command('LIST (SUBSCRIBED) "" Projects')).untagged, ['* LIST (\\NonExistent \\Subscribed) "/" Projects']);
+  assert.deepEqual((await a.command('LSUB "" Projects')).untagged, ['* LSUB (\\Noselect) "/" Projects']);
+  assert.equal((await a.command('UNSUBSCRIBE Projects')).status, 'OK', 'a gone folder can be unsubscribed');
+  assert.deepEqual((await a.command('LSUB "" Projects')).untagged, []);
+
+  for (const bad of ['LIST (BOGUS) "" "*"', 'LIST "" "*" RETURN (BOGUS)', 'LIST (RECURSIVEMATCH) "" "*"']) assert.equal((await a.command(bad)).status, 'BAD', bad);
+
+  assert.equal((await a.command('CREATE Fruit/Apple')).status, 'OK');
+  assert.equal((await a.command('SUBSCRIBE Fruit/Apple')).status, 'OK');
+  const rec = await a.command('LIST (SUBSCRIBED RECURSIVEMATCH) "" "F%"');
+  assert.deepEqual(rec.untagged, ['* LIST (\\HasChildren) "/" Fruit ("CHILDINFO" ("SUBSCRIBED"))']);
+  const plain = await a.command('LIST (SUBSCRIBED) "" "F%"');
+  assert.deepEqual(plain.untagged, [], 'without RECURSIVEMATCH the unsubscribed parent is not listed');
+  a.close();
+});
+
+test('SENTBEFORE/SENTON/SENTSINCE use the date the Date header names, not its UTC day', async () => {
+  const a = await login('dates');
+  await a.command('CREATE D');
+  // 23:30 at -0700 is already 2 July in UTC; the header says 1 July
+  await append(a, 'D', message('late', 'Date: Mon, 1 Jul 2024 23:30:00 -0700\r\n'));
+  await append(a, 'D', message('early', 'Date: Tue, 2 Jul 2024 00:30:00 +0200\r\n')); // 1 July in UTC
+  await a.command('SELECT D');
+  const hits = async (q: string) => find((await a.command(`SEARCH ${q}`)).untagged, /^\* SEARCH/);
+  assert.equal(await hits('SENTON 1-Jul-2024'), '* SEARCH 1');
+  assert.equal(await hits('SENTON 2-Jul-2024'), '* SEARCH 2');
+  assert.equal(await hits('SENTBEFORE 2-Jul-2024'), '* SEARCH 1');
+  assert.equal(await hits('SENTSINCE 2-Jul-2024'), '* SEARCH 2');
+  a.close();
+});
+
+test('modified UTF-7 names: an exact LIST finds the mailbox; a malformed name is NO, not BAD', async () => {
+  const a = await login('utf7');
+  assert.equal((await a.command('CREATE "&AMk-t&AOk-"')).status, 'OK');
+  assert.deepEqual((await a.command('LIST "" "&AMk-t&AOk-"')).untagged, ['* LIST (\\HasNoChildren) "/" &AMk-t&AOk-']);
+  assert.deepEqual((await a.command('LIST "" "&AMk-t%"')).untagged, ['* LIST (\\HasNoChildren) "/" &AMk-t&AOk-']);
+  assert.equal((await a.command('SELECT "&AMk-t&AOk-"')).status, 'OK');
+  for (const bad of ['SELECT "&AMk"', 'SELECT "&Jjo!-"', 'STATUS "&AMk" (MESSAGES)']) {
+    const r = await a.command(bad);
+    assert.equal(r.status, 'NO', `${bad}: ${r.status} ${r.text}`);
+  }
+  a.close();
+});
+
+test('BODY[n] of a binary part carries no NUL (a literal cannot); BINARY[n] gives the exact octets', async () => {
+  const a = await login('bin');
+  await a.command('CREATE B');
+  const part = Buffer.from([0x41, 0x00, 0x42, 0x00, 0x00, 0x43, 0xff]);
+  const msg = Buffer.concat([
+    Buffer.from('From: a@sender.example\r\nSubject: bin\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n'),
+    part,
+    Buffer.from('\r\n--b--\r\n'),
+  ]);
+  await append(a, 'B', msg);
+  await a.command('SELECT B');
+  const body = await a.command('FETCH 1 (BODY.PEEK[2])');
+  assert.equal(body.status, 'OK');
+  const line = find(body.untagged, / FETCH /)!;
+  assert.ok(line.includes(`BODY[2] {${part.length}}`), line);
+  assert.ok(!line.includes('\u0000'), 'no NUL inside a literal');
+  const full = await a.command('FETCH 1 (BODY.PEEK[])');
+  assert.ok(!find(full.untagged, / FETCH /)!.includes('\u0000'));
+  const bin = find((await a.command('FETCH 1 (BINARY.PEEK[2])')).untagged, / FETCH /)!;
+  assert.ok(bin.includes(`BINARY[2] ~{${part.length}}\r\n${part.toString('latin1')})`), JSON.stringify(bin));
+  a.close();
+});
+
+test('ENVELOPE keeps a source route as the address adl; SEARCH FROM finds an address with a comment inside; BODY/TEXT see an attached message header', async () => {
+  const a = await login('env');
+  await a.command('CREATE E');
+  await append(a, 'E', Buffer.from('From: <@relay.example,@hop.example:joe@example.com>\r\nTo: ann(at home)@example.net\r\nSubject: routed\r\n\r\nbody\r\n'));
+  const inner = 'From: carol@example.org\r\nSubject: quarterly-figures-inside\r\n\r\nthe inner text\r\n';
+  await append(a, 'E', Buffer.from(`From: b@sender.example\r\nSubject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="x"\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--x\r\nContent-Type: message/rfc822\r\n\r\n${inner}--x--\r\n`));
+  await a.command('SELECT E');
+  const env = find((await a.command('FETCH 1 (ENVELOPE)')).untagged, / FETCH /)!;
+  assert.ok(env.includes('((NIL "@relay.example,@hop.example" "joe" "example.com"))'), env);
+  const hits = async (q: string) => find((await a.command(`SEARCH ${q}`)).untagged, /^\* SEARCH/);
+  assert.equal(await hits('TO "ann@example.net"'), '* SEARCH 1');
+  assert.equal(await hits('FROM "joe@example.com"'), '* SEARCH 1');
+  assert.equal(await hits('BODY "quarterly-figures-inside"'), '* SEARCH 2');
+  assert.equal(await hits('TEXT "quarterly-figures-inside"'), '* SEARCH 2');
+  assert.equal(await hits('BODY "carol@example.org"'), '* SEARCH 2');
+  a.close();
+});
+
+test('the per-address connection limit does not count connections the client already closed (imaplib reconnecting at once)', async () => {
+  // limits.imap_connections_per_ip is 4: three held open leave one slot, used again and again
+  const held = await Promise.all([0, 1, 2].map(() => login('conn')));
+  let out: string;
+  try {
+    out = await python(`
+import imaplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ok = 0
+for i in range(25):
+    m = imaplib.IMAP4_SSL('127.0.0.1', ${fe.ports.imaps}, ssl_context=ctx)
+    m.login('conn@example.org', '${PASSWORD}')
+    m.select('INBOX')
+    m.logout()
+    ok += 1
+for i in range(25):
+    m = imaplib.IMAP4_SSL('127.0.0.1', ${fe.ports.imaps}, ssl_context=ctx)
+    m.noop()
+    m.shutdown()  # gone without LOGOUT
+    ok += 1
+print(ok)
+`);
+  } finally {
+    for (const c of held) c.close();
+  }
+  assert.equal(out.trim(), '50');
+  // the limit itself still holds
+  const four = await Promise.all([0, 1, 2, 3].map(() => login('conn')));
+  const fifth = await imapConnect(fe.ports.imaps!, { tls: true });
+  assert.match(fifth.greeting, /^\* BYE too many connections/);
+  for (const c of [...four, fifth]) c.close();
+});
+
+test('imaplib sees \\Recent: RECENT after SELECT, and new mail from another session', async () => {
+  const out = await python(`
+import imaplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+a = imaplib.IMAP4_SSL('127.0.0.1', ${fe.ports.imaps}, ssl_context=ctx)
+a.login('srch@example.org', '${PASSWORD}')
+a.append('INBOX', None, None, b'From: a@b.example\\r\\nSubject: r1\\r\\n\\r\\nx\\r\\n')
+a.select('INBOX')
+print('select', a.response('RECENT')[1])
+b = imaplib.IMAP4_SSL('127.0.0.1', ${fe.ports.imaps}, ssl_context=ctx)
+b.login('srch@example.org', '${PASSWORD}')
+b.append('INBOX', None, None, b'From: a@b.example\\r\\nSubject: r2\\r\\n\\r\\nx\\r\\n')
+a.noop()
+print('noop', a.response('RECENT')[1])
+print('search', a.search(None, 'NEW')[1])
+b.select('INBOX')
+print('other', b.response('RECENT')[1])
+`);
+  assert.equal(out.trim(), "select [b'1']\nnoop [b'2']\nsearch [b'1 2']\nother [b'0']");
 });

@@ -25,6 +25,8 @@ export interface SessionOptions {
   /** Storage limit of each mailbox in octets, 0 for none (read per use: SIGHUP may change it). */
   quota: () => number;
   idleTimeoutMs: number;
+  /** The session said BYE: its connection no longer counts against the client's limit. */
+  onLogout?: () => void;
   onClose: () => void;
 }
 
@@ -246,6 +248,7 @@ export class ImapSession {
         this.send(`${cmd.tag} OK LOGOUT completed`);
         this.state = 'logout';
         this.out.end();
+        this.opts.onLogout?.();
         return null;
       case 'ID':
         this.send(`* ID ("name" "fe" "vendor" "fe")`);
@@ -303,7 +306,9 @@ export class ImapSession {
         return this.select(a, cmd.command === 'EXAMINE');
       case 'CREATE': {
         this.need('auth', 'selected');
-        const name = this.mailboxArg(a[0]);
+        // "foo/" declares that names will be created under foo: create foo (RFC 3501 6.3.3)
+        let name = this.mailboxArg(a[0]);
+        if (name.length > 1 && name.endsWith('/')) name = name.slice(0, -1);
         this.handle!.store.createFolder(name);
         this.handle!.changed(null, this);
         return 'CREATE completed';
@@ -514,7 +519,14 @@ export class ImapSession {
   private mailboxArg(tok: Token | undefined): string {
     const raw = tok?.type === 'string' ? tok.bytes : tok?.type === 'atom' && !tok.section ? Buffer.from(tok.value, 'latin1') : null;
     if (!raw) throw new No('missing mailbox name', null, 'BAD');
-    const name = decodeMailboxName(raw, this.utf8);
+    let name: string;
+    try {
+      name = decodeMailboxName(raw, this.utf8);
+    } catch (e) {
+      // well-formed command, a name no mailbox can have: NO, not BAD (RFC 3501 5.1.3)
+      if (e instanceof ImapSyntaxError) throw new No(e.message, 'NONEXISTENT');
+      throw e;
+    }
     return name.toUpperCase() === 'INBOX' ? 'INBOX' : name;
   }
 
@@ -525,7 +537,13 @@ export class ImapSession {
     const selection = new Set<string>();
     const sel = cmd.command === 'LIST' ? listOf(a[0]) : null;
     if (sel) {
-      for (const t of sel) selection.add((atom(t) ?? '').toUpperCase());
+      for (const t of sel) {
+        const o = (atom(t) ?? '').toUpperCase();
+        if (!['SUBSCRIBED', 'REMOTE', 'RECURSIVEMATCH', 'SPECIAL-USE'].includes(o)) throw new No(`unknown LIST selection option ${o.slice(0, 20)}`, null, 'BAD');
+        selection.add(o);
+      }
+      // RFC 5258 3.1: RECURSIVEMATCH only refines another selection option
+      if (selection.has('RECURSIVEMATCH') && !selection.has('SUBSCRIBED') && !selection.has('SPECIAL-USE')) throw new No('RECURSIVEMATCH needs another selection option', null, 'BAD');
       i = 1;
     }
     const ref = asAString(a[i]);
@@ -534,7 +552,8 @@ export class ImapSession {
     if (ref === null || patterns.length === 0 || patterns.some((p) => p === null)) throw new No('LIST needs a reference and a pattern', null, 'BAD');
     const returns = new Set<string>();
     let statusItems: string[] | null = null;
-    if (cmd.command === 'LIST' && (atom(a[i + 2]) ?? '').toUpperCase() === 'RETURN') {
+    if (cmd.command === 'LIST' && a.length > i + 2) {
+      if ((atom(a[i + 2]) ?? '').toUpperCase() !== 'RETURN') throw new No('unexpected LIST argument', null, 'BAD');
       const opts = listOf(a[i + 3]);
       if (!opts) throw new No('RETURN needs a list', null, 'BAD');
       for (let j = 0; j < opts.length; j++) {
@@ -542,35 +561,58 @@ export class ImapSession {
         if (name === 'STATUS') {
           statusItems = (listOf(opts[++j]) ?? []).map((t) => (atom(t) ?? '').toUpperCase());
           if (statusItems.length === 0) throw new No('STATUS needs a list of items', null, 'BAD');
-        } else returns.add(name);
+        } else if (['SUBSCRIBED', 'CHILDREN', 'SPECIAL-USE'].includes(name)) returns.add(name);
+        else throw new No(`unknown LIST return option ${name.slice(0, 20)}`, null, 'BAD');
       }
     }
     if (patterns.length === 1 && patterns[0] === '' && !sel) {
       this.send(`* ${cmd.command} (\\Noselect) "/" ""`);
       return `${cmd.command} completed`;
     }
-    // Names are case-sensitive, except INBOX (RFC 3501 5.1).
+    // Names are case-sensitive, except INBOX (RFC 3501 5.1). Patterns arrive in the same form as
+    // names: modified UTF-7 unless UTF8=ACCEPT is on.
     const matchers = (patterns as string[]).map((p) => {
-      const full = decodeMailboxName(Buffer.from(ref + p, 'utf8'), true);
+      const bytes = Buffer.from(ref + p, 'utf8');
+      const full = decodeMailboxName(bytes, this.utf8 || bytes.some((b) => b >= 0x80)); // 8-bit: taken as UTF-8, as before
       const re = new RegExp('^' + full.split('').map((c) => (c === '*' ? '.*' : c === '%' ? '[^/]*' : c.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))).join('') + '$');
       const inbox = new RegExp(re.source, 'i');
       return (name: string) => (name === 'INBOX' ? inbox.test(name) : re.test(name));
     });
-    const folders = this.handle!.store.listFolders();
-    const names = new Set(folders.map((f) => f.name));
+    const matches = (name: string) => matchers.some((m) => m(name));
+    const store = this.handle!.store;
+    const folders = new Map(store.listFolders().map((f) => [f.name, f]));
+    const subscribed = new Set(store.subscriptions());
     const subscribedOnly = cmd.command === 'LSUB' || selection.has('SUBSCRIBED');
     const specialOnly = selection.has('SPECIAL-USE');
-    for (const f of folders) {
-      if (!matchers.some((m) => m(f.name))) continue;
-      if (subscribedOnly && !f.subscribed) continue;
-      if (specialOnly && !f.specialUse) continue;
+    const selected = (name: string) => (!subscribedOnly || subscribed.has(name)) && (!specialOnly || !!folders.get(name)?.specialUse);
+    // Subscribed names are listed even when their folder is gone (\NonExistent, RFC 5258)
+    const names = new Set([...folders.keys(), ...(subscribedOnly ? subscribed : [])]);
+    // RECURSIVEMATCH: a name that does not qualify itself is listed when a descendant does (CHILDINFO)
+    const childInfo = new Set<string>();
+    if (selection.has('RECURSIVEMATCH')) {
+      for (const n of names) {
+        if (!selected(n)) continue;
+        const parts = n.split('/');
+        for (let k = 1; k < parts.length; k++) childInfo.add(parts.slice(0, k).join('/'));
+      }
+    }
+    const order = [...new Set([...names, ...childInfo])].sort((x, y) => (x === 'INBOX' ? -1 : y === 'INBOX' ? 1 : x < y ? -1 : x > y ? 1 : 0));
+    const allNames = [...folders.keys()];
+    const criteria = [...(subscribedOnly ? ['"SUBSCRIBED"'] : []), ...(specialOnly ? ['"SPECIAL-USE"'] : [])].join(' ');
+    for (const n of order) {
+      if (!matches(n)) continue;
+      const self = selected(n);
+      const viaChild = childInfo.has(n);
+      if (!self && !viaChild) continue;
+      const f = folders.get(n);
       const attrs: string[] = [];
-      attrs.push([...names].some((n) => n.startsWith(f.name + '/')) ? '\\HasChildren' : '\\HasNoChildren');
-      if (f.subscribed && (selection.has('SUBSCRIBED') || returns.has('SUBSCRIBED'))) attrs.push('\\Subscribed');
-      if (f.specialUse && cmd.command === 'LIST') attrs.push(f.specialUse);
-      const name = encodeMailbox(f.name, { utf8: this.utf8 });
-      this.send(`* ${cmd.command} (${attrs.join(' ')}) "/" ${name}`);
-      if (statusItems) this.send(this.statusLine(f, statusItems));
+      if (!f) attrs.push(cmd.command === 'LSUB' ? '\\Noselect' : '\\NonExistent');
+      else attrs.push(allNames.some((x) => x.startsWith(n + '/')) ? '\\HasChildren' : '\\HasNoChildren');
+      if (subscribed.has(n) && (selection.has('SUBSCRIBED') || returns.has('SUBSCRIBED'))) attrs.push('\\Subscribed');
+      if (f?.specialUse && cmd.command === 'LIST') attrs.push(f.specialUse);
+      const name = encodeMailbox(n, { utf8: this.utf8 });
+      this.send(`* ${cmd.command} (${attrs.join(' ')}) "/" ${name}${viaChild ? ` ("CHILDINFO" (${criteria}))` : ''}`);
+      if (statusItems && f) this.send(this.statusLine(f, statusItems));
     }
     return `${cmd.command} completed`;
   }

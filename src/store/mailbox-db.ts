@@ -298,9 +298,16 @@ const MIGRATIONS: { version: number; up: (db: DB, store: MailboxStore) => void }
   {
     // \Recent (RFC 3501 2.3.2): UIDs from recent_uid on have not been seen by any session yet.
     // Existing mail is not new to anyone.
+    // Subscriptions are names, apart from folders (RFC 3501 6.3.6): DELETE keeps them, and a
+    // subscribed name may not exist. folders.subscribed is no longer read.
     version: 3,
     up(db) {
-      db.exec('ALTER TABLE folders ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1; UPDATE folders SET recent_uid = uid_next;');
+      db.exec(`
+        ALTER TABLE folders ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1;
+        UPDATE folders SET recent_uid = uid_next;
+        CREATE TABLE subscriptions (name TEXT PRIMARY KEY) WITHOUT ROWID;
+        INSERT INTO subscriptions (name) SELECT name FROM folders WHERE subscribed = 1;
+      `);
     },
   },
 ];
@@ -654,13 +661,14 @@ export class MailboxStore {
               , coalesce(sum(uid >= ?), 0) AS recent
        FROM messages WHERE folder_id = ?`,
     ).get(f.recent_uid, f.id) as { n: number; unseen: number; deleted: number; deleted_size: number; size: number; recent: number };
+    const subscribed = this.stmt('SELECT 1 FROM subscriptions WHERE name = ?').get(f.name) !== undefined;
     return {
       name: f.name,
       specialUse: f.special_use,
       uidValidity: f.uid_validity,
       uidNext: f.uid_next,
       highestModseq: f.highest_modseq,
-      subscribed: f.subscribed === 1,
+      subscribed,
       messages: c.n,
       unseen: c.unseen,
       deleted: c.deleted,
@@ -724,6 +732,8 @@ export class MailboxStore {
       for (const p of parentsOf(dst)) if (!this.findFolder(p)) this.insertFolderRow(p, null);
       this.stmt('UPDATE folders SET name = ? WHERE id = ?').run(dst, f.id);
       for (const c of children) this.stmt('UPDATE folders SET name = ? WHERE id = ?').run(dst + c.name.slice(src.length), c.id);
+      // subscriptions follow the folders they name
+      this.stmt('UPDATE OR REPLACE subscriptions SET name = ? || substr(name, ?) WHERE name = ? OR substr(name, 1, ?) = ?').run(dst, src.length + 1, src, src.length + 1, src + DELIMITER);
     })();
   }
 
@@ -740,9 +750,16 @@ export class MailboxStore {
     })();
   }
 
+  /** SUBSCRIBE needs the folder to exist; UNSUBSCRIBE also drops a name whose folder is gone. */
   setSubscribed(name: string, subscribed: boolean): void {
-    const f = this.folder(name);
-    this.stmt('UPDATE folders SET subscribed = ? WHERE id = ?').run(subscribed ? 1 : 0, f.id);
+    const canonical = canonicalFolderName(name);
+    if (subscribed) this.stmt('INSERT OR IGNORE INTO subscriptions (name) VALUES (?)').run(this.folder(canonical).name);
+    else if (this.stmt('DELETE FROM subscriptions WHERE name = ?').run(canonical).changes === 0 && !this.findFolder(canonical)) throw new NoSuchFolder(canonical);
+  }
+
+  /** Every subscribed name, whether or not its folder exists (LSUB, LIST (SUBSCRIBED)). */
+  subscriptions(): string[] {
+    return (this.stmt(`SELECT name FROM subscriptions ORDER BY name <> 'INBOX', name`).all() as { name: string }[]).map((r) => r.name);
   }
 
   // ---- messages ----
