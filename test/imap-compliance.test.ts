@@ -2,10 +2,11 @@
 // keywords in FLAGS and PERMANENTFLAGS, CONDSTORE enabling and reporting, COPY/MOVE into the
 // selected mailbox, CREATE/DELETE/LIST details, SENT* dates, modified UTF-7 names, BODY[n] of
 // binary parts, ENVELOPE source routes, SEARCH details, and the per-address connection limit.
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
@@ -19,8 +20,18 @@ let dns: DnsServer;
 let w: ReturnType<typeof workspace>;
 let fe: Daemon;
 
-async function login(user: string): Promise<ImapConn> {
+// Connections a test opened, closed after it even when it fails: the per-address limit (4) must
+// not leak into the next test.
+const opened: ImapConn[] = [];
+
+async function connect(): Promise<ImapConn> {
   const c = await imapConnect(fe.ports.imaps!, { tls: true });
+  opened.push(c);
+  return c;
+}
+
+async function login(user: string): Promise<ImapConn> {
+  const c = await connect();
   const r = await c.command(`LOGIN ${user}@example.org "${PASSWORD}"`);
   assert.equal(r.status, 'OK', r.text);
   return c;
@@ -51,10 +62,16 @@ const find = (lines: string[], re: RegExp): string | undefined => lines.find((l)
 
 before(async () => {
   dns = await startDnsServer({});
-  w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlimits:\n  imap_connections_per_ip: 4\nlisten:\n  mx: off\n  submission: off\n  submissions: off\n  imaps: 127.0.0.1:0\n  pop3s: off\ndns:\n  servers: ["${dns.address}"]\n`);
+  w = workspace(`hostname: mail.example.org\ndata_dir: ./data\nlimits:\n  imap_connections_per_ip: 4\nlisten:\n  mx: off\n  submission: off\n  submissions: off\n  imap: 127.0.0.1:0\n  imaps: 127.0.0.1:0\n  pop3s: off\ndns:\n  servers: ["${dns.address}"]\n`);
   await w.ok(['domain', 'add', 'example.org']);
   for (const user of USERS) await w.ok(['alias', 'add', `${user}@example.org`, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
-  fe = await startServe(w.config, [], {}, ['imaps']);
+  fe = await startServe(w.config, [], {}, ['imap', 'imaps']);
+});
+
+afterEach(async () => {
+  const all = opened.splice(0);
+  for (const c of all) c.close();
+  await Promise.all(all.map((c) => c.closed));
 });
 
 after(async () => {
@@ -325,15 +342,49 @@ for i in range(25):
     m.noop()
     m.shutdown()  # gone without LOGOUT
     ok += 1
+# without TLS nothing slows the reconnect down
+for i in range(200):
+    m = imaplib.IMAP4('127.0.0.1', ${fe.ports.imap})
+    m.noop()
+    m.logout()
+    ok += 1
+for i in range(200):
+    m = imaplib.IMAP4('127.0.0.1', ${fe.ports.imap})
+    m.shutdown()
+    ok += 1
 print(ok)
 `);
   } finally {
     for (const c of held) c.close();
   }
-  assert.equal(out.trim(), '50');
+  assert.equal(out.trim(), '450');
+  // A client that said LOGOUT is done with its connection, even while its end of the socket has
+  // not closed yet (allowHalfOpen: the server's FIN does not close it).
+  const lingering: net.Socket[] = [];
+  try {
+    for (let i = 0; i < 6; i++) {
+      const s = net.connect({ port: fe.ports.imap!, host: '127.0.0.1', allowHalfOpen: true });
+      lingering.push(s);
+      let got = '';
+      const reply = await new Promise<string>((resolve, reject) => {
+        s.on('error', reject);
+        s.on('data', (d: Buffer) => {
+          got += d.toString('latin1');
+          if (/^\* OK/.test(got) && !got.includes('a LOGOUT-SENT')) {
+            got += 'a LOGOUT-SENT';
+            s.write('a LOGOUT\r\n');
+          }
+          if (/^\* BYE too many/.test(got) || /\r\na OK/.test(got)) resolve(got);
+        });
+      });
+      assert.match(reply, /^\* OK/, `reconnect ${i} after LOGOUT: ${reply}`);
+    }
+  } finally {
+    for (const s of lingering) s.destroy();
+  }
   // the limit itself still holds
   const four = await Promise.all([0, 1, 2, 3].map(() => login('conn')));
-  const fifth = await imapConnect(fe.ports.imaps!, { tls: true });
+  const fifth = await connect();
   assert.match(fifth.greeting, /^\* BYE too many connections/);
   for (const c of [...four, fifth]) c.close();
 });

@@ -249,6 +249,8 @@ export class ImapSession {
         this.state = 'logout';
         this.out.end();
         this.opts.onLogout?.();
+        // a client that never closes its end after LOGOUT does not keep the socket forever
+        setTimeout(() => this.socket.destroy(), 10_000).unref();
         return null;
       case 'ID':
         this.send(`* ID ("name" "fe" "vendor" "fe")`);
