@@ -136,7 +136,7 @@ async function folder(c: ImapConn, name: string): Promise<Stored[]> {
       const outside = l.slice(0, lit.index) + l.slice(lit.index + lit[0].length + raw.length);
       return {
         uid: Number(/UID (\d+)/.exec(outside)?.[1]),
-        flags: (/FLAGS \(([^)]*)\)/.exec(outside)?.[1] ?? '').split(' ').filter(Boolean).sort(),
+        flags: (/FLAGS \(([^)]*)\)/.exec(outside)?.[1] ?? '').split(' ').filter((f) => f && f !== '\\Recent').sort(), // \Recent is this session's, not stored
         subject: /^Subject: (.*)$/im.exec(raw.split('\r\n\r\n')[0] ?? '')?.[1] ?? '',
         internalDate: /INTERNALDATE "([^"]+)"/.exec(outside)?.[1] ?? '',
         raw,

@@ -359,10 +359,19 @@ export function sectionLabel(spec: SectionSpec, partial?: { offset: number; leng
   return `BODY[${formatSection(spec)}]${partial ? `<${partial.offset}>` : ''}`;
 }
 
-/** Message octets as a literal for FETCH: `{n}CRLF` and the bytes, or NIL. */
+/**
+ * Message octets as a literal for FETCH: `{n}CRLF` and the bytes, or NIL. A literal may not hold
+ * NUL (RFC 3501 9: CHAR8), so a binary part's NULs go out as 0x80, octet for octet (the size
+ * stays true); BINARY[] gives the exact octets.
+ */
 export function literalBytes(b: Buffer | null): Buffer {
   if (b === null) return Buffer.from('NIL');
-  return Buffer.concat([Buffer.from(`{${b.length}}\r\n`), b]);
+  let body = b;
+  if (b.includes(0)) {
+    body = Buffer.from(b);
+    for (let i = body.indexOf(0); i >= 0; i = body.indexOf(0, i + 1)) body[i] = 0x80;
+  }
+  return Buffer.concat([Buffer.from(`{${b.length}}\r\n`), body]);
 }
 
 // ---- sequence sets ----

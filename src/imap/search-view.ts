@@ -1,7 +1,7 @@
 // The message view SEARCH evaluates: cheap fields from the message list, header and body text
 // loaded from the encrypted store only when a key asks for them.
 import type { MailboxStore, MessageSummary } from '../store/mailbox-db.js';
-import type { BodyPart } from '../store/message-parse.js';
+import type { BodyPart, Envelope } from '../store/message-parse.js';
 import { decodeTransferEncoding } from '../store/transfer-encoding.js';
 import type { SearchMessage } from './search.js';
 
@@ -46,7 +46,11 @@ export function bodyText(raw: Buffer, root: BodyPart): string {
   const out: string[] = [];
   const visit = (p: BodyPart) => {
     if (p.parts) for (const c of p.parts) visit(c);
-    else if (p.message) visit(p.message.body);
+    else if (p.message) {
+      // an attached message's header is part of its parent's body text (RFC 3501 6.4.4 BODY)
+      out.push([...headerFields(raw.subarray(p.message.body.headerStart, p.message.body.bodyStart).toString('utf8')).entries()].map(([k, v]) => `${k}: ${v.join(' ')}`).join('\n'));
+      visit(p.message.body);
+    }
     else if (p.type === 'text') {
       const stored = raw.subarray(p.bodyStart, p.bodyEnd);
       const charset = p.params.find(([k]) => k.toLowerCase() === 'charset')?.[1];
@@ -63,7 +67,23 @@ const INDEXED = new Set(['subject', 'from', 'to', 'cc', 'bcc']);
 /** Per-folder data a SEARCH reads at most once, whichever message first needs it. */
 export interface SearchShared {
   headerIndex: () => SearchIndex;
-  structures: () => Map<number, { structure: BodyPart }>;
+  structures: () => Map<number, { structure: BodyPart; envelope: Envelope }>;
+}
+
+const MONTH_NAMES = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+
+/** The day a Date header value names ("Tue, 1 Jul 2003 23:30:00 -0700" -> 2003-07-01), or null. */
+export function dayWritten(value: string | null | undefined): number | null {
+  const m = /(\d{1,2})\s+([A-Za-z]{3})[a-z]*\s+(\d{2,4})\b/.exec(value ?? '');
+  if (!m) return null;
+  const month = MONTH_NAMES.indexOf(m[2]!.toLowerCase());
+  if (month < 0) return null;
+  let year = Number(m[3]);
+  if (m[3]!.length === 2) year += year < 50 ? 2000 : 1900; // RFC 5322 4.3
+  else if (m[3]!.length === 3) year += 1900;
+  const day = Number(m[1]);
+  const ms = Date.UTC(year, month, day);
+  return new Date(ms).getUTCDate() === day ? Math.floor(ms / 86_400_000) : null;
 }
 
 export function searchView(store: MailboxStore, folder: string, m: MessageSummary, seq: number, shared: SearchShared): SearchMessage {
@@ -88,6 +108,12 @@ export function searchView(store: MailboxStore, folder: string, m: MessageSummar
     internalDate: m.internalDate,
     size: m.size,
     modseq: m.modseq,
+    get sentDay() {
+      const written = dayWritten(shared.structures().get(m.uid)?.envelope.date);
+      if (written !== null) return written;
+      const d = this.sentDate;
+      return d === null ? null : Math.floor(d.getTime() / 86_400_000);
+    },
     get sentDate() {
       if (sent === undefined) sent = store.getMessage(folder, m.uid)?.sentAt ?? null;
       return sent;

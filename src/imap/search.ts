@@ -45,6 +45,8 @@ export interface SearchMessage {
   internalDate: Date;
   /** Date: header, or null. */
   sentDate: Date | null;
+  /** The calendar day the Date: header names in its own zone (SENTBEFORE/SENTON/SENTSINCE), if known. */
+  sentDay?: Day | null;
   size: number;
   modseq: number;
   /** Lower-case field name -> decoded (RFC 2047) values, one per occurrence. */
@@ -348,7 +350,9 @@ export function matches(key: SearchKey, m: SearchMessage, ctx: SearchContext): b
       return contains(m.text(), key.value);
     case 'date': {
       if (key.field === 'internal') return compareDay(dayOf(m.internalDate.getTime() + (ctx.zoneMinutes ?? 0) * 60_000), key.op, key.day);
-      return m.sentDate !== null && compareDay(dayOf(m.sentDate.getTime()), key.op, key.day);
+      // RFC 3501 6.4.4: the date of the Date header as written, not its UTC day
+      const day = m.sentDay !== undefined ? m.sentDay : m.sentDate === null ? null : dayOf(m.sentDate.getTime());
+      return day !== null && compareDay(day, key.op, key.day);
     }
     case 'size':
       return key.op === 'larger' ? m.size > key.n : m.size < key.n;

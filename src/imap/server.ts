@@ -40,6 +40,19 @@ export function createImapServer(opts: ImapServerOptions) {
       return;
     }
     perIp.set(ip, n);
+    // The slot is free as soon as either side is done with the connection (LOGOUT, the client's
+    // FIN or reset), not when the socket has finished closing: a client that reconnects at once
+    // must not find its old connection still counted.
+    let counted = true;
+    const release = () => {
+      if (!counted) return;
+      counted = false;
+      const left = (perIp.get(ip) ?? 1) - 1;
+      if (left <= 0) perIp.delete(ip);
+      else perIp.set(ip, left);
+    };
+    socket.once('end', release);
+    socket.once('error', release);
     const session: ImapSession = new ImapSession(socket, {
       registry: opts.registry,
       log: opts.log,
@@ -50,11 +63,10 @@ export function createImapServer(opts: ImapServerOptions) {
       appendLimit: opts.appendLimit,
       quota: opts.quota,
       idleTimeoutMs: opts.idleTimeoutMs ?? 30 * 60_000,
+      onLogout: release,
       onClose: () => {
         sessions.delete(session);
-        const left = (perIp.get(ip) ?? 1) - 1;
-        if (left <= 0) perIp.delete(ip);
-        else perIp.set(ip, left);
+        release();
       },
     });
     sessions.add(session);

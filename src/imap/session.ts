@@ -25,6 +25,8 @@ export interface SessionOptions {
   /** Storage limit of each mailbox in octets, 0 for none (read per use: SIGHUP may change it). */
   quota: () => number;
   idleTimeoutMs: number;
+  /** The session said BYE: its connection no longer counts against the client's limit. */
+  onLogout?: () => void;
   onClose: () => void;
 }
 
@@ -51,6 +53,12 @@ interface Selected {
   seenModseq: number;
   /** Expunges up to this MODSEQ have been told (lags behind while EXPUNGE may not be sent). */
   expungedModseq: number;
+  /** UIDs that are \Recent in this session (RFC 3501 2.3.2: one session sees a message as new). */
+  recent: Set<number>;
+  /** Keywords told in FLAGS/PERMANENTFLAGS, by lower-case form. */
+  keywords: Map<string, string>;
+  /** MODSEQ last told per UID, where a change after SELECT was told (CONDSTORE updates). */
+  modseqs: Map<number, number>;
 }
 
 const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
@@ -74,6 +82,11 @@ function listOf(tok: Token | undefined): Token[] | null {
 
 function atom(tok: Token | undefined): string | null {
   return tok?.type === 'atom' && tok.section === undefined ? tok.value : null;
+}
+
+/** A flag as the client wrote it; NIL is an atom here (flag-keyword = atom), not nothing. */
+function flagAtom(tok: Token): string {
+  return tok.type === 'nil' ? 'NIL' : (atom(tok) ?? '');
 }
 
 export class ImapSession {
@@ -235,6 +248,9 @@ export class ImapSession {
         this.send(`${cmd.tag} OK LOGOUT completed`);
         this.state = 'logout';
         this.out.end();
+        this.opts.onLogout?.();
+        // a client that never closes its end after LOGOUT does not keep the socket forever
+        setTimeout(() => this.socket.destroy(), 10_000).unref();
         return null;
       case 'ID':
         this.send(`* ID ("name" "fe" "vendor" "fe")`);
@@ -260,10 +276,11 @@ export class ImapSession {
         for (const t of a) {
           const name = (atom(t) ?? '').toUpperCase();
           if (name === 'CONDSTORE') {
-            this.condstore = true;
+            this.enableCondstore();
             enabled.push(name);
           } else if (name === 'QRESYNC') {
-            this.qresync = this.condstore = true; // QRESYNC implies CONDSTORE (RFC 7162 3.2.3)
+            this.enableCondstore();
+            this.qresync = true; // QRESYNC implies CONDSTORE (RFC 7162 3.2.3)
             enabled.push(name);
           } else if (name === 'UTF8=ACCEPT') {
             this.utf8 = true;
@@ -291,7 +308,9 @@ export class ImapSession {
         return this.select(a, cmd.command === 'EXAMINE');
       case 'CREATE': {
         this.need('auth', 'selected');
-        const name = this.mailboxArg(a[0]);
+        // "foo/" declares that names will be created under foo: create foo (RFC 3501 6.3.3)
+        let name = this.mailboxArg(a[0]);
+        if (name.length > 1 && name.endsWith('/')) name = name.slice(0, -1);
         this.handle!.store.createFolder(name);
         this.handle!.changed(null, this);
         return 'CREATE completed';
@@ -502,7 +521,14 @@ export class ImapSession {
   private mailboxArg(tok: Token | undefined): string {
     const raw = tok?.type === 'string' ? tok.bytes : tok?.type === 'atom' && !tok.section ? Buffer.from(tok.value, 'latin1') : null;
     if (!raw) throw new No('missing mailbox name', null, 'BAD');
-    const name = decodeMailboxName(raw, this.utf8);
+    let name: string;
+    try {
+      name = decodeMailboxName(raw, this.utf8);
+    } catch (e) {
+      // well-formed command, a name no mailbox can have: NO, not BAD (RFC 3501 5.1.3)
+      if (e instanceof ImapSyntaxError) throw new No(e.message, 'NONEXISTENT');
+      throw e;
+    }
     return name.toUpperCase() === 'INBOX' ? 'INBOX' : name;
   }
 
@@ -513,7 +539,13 @@ export class ImapSession {
     const selection = new Set<string>();
     const sel = cmd.command === 'LIST' ? listOf(a[0]) : null;
     if (sel) {
-      for (const t of sel) selection.add((atom(t) ?? '').toUpperCase());
+      for (const t of sel) {
+        const o = (atom(t) ?? '').toUpperCase();
+        if (!['SUBSCRIBED', 'REMOTE', 'RECURSIVEMATCH', 'SPECIAL-USE'].includes(o)) throw new No(`unknown LIST selection option ${o.slice(0, 20)}`, null, 'BAD');
+        selection.add(o);
+      }
+      // RFC 5258 3.1: RECURSIVEMATCH only refines another selection option
+      if (selection.has('RECURSIVEMATCH') && !selection.has('SUBSCRIBED') && !selection.has('SPECIAL-USE')) throw new No('RECURSIVEMATCH needs another selection option', null, 'BAD');
       i = 1;
     }
     const ref = asAString(a[i]);
@@ -522,7 +554,8 @@ export class ImapSession {
     if (ref === null || patterns.length === 0 || patterns.some((p) => p === null)) throw new No('LIST needs a reference and a pattern', null, 'BAD');
     const returns = new Set<string>();
     let statusItems: string[] | null = null;
-    if (cmd.command === 'LIST' && (atom(a[i + 2]) ?? '').toUpperCase() === 'RETURN') {
+    if (cmd.command === 'LIST' && a.length > i + 2) {
+      if ((atom(a[i + 2]) ?? '').toUpperCase() !== 'RETURN') throw new No('unexpected LIST argument', null, 'BAD');
       const opts = listOf(a[i + 3]);
       if (!opts) throw new No('RETURN needs a list', null, 'BAD');
       for (let j = 0; j < opts.length; j++) {
@@ -530,35 +563,58 @@ export class ImapSession {
         if (name === 'STATUS') {
           statusItems = (listOf(opts[++j]) ?? []).map((t) => (atom(t) ?? '').toUpperCase());
           if (statusItems.length === 0) throw new No('STATUS needs a list of items', null, 'BAD');
-        } else returns.add(name);
+        } else if (['SUBSCRIBED', 'CHILDREN', 'SPECIAL-USE'].includes(name)) returns.add(name);
+        else throw new No(`unknown LIST return option ${name.slice(0, 20)}`, null, 'BAD');
       }
     }
     if (patterns.length === 1 && patterns[0] === '' && !sel) {
       this.send(`* ${cmd.command} (\\Noselect) "/" ""`);
       return `${cmd.command} completed`;
     }
-    // Names are case-sensitive, except INBOX (RFC 3501 5.1).
+    // Names are case-sensitive, except INBOX (RFC 3501 5.1). Patterns arrive in the same form as
+    // names: modified UTF-7 unless UTF8=ACCEPT is on.
     const matchers = (patterns as string[]).map((p) => {
-      const full = decodeMailboxName(Buffer.from(ref + p, 'utf8'), true);
+      const bytes = Buffer.from(ref + p, 'utf8');
+      const full = decodeMailboxName(bytes, this.utf8 || bytes.some((b) => b >= 0x80)); // 8-bit: taken as UTF-8, as before
       const re = new RegExp('^' + full.split('').map((c) => (c === '*' ? '.*' : c === '%' ? '[^/]*' : c.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))).join('') + '$');
       const inbox = new RegExp(re.source, 'i');
       return (name: string) => (name === 'INBOX' ? inbox.test(name) : re.test(name));
     });
-    const folders = this.handle!.store.listFolders();
-    const names = new Set(folders.map((f) => f.name));
+    const matches = (name: string) => matchers.some((m) => m(name));
+    const store = this.handle!.store;
+    const folders = new Map(store.listFolders().map((f) => [f.name, f]));
+    const subscribed = new Set(store.subscriptions());
     const subscribedOnly = cmd.command === 'LSUB' || selection.has('SUBSCRIBED');
     const specialOnly = selection.has('SPECIAL-USE');
-    for (const f of folders) {
-      if (!matchers.some((m) => m(f.name))) continue;
-      if (subscribedOnly && !f.subscribed) continue;
-      if (specialOnly && !f.specialUse) continue;
+    const selected = (name: string) => (!subscribedOnly || subscribed.has(name)) && (!specialOnly || !!folders.get(name)?.specialUse);
+    // Subscribed names are listed even when their folder is gone (\NonExistent, RFC 5258)
+    const names = new Set([...folders.keys(), ...(subscribedOnly ? subscribed : [])]);
+    // RECURSIVEMATCH: a name that does not qualify itself is listed when a descendant does (CHILDINFO)
+    const childInfo = new Set<string>();
+    if (selection.has('RECURSIVEMATCH')) {
+      for (const n of names) {
+        if (!selected(n)) continue;
+        const parts = n.split('/');
+        for (let k = 1; k < parts.length; k++) childInfo.add(parts.slice(0, k).join('/'));
+      }
+    }
+    const order = [...new Set([...names, ...childInfo])].sort((x, y) => (x === 'INBOX' ? -1 : y === 'INBOX' ? 1 : x < y ? -1 : x > y ? 1 : 0));
+    const allNames = [...folders.keys()];
+    const criteria = [...(subscribedOnly ? ['"SUBSCRIBED"'] : []), ...(specialOnly ? ['"SPECIAL-USE"'] : [])].join(' ');
+    for (const n of order) {
+      if (!matches(n)) continue;
+      const self = selected(n);
+      const viaChild = childInfo.has(n);
+      if (!self && !viaChild) continue;
+      const f = folders.get(n);
       const attrs: string[] = [];
-      attrs.push([...names].some((n) => n.startsWith(f.name + '/')) ? '\\HasChildren' : '\\HasNoChildren');
-      if (f.subscribed && (selection.has('SUBSCRIBED') || returns.has('SUBSCRIBED'))) attrs.push('\\Subscribed');
-      if (f.specialUse && cmd.command === 'LIST') attrs.push(f.specialUse);
-      const name = encodeMailbox(f.name, { utf8: this.utf8 });
-      this.send(`* ${cmd.command} (${attrs.join(' ')}) "/" ${name}`);
-      if (statusItems) this.send(this.statusLine(f, statusItems));
+      if (!f) attrs.push(cmd.command === 'LSUB' ? '\\Noselect' : '\\NonExistent');
+      else attrs.push(allNames.some((x) => x.startsWith(n + '/')) ? '\\HasChildren' : '\\HasNoChildren');
+      if (subscribed.has(n) && (selection.has('SUBSCRIBED') || returns.has('SUBSCRIBED'))) attrs.push('\\Subscribed');
+      if (f?.specialUse && cmd.command === 'LIST') attrs.push(f.specialUse);
+      const name = encodeMailbox(n, { utf8: this.utf8 });
+      this.send(`* ${cmd.command} (${attrs.join(' ')}) "/" ${name}${viaChild ? ` ("CHILDINFO" (${criteria}))` : ''}`);
+      if (statusItems && f) this.send(this.statusLine(f, statusItems));
     }
     return `${cmd.command} completed`;
   }
@@ -579,12 +635,14 @@ export class ImapSession {
         case 'UIDVALIDITY':
           values.push(`UIDVALIDITY ${f.uidValidity}`);
           break;
-        case 'RECENT':
-          values.push('RECENT 0');
+        case 'RECENT': // not yet seen by any session, plus what is recent in this one
+          values.push(`RECENT ${f.recent + (this.selected?.name === f.name ? this.selected.recent.size : 0)}`);
           break;
         case 'HIGHESTMODSEQ':
+          this.enableCondstore(); // a CONDSTORE-enabling command (RFC 7162 3.1)
           values.push(`HIGHESTMODSEQ ${f.highestModseq}`);
           break;
+
         case 'DELETED':
           values.push(`DELETED ${f.deleted}`);
           break;
@@ -655,13 +713,16 @@ export class ImapSession {
     if (!f) throw new NoSuchFolder(name);
     const store = this.handle!.store;
     const messages = store.listMessages(f.name);
-    this.selected = { name: f.name, readOnly, uids: messages.map((m) => m.uid), flags: new Map(messages.map((m) => [m.uid, m.flags.join(' ')])), uidValidity: f.uidValidity, dirty: false, seenModseq: f.highestModseq, expungedModseq: f.highestModseq };
+    // EXAMINE sees recent mail without taking \Recent away from the next session that selects
+    const recentFrom = store.recentFrom(f.name, !readOnly);
+    const recent = new Set(messages.filter((m) => m.uid >= recentFrom).map((m) => m.uid));
+    this.selected = { name: f.name, readOnly, uids: messages.map((m) => m.uid), flags: new Map(messages.map((m) => [m.uid, m.flags.join(' ')])), uidValidity: f.uidValidity, dirty: false, seenModseq: f.highestModseq, expungedModseq: f.highestModseq, recent, keywords: new Map(), modseqs: new Map() };
     this.state = 'selected';
     const firstUnseen = messages.findIndex((m) => !m.flags.includes('\\Seen'));
-    this.send(`* FLAGS (${SYSTEM_FLAGS.join(' ')})`);
-    this.send(`* OK [PERMANENTFLAGS (${readOnly ? '' : SYSTEM_FLAGS.join(' ') + ' \\*'})] flags allowed`);
+    for (const k of store.folderKeywords(f.name)) this.selected.keywords.set(k.toLowerCase(), k);
+    this.sendFlagsLines();
     this.send(`* ${messages.length} EXISTS`);
-    this.send('* 0 RECENT');
+    this.send(`* ${recent.size} RECENT`);
     if (firstUnseen >= 0) this.send(`* OK [UNSEEN ${firstUnseen + 1}] first unseen`);
     this.send(`* OK [UIDVALIDITY ${f.uidValidity}] UIDs valid`);
     this.send(`* OK [UIDNEXT ${f.uidNext}] predicted next UID`);
@@ -678,6 +739,31 @@ export class ImapSession {
     return `[READ-${readOnly ? 'ONLY' : 'WRITE'}] ${readOnly ? 'EXAMINE' : 'SELECT'} completed`;
   }
 
+  /** FLAGS and PERMANENTFLAGS: the system flags and every keyword in use (RFC 3501 7.2.6). */
+  private sendFlagsLines(): void {
+    const sel = this.selected!;
+    const all = [...SYSTEM_FLAGS, ...sel.keywords.values()].join(' ');
+    this.send(`* FLAGS (${all})`);
+    this.send(`* OK [PERMANENTFLAGS (${sel.readOnly ? '' : all + ' \\*'})] flags allowed`);
+  }
+
+  /** Before flags with a keyword the client was not told of go out, a new FLAGS says it exists. */
+  private noteKeywords(flags: readonly string[]): void {
+    const sel = this.selected!;
+    let added = false;
+    for (const f of flags) {
+      if (f.startsWith('\\') || sel.keywords.has(f.toLowerCase())) continue;
+      sel.keywords.set(f.toLowerCase(), f);
+      added = true;
+    }
+    if (added) this.sendFlagsLines();
+  }
+
+  /** A message's flags as this session tells them: the stored ones, plus \Recent if it is new here. */
+  private sessionFlags(uid: number, flags: readonly string[]): string[] {
+    return this.selected!.recent.has(uid) ? [...flags, '\\Recent'] : [...flags];
+  }
+
   private append(a: Token[]): string {
     const name = this.mailboxArg(a[0]);
     let i = 1;
@@ -685,7 +771,7 @@ export class ImapSession {
     let date: Date | undefined;
     const fl = listOf(a[i]);
     if (fl) {
-      flags = fl.map((t) => atom(t) ?? '');
+      flags = fl.map(flagAtom);
       i++;
     }
     if (a[i]?.type === 'string' && a[i + 1]) {
@@ -750,7 +836,7 @@ export class ImapSession {
       const mod = (atom(mods[j]) ?? '').toUpperCase();
       if (mod === 'CHANGEDSINCE' && asNumber(mods[j + 1], true) !== null) {
         changedSince = asNumber(mods[++j], true);
-        this.condstore = true;
+        this.enableCondstore();
       } else if (mod === 'VANISHED') vanished = true;
       else throw new No('unknown FETCH modifier', null, 'BAD');
     }
@@ -765,6 +851,8 @@ export class ImapSession {
       const gone = store.vanishedSince(sel.name, changedSince!).filter((u) => ranges.some(([lo, hi]) => u >= lo && u <= hi));
       if (gone.length > 0) this.send(`* VANISHED (EARLIER) ${encodeSequenceSet(gone)}`);
     }
+    // FETCH MODSEQ is a CONDSTORE-enabling command (RFC 7162 3.1)
+    if (items.some((i) => i.name === 'MODSEQ')) this.enableCondstore();
     const wantModseq = this.condstore && (changedSince !== null || items.some((i) => i.name === 'MODSEQ'));
     const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
     let markSeen: number[] = [];
@@ -857,7 +945,8 @@ export class ImapSession {
         modseq = -1; // filled below
       }
       if (items.some((i) => i.name === 'FLAGS') || (seenNow && flags !== m.flags)) {
-        item('FLAGS', encodeFlags(flags));
+        this.noteKeywords(flags);
+        item('FLAGS', encodeFlags(this.sessionFlags(uid, flags)));
         sel.flags.set(uid, flags.join(' '));
       }
       if (wantModseq && modseq !== -1) item('MODSEQ', `(${modseq})`);
@@ -865,7 +954,7 @@ export class ImapSession {
       await this.flush();
     }
     if (markSeen.length > 0) {
-      store.setFlags(sel.name, markSeen, ['\\Seen'], 'add');
+      for (const c of store.setFlags(sel.name, markSeen, ['\\Seen'], 'add').changed) sel.modseqs.set(c.uid, c.modseq);
       this.handle!.changed(sel.name, this);
       markSeen = [];
     }
@@ -882,23 +971,29 @@ export class ImapSession {
     if (mods) {
       if ((atom(mods[0]) ?? '').toUpperCase() !== 'UNCHANGEDSINCE' || asNumber(mods[1], true) === null) throw new No('unknown STORE modifier', null, 'BAD');
       unchangedSince = asNumber(mods[1], true)!;
-      this.condstore = true;
+      this.enableCondstore();
       i = 2;
     }
     const what = (atom(cmd.args[i]) ?? '').toUpperCase();
     const m = /^([+-]?)FLAGS(\.SILENT)?$/.exec(what);
     if (!m) throw new No('STORE needs FLAGS, +FLAGS or -FLAGS', null, 'BAD');
     const flagToks = listOf(cmd.args[i + 1]) ?? cmd.args.slice(i + 1);
-    const flags = flagToks.map((t) => atom(t) ?? '');
+    const flags = flagToks.map(flagAtom);
     const targets = this.targets(cmd.args[0], byUid);
     const mode = m[1] === '+' ? 'add' : m[1] === '-' ? 'remove' : 'set';
-    const { changed, modified } = this.handle!.store.setFlags(sel.name, targets.map(([, u]) => u), flags, mode, unchangedSince === undefined ? {} : { unchangedSince });
+    const { changed, unchanged, modified } = this.handle!.store.setFlags(sel.name, targets.map(([, u]) => u), flags, mode, unchangedSince === undefined ? {} : { unchangedSince });
     const seqOf = new Map(targets.map(([s, u]) => [u, s]));
-    for (const c of changed) {
+    const changedUids = new Set(changed.map((c) => c.uid));
+    // Without .SILENT every message named gets its flags back, changed or not (RFC 3501 6.4.6);
+    // with CONDSTORE, .SILENT still reports the ones that changed (their MODSEQ moved).
+    for (const c of [...changed, ...unchanged].sort((x, y) => x.uid - y.uid)) {
       sel.flags.set(c.uid, c.flags.join(' '));
-      if (!m[2] || this.condstore) {
-        const extra = [byUid ? `UID ${c.uid}` : '', this.condstore ? `MODSEQ (${c.modseq})` : ''].filter(Boolean).join(' ');
-        this.send(`* ${seqOf.get(c.uid)} FETCH (${extra ? extra + ' ' : ''}FLAGS ${encodeFlags(c.flags)})`);
+      const isChange = changedUids.has(c.uid);
+      if (isChange) sel.modseqs.set(c.uid, c.modseq);
+      if (!m[2] || (this.condstore && isChange)) {
+        this.noteKeywords(c.flags);
+        const extra = [byUid || this.condstore ? `UID ${c.uid}` : '', this.condstore ? `MODSEQ (${c.modseq})` : ''].filter(Boolean).join(' ');
+        this.send(`* ${seqOf.get(c.uid)} FETCH (${extra ? extra + ' ' : ''}FLAGS ${encodeFlags(this.sessionFlags(c.uid, c.flags))})`);
       }
     }
     if (changed.length) this.handle!.changed(sel.name, this);
@@ -927,6 +1022,8 @@ export class ImapSession {
     const result = move ? this.handle!.store.moveMessages(sel.name, uids, target.name) : this.handle!.store.copyMessages(sel.name, uids, target.name);
     const code = `COPYUID ${result.uidValidity} ${result.mapping.map(([s]) => s).join(',')} ${result.mapping.map(([, d]) => d).join(',')}`;
     this.handle!.changed(target.name, this);
+    // Copies into the selected mailbox itself are new mail here too: EXISTS (and RECENT) follow
+    if (target.name === sel.name) sel.dirty = true;
     if (move) {
       this.send(`* OK [${code}] moved`);
       this.handle!.changed(sel.name, this);
@@ -955,12 +1052,20 @@ export class ImapSession {
     const shared = { headerIndex: () => (index ??= store.searchIndex(sel.name)), structures: () => (structures ??= store.getMessages(sel.name, sel.uids)) };
     const views = sel.uids.flatMap((uid, i) => {
       const m = summaries.get(uid);
-      return m ? [searchView(store, sel.name, m, i + 1, shared)] : [];
+      if (!m) return [];
+      return [searchView(store, sel.name, sel.recent.has(uid) ? { ...m, flags: this.sessionFlags(uid, m.flags) } : m, i + 1, shared)];
     });
     const found = runSearch(parsed.key, views, { maxSeq: sel.uids.length, maxUid: sel.uids.at(-1) ?? 0 });
     const nums = found.map((m) => (byUid ? m.uid : m.seq));
-    if (parsed.usesModseq) this.condstore = true;
-    const highest = parsed.usesModseq ? Math.max(0, ...found.map((m) => m.modseq)) : null;
+    if (parsed.usesModseq) this.enableCondstore();
+    // RFC 4731 3.2: with only MIN and/or MAX asked, the MODSEQ is that of the message(s) returned
+    let reported = found;
+    const r = parsed.returns;
+    if (r && found.length > 0 && !r.includes('ALL') && !r.includes('COUNT') && (r.includes('MIN') || r.includes('MAX'))) {
+      const byNum = [...found].sort((x, y) => (byUid ? x.uid - y.uid : x.seq - y.seq));
+      reported = [...(r.includes('MIN') ? [byNum[0]!] : []), ...(r.includes('MAX') ? [byNum.at(-1)!] : [])];
+    }
+    const highest = parsed.usesModseq ? Math.max(0, ...reported.map((m) => m.modseq)) : null;
     this.send(parsed.returns ? formatEsearch(cmd.tag, byUid, parsed.returns, nums, highest) : formatSearch(nums, highest));
     return `${cmd.command} completed`;
   }
@@ -981,6 +1086,21 @@ export class ImapSession {
     }
   }
 
+  private forget(uid: number): void {
+    const sel = this.selected!;
+    sel.flags.delete(uid);
+    sel.recent.delete(uid);
+    sel.modseqs.delete(uid);
+  }
+
+  /** CONDSTORE on (RFC 7162 3.1); the first enabling command with a mailbox selected tells its HIGHESTMODSEQ. */
+  private enableCondstore(): void {
+    if (this.condstore) return;
+    this.condstore = true;
+    const state = this.selected && this.handle?.store.folderState(this.selected.name);
+    if (state) this.send(`* OK [HIGHESTMODSEQ ${state.highestModseq}] modseq`);
+  }
+
   /** EXPUNGE responses for removed UIDs, highest sequence number first so numbers stay valid. */
   private reportExpunged(gone: Set<number>): void {
     const sel = this.selected!;
@@ -989,14 +1109,14 @@ export class ImapSession {
       const uids = sel.uids.filter((u) => gone.has(u));
       if (uids.length === 0) return;
       this.send(`* VANISHED ${encodeSequenceSet(uids)}`);
-      for (const u of uids) sel.flags.delete(u);
+      for (const u of uids) this.forget(u);
       sel.uids = sel.uids.filter((u) => !gone.has(u));
       return;
     }
     for (let i = sel.uids.length - 1; i >= 0; i--) {
       if (gone.has(sel.uids[i]!)) {
         this.send(`* ${i + 1} EXPUNGE`);
-        sel.flags.delete(sel.uids[i]!);
+        this.forget(sel.uids[i]!);
         sel.uids.splice(i, 1);
       }
     }
@@ -1025,19 +1145,29 @@ export class ImapSession {
     }
     if (state.highestModseq > sel.seenModseq) {
       const last = sel.uids.at(-1) ?? 0;
-      let added = 0;
+      const added: number[] = [];
       for (const m of store.listMessages(sel.name, { changedSince: sel.seenModseq })) {
         const flags = m.flags.join(' ');
         if (m.uid > last) {
           sel.uids.push(m.uid); // UIDs only grow, so new mail goes at the end
           sel.flags.set(m.uid, flags);
-          added++;
-        } else if (sel.flags.has(m.uid) && sel.flags.get(m.uid) !== flags) {
+          this.noteKeywords(m.flags);
+          added.push(m.uid);
+        } else if (sel.flags.has(m.uid) && (sel.flags.get(m.uid) !== flags || (this.condstore && (sel.modseqs.get(m.uid) ?? 0) < m.modseq))) {
+          // With CONDSTORE a change undone by another session still moved MODSEQ: the client hears of it
           sel.flags.set(m.uid, flags);
-          this.send(`* ${seqOfUid(sel.uids, m.uid)} FETCH (UID ${m.uid} FLAGS ${encodeFlags(m.flags)}${this.condstore ? ` MODSEQ (${m.modseq})` : ''})`);
+          sel.modseqs.set(m.uid, m.modseq);
+          this.noteKeywords(m.flags);
+          this.send(`* ${seqOfUid(sel.uids, m.uid)} FETCH (UID ${m.uid} FLAGS ${encodeFlags(this.sessionFlags(m.uid, m.flags))}${this.condstore ? ` MODSEQ (${m.modseq})` : ''})`);
         }
       }
-      if (added > 0) this.send(`* ${sel.uids.length} EXISTS`);
+      if (added.length > 0) {
+        // The first session told of new mail has it \Recent (a read-write one takes it for itself)
+        const from = store.recentFrom(sel.name, !sel.readOnly);
+        for (const u of added) if (u >= from) sel.recent.add(u);
+        this.send(`* ${sel.uids.length} EXISTS`);
+        this.send(`* ${sel.recent.size} RECENT`);
+      }
       sel.seenModseq = state.highestModseq;
     }
     sel.dirty = expungePending;

@@ -55,6 +55,7 @@ export interface FolderInfo {
   deleted: number; // messages flagged \Deleted
   deletedSize: number; // their octets (what EXPUNGE would free)
   size: number; // octets of all messages (RFC 8438 STATUS SIZE)
+  recent: number; // messages no session has yet seen as \Recent
 }
 
 /** What one mailbox (all folders) holds, for QUOTA (RFC 9208). */
@@ -121,6 +122,7 @@ interface FolderRow {
   uid_next: number;
   highest_modseq: number;
   subscribed: number;
+  recent_uid: number;
 }
 
 interface MessageRow {
@@ -321,6 +323,21 @@ const MIGRATIONS: { version: number; up: (db: DB, store: MailboxStore) => void }
           sha256 BLOB NOT NULL,
           PRIMARY KEY (folder_id, message_id, sha256)
         ) WITHOUT ROWID;
+      `);
+    },
+  },
+  {
+    // \Recent (RFC 3501 2.3.2): UIDs from recent_uid on have not been seen by any session yet.
+    // Existing mail is not new to anyone.
+    // Subscriptions are names, apart from folders (RFC 3501 6.3.6): DELETE keeps them, and a
+    // subscribed name may not exist. folders.subscribed is no longer read.
+    version: 3,
+    up(db) {
+      db.exec(`
+        ALTER TABLE folders ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1;
+        UPDATE folders SET recent_uid = uid_next;
+        CREATE TABLE subscriptions (name TEXT PRIMARY KEY) WITHOUT ROWID;
+        INSERT INTO subscriptions (name) SELECT name FROM folders WHERE subscribed = 1;
       `);
     },
   },
@@ -675,20 +692,23 @@ export class MailboxStore {
     const c = this.stmt(
       `SELECT count(*) AS n, coalesce(sum((system_flags & 1) = 0), 0) AS unseen, coalesce(sum((system_flags & 8) <> 0), 0) AS deleted,
               coalesce(sum(CASE WHEN system_flags & 8 THEN size ELSE 0 END), 0) AS deleted_size, coalesce(sum(size), 0) AS size
+              , coalesce(sum(uid >= ?), 0) AS recent
        FROM messages WHERE folder_id = ?`,
-    ).get(f.id) as { n: number; unseen: number; deleted: number; deleted_size: number; size: number };
+    ).get(f.recent_uid, f.id) as { n: number; unseen: number; deleted: number; deleted_size: number; size: number; recent: number };
+    const subscribed = this.stmt('SELECT 1 FROM subscriptions WHERE name = ?').get(f.name) !== undefined;
     return {
       name: f.name,
       specialUse: f.special_use,
       uidValidity: f.uid_validity,
       uidNext: f.uid_next,
       highestModseq: f.highest_modseq,
-      subscribed: f.subscribed === 1,
+      subscribed,
       messages: c.n,
       unseen: c.unseen,
       deleted: c.deleted,
       deletedSize: c.deleted_size,
       size: c.size,
+      recent: c.recent,
     };
   }
 
@@ -731,6 +751,7 @@ export class MailboxStore {
         // RFC 3501: renaming INBOX moves its messages to a new folder and leaves INBOX empty.
         for (const p of parentsOf(dst)) if (!this.findFolder(p)) this.insertFolderRow(p, null);
         const target = this.insertFolderRow(dst, null, f.uid_next, f.highest_modseq);
+        this.stmt('UPDATE folders SET recent_uid = ? WHERE id = ?').run(f.recent_uid, target.id);
         const modseq = f.highest_modseq + 1;
         this.stmt('INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) SELECT folder_id, uid, ? FROM messages WHERE folder_id = ?').run(modseq, f.id);
         this.stmt('UPDATE messages SET folder_id = ? WHERE folder_id = ?').run(target.id, f.id);
@@ -745,6 +766,8 @@ export class MailboxStore {
       for (const p of parentsOf(dst)) if (!this.findFolder(p)) this.insertFolderRow(p, null);
       this.stmt('UPDATE folders SET name = ? WHERE id = ?').run(dst, f.id);
       for (const c of children) this.stmt('UPDATE folders SET name = ? WHERE id = ?').run(dst + c.name.slice(src.length), c.id);
+      // subscriptions follow the folders they name
+      this.stmt('UPDATE OR REPLACE subscriptions SET name = ? || substr(name, ?) WHERE name = ? OR substr(name, 1, ?) = ?').run(dst, src.length + 1, src, src.length + 1, src + DELIMITER);
     })();
   }
 
@@ -764,9 +787,16 @@ export class MailboxStore {
     this.db.pragma('wal_checkpoint(TRUNCATE)');
   }
 
+  /** SUBSCRIBE needs the folder to exist; UNSUBSCRIBE also drops a name whose folder is gone. */
   setSubscribed(name: string, subscribed: boolean): void {
-    const f = this.folder(name);
-    this.stmt('UPDATE folders SET subscribed = ? WHERE id = ?').run(subscribed ? 1 : 0, f.id);
+    const canonical = canonicalFolderName(name);
+    if (subscribed) this.stmt('INSERT OR IGNORE INTO subscriptions (name) VALUES (?)').run(this.folder(canonical).name);
+    else if (this.stmt('DELETE FROM subscriptions WHERE name = ?').run(canonical).changes === 0 && !this.findFolder(canonical)) throw new NoSuchFolder(canonical);
+  }
+
+  /** Every subscribed name, whether or not its folder exists (LSUB, LIST (SUBSCRIBED)). */
+  subscriptions(): string[] {
+    return (this.stmt(`SELECT name FROM subscriptions ORDER BY name <> 'INBOX', name`).all() as { name: string }[]).map((r) => r.name);
   }
 
   // ---- messages ----
@@ -913,13 +943,14 @@ export class MailboxStore {
     flags: readonly string[],
     mode: FlagMode,
     options: { unchangedSince?: number } = {},
-  ): { changed: FlagChange[]; modified: number[] } {
+  ): { changed: FlagChange[]; unchanged: FlagChange[]; modified: number[] } {
     const change = parseFlags(flags);
     return this.db.transaction(() => {
       const f = this.folder(folder);
       const rows = this.stmt('SELECT * FROM messages WHERE folder_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid').all(f.id, JSON.stringify(uids)) as MessageRow[];
       const modseq = f.highest_modseq + 1;
       const changed: FlagChange[] = [];
+      const unchanged: FlagChange[] = []; // named but already as asked: their flags and MODSEQ as they are
       const modified: number[] = [];
       for (const r of rows) {
         if (options.unchangedSince !== undefined && r.modseq > options.unchangedSince) {
@@ -928,12 +959,15 @@ export class MailboxStore {
         }
         const next = applyFlags(r.system_flags, decodeKeywords(r.keywords), change, mode);
         const kw = encodeKeywords(next.keywords);
-        if (next.bits === r.system_flags && kw === r.keywords) continue;
+        if (next.bits === r.system_flags && kw === r.keywords) {
+          unchanged.push({ uid: r.uid, flags: flagList(r.system_flags, r.keywords), modseq: r.modseq });
+          continue;
+        }
         this.stmt('UPDATE messages SET system_flags = ?, keywords = ?, modseq = ? WHERE id = ?').run(next.bits, kw, modseq, r.id);
         changed.push({ uid: r.uid, flags: flagList(next.bits, kw), modseq });
       }
       if (changed.length > 0) this.stmt('UPDATE folders SET highest_modseq = ? WHERE id = ?').run(modseq, f.id);
-      return { changed, modified };
+      return { changed, unchanged, modified };
     })();
   }
 
@@ -962,6 +996,26 @@ export class MailboxStore {
     this.stmt('UPDATE folders SET highest_modseq = ? WHERE id = ?').run(modseq, f.id);
     f.highest_modseq = modseq;
     this.deleteOrphanBodies([...new Set(rows.map((r) => r.body_id))]);
+  }
+
+  /**
+   * \Recent: the first UID no session has seen yet. With `claim` (a read-write session is being
+   * told of them) the messages stop being recent for every later session (RFC 3501 2.3.2).
+   */
+  recentFrom(folder: string, claim: boolean): number {
+    const f = this.folder(folder);
+    if (claim && f.uid_next > f.recent_uid) this.stmt('UPDATE folders SET recent_uid = ? WHERE id = ?').run(f.uid_next, f.id);
+    return f.recent_uid;
+  }
+
+  /** Keywords set on some message of the folder (for FLAGS and PERMANENTFLAGS), first spelling wins. */
+  folderKeywords(folder: string): string[] {
+    const f = this.folder(folder);
+    const out = new Map<string, string>();
+    for (const r of this.stmt(`SELECT DISTINCT keywords FROM messages WHERE folder_id = ? AND keywords <> ''`).all(f.id) as { keywords: string }[]) {
+      for (const k of decodeKeywords(r.keywords)) if (!out.has(k.toLowerCase())) out.set(k.toLowerCase(), k);
+    }
+    return [...out.values()];
   }
 
   /** The folder's HIGHESTMODSEQ and canonical name, without counting its messages (cheap). */

@@ -4,7 +4,7 @@
 
 export interface Address {
   name: string | null;
-  adl: null;
+  adl: string | null; // an obsolete source route "@a,@b" (RFC 5322 obs-route), kept for ENVELOPE
   mailbox: string | null; // null together with host === null marks the end of a group
   host: string | null; // null marks group syntax (RFC 3501 7.4.2)
 }
@@ -300,11 +300,11 @@ function tokenize(s: string): Tok[] {
   return toks;
 }
 
-function makeAddress(name: string | null, spec: string): Address {
+function makeAddress(name: string | null, spec: string, adl: string | null = null): Address {
   const at = spec.lastIndexOf('@');
   // A normal address never has a NIL host; an address without a domain gets an empty one.
-  if (at < 0) return { name, adl: null, mailbox: spec, host: '' };
-  return { name, adl: null, mailbox: spec.slice(0, at), host: spec.slice(at + 1) };
+  if (at < 0) return { name, adl, mailbox: spec, host: '' };
+  return { name, adl, mailbox: spec.slice(0, at), host: spec.slice(at + 1) };
 }
 
 const words = (toks: Tok[]): string =>
@@ -346,15 +346,23 @@ export function parseAddressList(value: string | null): Address[] | null {
       const inner: Tok[] = [];
       let j = i + 1;
       while (j < toks.length && !(toks[j]!.k === 'special' && toks[j]!.v === '>')) inner.push(toks[j++]!);
-      // Drop an obsolete source route "@a,@b:".
+      // An obsolete source route "@a,@b:" goes to the address's adl (RFC 3501 7.4.2).
       const colon = inner.findIndex((x) => x.k === 'special' && x.v === ':');
-      const specToks = colon >= 0 && inner[0]?.v === '@' ? inner.slice(colon + 1) : inner;
+      const routed = colon >= 0 && inner[0]?.v === '@';
+      const specToks = routed ? inner.slice(colon + 1) : inner;
+      const adl = routed
+        ? inner
+            .slice(0, colon)
+            .filter((x) => x.k !== 'comment')
+            .map((x) => x.v)
+            .join('') || null
+        : null;
       const spec = specToks
         .filter((x) => x.k !== 'comment')
         .map((x) => x.v)
         .join('');
       const name = words(phrase) || phrase.find((x) => x.k === 'comment')?.v || null;
-      out.push(makeAddress(name, spec));
+      out.push(makeAddress(name, spec, adl));
       phrase = [];
       skipToSeparator = true;
       i = j;
@@ -551,9 +559,18 @@ function parsePart(buf: Buffer, start: number, end: number, depth: number, ctx: 
   return { part, fields };
 }
 
+const ADDRESS_FIELDS = new Set(['from', 'to', 'cc', 'bcc']);
+
 function searchText(fields: Fields, name: string): string {
   const all = fields.get(name);
-  return all ? decodeWords(all.join(', ')).toLowerCase() : '';
+  if (!all) return '';
+  const text = decodeWords(all.join(', '));
+  if (!ADDRESS_FIELDS.has(name)) return text.toLowerCase();
+  // Addresses also in their plain form, so comments inside one ("a(x)@b") do not hide it from SEARCH FROM
+  const plain = (parseAddressList(all.join(', ')) ?? [])
+    .filter((a) => a.host !== null)
+    .map((a) => `${a.name ? decodeWords(a.name) + ' ' : ''}<${a.mailbox}${a.host ? '@' + a.host : ''}>`);
+  return (plain.length > 0 ? `${text}\n${plain.join(', ')}` : text).toLowerCase();
 }
 
 export function parseMessage(raw: Buffer): ParsedMessage {
