@@ -481,7 +481,7 @@ test('while fe serve runs: a logged-in IMAP client (IDLE) sees the imported mail
     assert.equal(await Promise.race([pushed, late]), 2);
     const msgs = [];
     for await (const m of client.fetch('1:*', { uid: true, flags: true, internalDate: true, source: true })) msgs.push(m);
-    // this session is the first to see them, so they are also \\Recent (RFC 3501 2.3.2)
+    // this session is the first to see them, so they are also \Recent (RFC 3501 2.3.2)
     assert.deepEqual(msgs.map((m) => [...m.flags!].filter((f) => f !== '\\Recent').sort()), [['\\Seen', 'imported'], []]);
     assert.ok(msgs.every((m) => m.flags!.has('\\Recent')));
     assert.equal(new Date(msgs[0]!.internalDate!).toISOString(), '2026-03-01T09:08:07.000Z');
