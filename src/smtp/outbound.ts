@@ -95,17 +95,18 @@ function oneLine(s: string): string {
   return s.replace(/\s+/g, ' ').trim().slice(0, 400);
 }
 
+/** Where a delivery failed. Without a reply code the peer never answered a command: the connection or TLS failed. */
 function stageOf(e: SmtpError): Stage {
+  if (!e.responseCode) return e.code === 'ETLS' || /certificate|TLS|SSL/i.test(e.message) ? 'tls' : 'connect';
   if (e.command === 'MAIL FROM') return 'mail';
   if (e.command === 'RCPT TO') return 'rcpt';
   if (e.command === 'DATA' || e.command === 'message') return 'data';
-  if (e.code === 'ETLS' || /certificate|TLS|SSL/i.test(e.message)) return 'tls';
-  return 'connect';
+  return e.code === 'ETLS' || /certificate|TLS|SSL/i.test(e.message) ? 'tls' : 'connect';
 }
 
 function outcome(address: string, mx: string, e: SmtpError): RecipientOutcome {
   const code = e.responseCode ?? null;
-  return { address, ok: false, permanent: code !== null && code >= 500, code, message: oneLine(e.response ?? e.message), mx, stage: e.responseCode ? stageOf(e) : stageOf({ ...e, command: undefined } as SmtpError) };
+  return { address, ok: false, permanent: code !== null && code >= 500, code, message: oneLine(e.response ?? e.message), mx, stage: stageOf(e) };
 }
 
 function has8Bit(message: Buffer): boolean {
