@@ -3,7 +3,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
@@ -271,6 +272,75 @@ print(json.dumps({'folders': sorted(md.list_folders()), 'inbox': dump(md), 'arch
       .sort();
   assert.deepEqual(copied(''), ['', 'FR', 'S']);
   assert.deepEqual(copied('.Archive.2024'), ['DT']);
+});
+
+test('--maildir: Dovecot, a real IMAP server, serves the export with its folders, flags, keywords and dates', async (t) => {
+  const r = await feExport(['--maildir', '-o', 'md-dovecot']);
+  assert.equal(r.code, 0, r.stderr);
+  // Dovecot's imap binary in preauth mode (as over an ssh tunnel) reads the Maildir as it would
+  // serve it. Dovecot refuses to touch mail as root, so under root a copy is handed to nobody
+  // (in a folder of its own: the workspace is 0700).
+  const base = mkdtempSync(path.join(tmpdir(), 'fe-export-dovecot-'));
+  t.after(() => rmSync(base, { recursive: true, force: true }));
+  const root = path.join(base, 'md');
+  const home = path.join(base, 'home');
+  mkdirSync(home);
+  await run('cp', ['-a', path.join(w.dir, 'md-dovecot'), root]);
+  const root0 = process.getuid?.() === 0;
+  if (root0) await run('chown', ['-R', 'nobody:nogroup', base]);
+  const me = root0 ? { uid: 'nobody', gid: 'nogroup' } : { uid: String(process.getuid!()), gid: String(process.getgid!()) };
+  const conf = path.join(w.dir, 'dovecot.conf');
+  writeFileSync(
+    conf,
+    [
+      `mail_location = maildir:${root}:INDEX=MEMORY`,
+      `mail_uid = ${me.uid}`,
+      `mail_gid = ${me.gid}`,
+      `first_valid_uid = 0`,
+      `first_valid_gid = 0`,
+      `userdb {\n  driver = static\n  args = uid=${me.uid} gid=${me.gid} home=${home}\n}`,
+      `passdb {\n  driver = static\n  args = nopassword\n}`,
+      `base_dir = ${path.join(base, 'run')}`,
+      `log_path = /dev/stderr`,
+      `ssl = no`,
+      '',
+    ].join('\n'),
+  );
+  const imapBin = ['/usr/lib/dovecot/imap', '/usr/libexec/dovecot/imap'].find((p) => existsSync(p));
+  assert.ok(imapBin, 'Dovecot (dovecot-imapd) is installed');
+  const out = JSON.parse(
+    await python(`
+import imaplib, json, base64, time
+c = imaplib.IMAP4_stream(${JSON.stringify(`env USER=me HOME=${home} ${imapBin} -c ${conf}`)})
+assert c.state == 'AUTH', c.state
+folders = {}
+typ, lines = c.list('""', '*')
+names = [l.decode().rsplit(' ', 1)[1].strip('"') for l in lines]
+for name in names:
+    typ, count = c.select('"%s"' % name, readonly=True)
+    if typ != 'OK': continue
+    if count[0] == b'0':
+        folders[name] = []
+        continue
+    typ, data = c.fetch('1:*', '(FLAGS INTERNALDATE BODY.PEEK[])')
+    msgs = []
+    for item in data:
+        if not isinstance(item, tuple): continue
+        flags = sorted(f for f in imaplib.ParseFlags(item[0]) if f != b'\\Recent')
+        msgs.append({'flags': [f.decode() for f in flags], 'date': int(time.mktime(imaplib.Internaldate2tuple(item[0]))), 'b64': base64.b64encode(item[1]).decode()})
+    folders[name] = sorted(msgs, key=lambda m: m['date'])
+c.logout()
+print(json.dumps(folders))
+`),
+  ) as Record<string, { flags: string[]; date: number; b64: string }[]>;
+  for (const name of ['INBOX', 'Sent', 'Archive.2024', '&ANw-n&AO8-code']) assert.ok(name in out, `Dovecot lists ${name}`);
+  for (const [folder, name] of [['INBOX', 'INBOX'], ['Archive/2024', 'Archive.2024'], ['Ünïcode', '&ANw-n&AO8-code']] as const) {
+    const want = originals.filter((o) => o.folder === folder).sort((a, b) => a.date.getTime() - b.date.getTime());
+    const got = out[name]!;
+    assert.deepEqual(got.map((m) => Buffer.from(m.b64, 'base64').toString('latin1')), want.map((o) => o.raw.toString('latin1').replace(/\r?\n/g, '\r\n')), `${folder}: bytes as stored (IMAP sends lines with CRLF)`);
+    assert.deepEqual(got.map((m) => m.date), want.map((o) => o.date.getTime() / 1000), `${folder}: internal dates`);
+    assert.deepEqual(got.map((m) => m.flags), want.map((o) => [...o.flags].sort()), `${folder}: flags and keywords`);
+  }
 });
 
 test('--eml: files byte for byte with a manifest of flags and dates; --zip -o - streams the same as a zip', async () => {
