@@ -418,6 +418,76 @@ test('round trips: export, import into a new mailbox, export again gives the sam
   }
 });
 
+test('a 10,000-message mailbox round trips through mbox: Python reads every message as it went in, with its flags; export, import, export is identical', async () => {
+  const { makeCorpus } = await import('./bench/imap.bench.js');
+  const { createHash } = await import('node:crypto');
+  const messages = makeCorpus(10_000, 7).messages;
+  // The corpus as an mboxrd file a mail client might hand over: Status/X-Status carry the flags.
+  const lf = (raw: Buffer) => raw.toString('latin1').replace(/\r\n/g, '\n');
+  const parts = messages.map((m) => {
+    const text = lf(m.raw);
+    const end = text.indexOf('\n\n');
+    const status = `Status: ${m.flags.includes('\\Seen') ? 'RO' : 'O'}\nX-Status: ${m.flags.includes('\\Answered') ? 'A' : ''}${m.flags.includes('\\Flagged') ? 'F' : ''}\n`;
+    const [, d, mon, y, hms] = /^(\d\d)-(\w{3})-(\d{4}) (\S+)/.exec(m.internalDate)!;
+    const asctime = `Mon ${mon} ${String(Number(d)).padStart(2, ' ')} ${hms} ${y}`;
+    return `From sender@bench.example ${asctime}\n${text.slice(0, end + 1)}${status}${text.slice(end + 1).replace(/^(>*From )/gm, '>$1')}\n`;
+  });
+  writeFileSync(path.join(w.dir, 'big.mbox'), parts.join(''), 'latin1');
+  for (const a of ['big@example.org', 'big2@example.org']) await w.ok(['alias', 'add', a, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
+  const feAs = (address: string, args: string[]) => {
+    return new Promise<{ code: number; stdout: Buffer; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [FE_BIN, '--config', w.config, ...args.slice(0, 1), address, '--password-stdin', ...args.slice(1)], { cwd: w.dir, stdio: ['pipe', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => out.push(d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: err }));
+      child.stdin.end(`${PASSWORD}\n`);
+    });
+  };
+  const imported = await feAs('big@example.org', ['import', '--mbox', 'big.mbox', '--json']);
+  assert.equal(imported.code, 0, imported.stderr);
+  assert.equal((JSON.parse(imported.stdout.toString('utf8')) as { imported: number }).imported, 10_000);
+  const first = await feAs('big@example.org', ['export', '--mbox', '--single', '-o', '-']);
+  assert.equal(first.code, 0, first.stderr);
+  writeFileSync(path.join(w.dir, 'big-export.mbox'), first.stdout);
+
+  // Python's mailbox module is the independent reader: each message, with fe's own Status,
+  // X-Status, X-Keywords and X-Folder lines taken out and mboxrd quoting undone, must hash to
+  // the original; the flags must be the originals'.
+  const seen = JSON.parse(
+    await python(`
+import mailbox, json, hashlib, re
+box = mailbox.mbox(${JSON.stringify(path.join(w.dir, 'big-export.mbox'))}, create=False)
+out = []
+for key in box.keys():
+    raw = box.get_bytes(key)
+    head, sep, body = raw.partition(b'\\n\\n')
+    head = b'\\n'.join(l for l in head.split(b'\\n') if not re.match(rb'(?i)(status|x-status|x-keywords|x-folder):', l))
+    text = re.sub(rb'(?m)^>(>*From )', rb'\\1', head + sep + body)
+    m = box.get_message(key)
+    out.append([hashlib.sha256(text).hexdigest(), ''.join(sorted(m.get_flags()))])
+print(json.dumps(out))
+`),
+  ) as [string, string][];
+  assert.equal(seen.length, 10_000);
+  const letters = (flags: string[]) => [...(flags.includes('\\Seen') ? 'RO' : 'O'), ...(flags.includes('\\Answered') ? 'A' : ''), ...(flags.includes('\\Flagged') ? 'F' : '')].sort().join('');
+  let mismatched = 0;
+  for (const [i, m] of messages.entries()) {
+    const want = lf(m.raw);
+    const hash = createHash('sha256').update(Buffer.from(want.endsWith('\n') ? want : want + '\n', 'latin1')).digest('hex');
+    if (seen[i]![0] !== hash || seen[i]![1] !== letters(m.flags)) mismatched++;
+  }
+  assert.equal(mismatched, 0, 'every message and its flags as they went in');
+
+  const again = await feAs('big2@example.org', ['import', '--mbox', 'big-export.mbox', '--json']);
+  assert.equal(again.code, 0, again.stderr);
+  const second = await feAs('big2@example.org', ['export', '--mbox', '--single', '-o', '-']);
+  assert.equal(second.code, 0, second.stderr);
+  assert.ok(second.stdout.equals(first.stdout), 'the second export is byte-identical to the first');
+});
+
 test('--sqlite: a copy keyed to the chosen password; --plaintext only with --yes, and then any sqlite3 opens it', async () => {
   const r = await feExport(['--sqlite', '-o', 'db'], `${PASSWORD}\nmy own copy password\n`);
   assert.equal(r.code, 0, r.stderr);
