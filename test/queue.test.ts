@@ -7,8 +7,9 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { unlockMailboxKey } from '../src/crypto/mailbox-key.js';
-import { handOff, queuePublicKey } from '../src/queue/handoff.js';
-import { QueueStore } from '../src/queue/store.js';
+import { loadConfig } from '../src/config/file.js';
+import { handOff, queuePublicKey, queueSealingKeys } from '../src/queue/handoff.js';
+import { QueueStore, retentionDays } from '../src/queue/store.js';
 import { MailboxStore } from '../src/store/mailbox-db.js';
 import { mailboxDir } from '../src/store/paths.js';
 import { Database } from '../src/store/sqlite.js';
@@ -219,4 +220,35 @@ test('a next hop without 8BITMIME gets 7-bit mail; 8-bit mail is bounced (5.6.3)
   const eight = q.messages.flatMap((m) => m.recipients).find((r) => r.address === 'eightbit@remote.example')!;
   assert.equal(eight.state, 'bounced');
   assert.equal(eight.status, '5.6.3');
+});
+
+test('delivery records are kept for the owner domain\'s retention_days, else queue.retention_days', async () => {
+  const r = workspace(['hostname: mail.example.org', 'data_dir: ./data', 'queue:', '  retention_days: 30', ''].join('\n'));
+  await r.ok(['domain', 'add', 'example.org']);
+  await r.ok(['domain', 'add', 'brief.example']);
+  r.write(r.read().replace(/^ {2}brief\.example:\n/m, '  brief.example:\n    retention_days: 2\n'));
+  assert.match(r.read(), /retention_days: 2/, 'the test edits fe.yml as intended');
+  const config = loadConfig(r.config);
+  assert.equal(config.domains.get('brief.example')?.retentionDays, 2);
+  const { publicKey, privateKey } = queueSealingKeys(r.dataDir);
+  for (const owner of ['me@example.org', 'me@brief.example']) {
+    handOff(r.dataDir, publicKey, { from: owner, recipients: [{ address: 'x@remote.example' }], owner, submittedAt: new Date(), requireTls: false }, message(`kept-${owner}`, 'x'));
+  }
+  const store = QueueStore.open(r.dataDir);
+  try {
+    const now = Date.now();
+    const { imported } = store.importIncoming(privateKey, now);
+    assert.equal(imported.length, 2);
+    const attempts = imported.flatMap((id) => store.recipients(id)).map((rcpt) => ({ recipientId: rcpt.id, state: 'delivered' as const, code: 250, text: '250 ok', failureClass: null, status: '2.0.0', remoteMta: 'mx.remote.example', nextAttempt: 0 }));
+    store.record(attempts, now);
+    assert.equal(store.redactFinished().length, 2);
+    const owners = () => store.list(true).map((m) => m.message.owner).sort();
+    assert.equal(store.purge(retentionDays(config), now + 1 * 86400_000), 0, 'a day later both are kept');
+    assert.equal(store.purge(retentionDays(config), now + 3 * 86400_000), 1, 'three days later brief.example\'s is gone');
+    assert.deepEqual(owners(), ['me@example.org']);
+    assert.equal(store.purge(retentionDays(config), now + 31 * 86400_000), 1, 'after 31 days the other one too');
+    assert.deepEqual(owners(), []);
+  } finally {
+    store.close();
+  }
 });

@@ -118,6 +118,9 @@ before(async () => {
   // me may also send as sales@ (an address of a served domain that is not its own)
   w.write(w.read().replace('      me:\n        mailbox: true\n', '      me:\n        mailbox: true\n        send_as: [sales@example.org]\n'));
   assert.match(w.read(), /send_as: \[sales@example\.org\]/, 'the test edits fe.yml as intended');
+  // other@ has a sending limit of its own, tighter than the global one
+  w.write(w.read().replace('      other:\n        mailbox: true\n', '      other:\n        mailbox: true\n        limits: { send_recipients_per_message: 2 }\n'));
+  assert.match(w.read(), /limits: \{ send_recipients_per_message: 2 \}/, 'the test edits fe.yml as intended');
   const ours = JSON.parse(await w.ok(['domain', 'dns', 'example.org', '--json'])) as { records: { name: string; type: string; text?: string }[] };
   dkimRecords = Object.fromEntries(ours.records.filter((r) => r.type === 'TXT' && r.name.includes('._domainkey.')).map((r) => [r.name.replace(/\.$/, ''), r.text!]));
   assert.equal(Object.keys(dkimRecords).length, 2, 'an RSA and an Ed25519 key are published');
@@ -259,6 +262,12 @@ test('too many recipients for one message is 452 4.5.3 with the limit', async ()
   assert.deepEqual(info.rejected, ['f@remote.example'], 'the sixth recipient is refused, the first five accepted');
   assert.match(String((info.rejectedErrors?.[0] as { response?: string } | undefined)?.response), /^452 4\.5\.3 Too many recipients \(at most 5/);
   t.close();
+  // a mailbox's own limits: in fe.yml override the global ones for that mailbox only
+  const o = nodemailer.createTransport({ host: '127.0.0.1', port: fe.ports.submissions!, secure: true, tls: { rejectUnauthorized: false }, auth: { user: 'other@example.org', pass: OTHER_PASSWORD } });
+  const own = await o.sendMail({ from: 'other@example.org', to: ['a@remote.example', 'b@remote.example', 'c@remote.example'], subject: 'own limit', text: 'x' });
+  assert.deepEqual(own.rejected, ['c@remote.example'], 'the third recipient is refused under its own limit of 2');
+  assert.match(String((own.rejectedErrors?.[0] as { response?: string } | undefined)?.response), /^452 4\.5\.3 Too many recipients \(at most 2 a message/);
+  o.close();
 });
 
 test('local recipients are delivered on this host (forwards followed), remote ones through the queue', async () => {

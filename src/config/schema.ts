@@ -11,6 +11,15 @@ export interface AliasConfig {
   mailbox: boolean;
   /** Other addresses this mailbox may send as: exact addresses or "*@domain", all in served domains. */
   sendAs: string[];
+  /** This mailbox's own sending limits, where they differ from the global `limits:` (absent: the global ones). */
+  limits?: SendLimitOverrides;
+}
+
+/** Sending limits one mailbox may set for itself in fe.yml (`limits:` on the alias). */
+export interface SendLimitOverrides {
+  sendMessagesPerHour?: number;
+  sendRecipientsPerDay?: number;
+  sendRecipientsPerMessage?: number;
 }
 
 export type SaveSent = 'auto' | 'never';
@@ -27,6 +36,8 @@ export interface DomainConfig {
   aliases: Map<string, AliasConfig>; // canonical local part -> alias
   aliasKeys: Map<string, string>; // canonical local part -> key as written
   dkim: DkimConfig;
+  /** Days the queue keeps delivery records of this domain's mail (absent: queue.retention_days). */
+  retentionDays?: number;
 }
 
 export interface PgpKeyConfig {
@@ -170,8 +181,9 @@ export const DEFAULT_LISTEN: Record<DaemonName, Listen | null> = {
   http: null,
   https: null,
 };
-const DOMAIN_KEYS = ['aliases', 'dkim'] as const;
-const ALIAS_KEYS = ['forward', 'mailbox', 'send_as'] as const;
+const DOMAIN_KEYS = ['aliases', 'dkim', 'retention_days'] as const;
+const ALIAS_KEYS = ['forward', 'mailbox', 'send_as', 'limits'] as const;
+const ALIAS_LIMIT_KEYS = ['send_messages_per_hour', 'send_recipients_per_day', 'send_recipients_per_message'] as const;
 const DKIM_KEYS = ['active', 'published'] as const;
 const KEY_KEYS = ['fingerprint', 'key'] as const;
 const MTA_STS_KEYS = ['mode', 'max_age'] as const;
@@ -532,7 +544,10 @@ class Validator {
       config.domains.set(name, domain);
       for (const [k, v] of this.entries(value, field, DOMAIN_KEYS)) {
         if (k === 'aliases') this.aliases(v, `${field}.aliases`, domain);
-        else this.dkim(v, `${field}.dkim`, domain);
+        else if (k === 'retention_days') {
+          const days = this.integer(v, `${field}.retention_days`, 0, 3650);
+          if (days !== undefined) domain.retentionDays = days;
+        } else this.dkim(v, `${field}.dkim`, domain);
       }
     }
   }
@@ -560,6 +575,8 @@ class Validator {
             const parsed = this.sendAsEntry(s, n, `${f}.send_as[${i}]`);
             return parsed ? [parsed] : [];
           });
+        } else if (k === 'limits') {
+          alias.limits = this.aliasLimits(v, `${f}.limits`);
         } else {
           alias.forward = this.stringList(v, `${f}.forward`).flatMap(({ value: s, node: n }, i) => {
             try {
@@ -574,9 +591,23 @@ class Validator {
       }
       if (!alias.mailbox && alias.forward.length === 0) this.fail(pair, f, 'does nothing: give it "mailbox: true", a "forward:" list, or both');
       if (alias.sendAs.length > 0 && !alias.mailbox) this.fail(pair, `${f}.send_as`, 'only a mailbox logs in to send mail: add "mailbox: true" or remove send_as');
+      if (alias.limits && !alias.mailbox) this.fail(pair, `${f}.limits`, 'only a mailbox sends mail: add "mailbox: true" or remove limits');
       domain.aliases.set(local, alias);
       domain.aliasKeys.set(local, key);
     }
+  }
+
+  /** An alias's own sending limits; the same ranges as the global ones. */
+  private aliasLimits(node: Node | null, field: string): SendLimitOverrides {
+    const out: SendLimitOverrides = {};
+    for (const [k, v] of this.entries(node, field, ALIAS_LIMIT_KEYS)) {
+      const f = `${field}.${k}`;
+      if (k === 'send_messages_per_hour') out.sendMessagesPerHour = this.integer(v, f, 1, 1_000_000);
+      else if (k === 'send_recipients_per_day') out.sendRecipientsPerDay = this.integer(v, f, 1, 10_000_000);
+      else out.sendRecipientsPerMessage = this.integer(v, f, 1, 1000);
+    }
+    for (const k of Object.keys(out) as (keyof SendLimitOverrides)[]) if (out[k] === undefined) delete out[k];
+    return out;
   }
 
   private pendingSendAs: { domain: string; node: Node | null; field: string }[] = [];

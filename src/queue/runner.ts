@@ -22,7 +22,7 @@ import { appendToSpool } from '../store/spool.js';
 import type { Logger } from '../util/log.js';
 import { classify } from './classify.js';
 import { handOff, incomingDir, queueSealingKeys } from './handoff.js';
-import { QueueStore, type AttemptRecord, type QueuedMessage, type RecipientRow } from './store.js';
+import { QueueStore, retentionDays, type AttemptRecord, type QueuedMessage, type RecipientRow } from './store.js';
 
 export interface QueueRunnerOptions {
   config: () => FeConfig;
@@ -150,7 +150,7 @@ export class QueueRunner {
     if (Date.now() - this.lastPurge > HOUR) {
       this.lastPurge = Date.now();
       store.tlsResults.purge(Math.max(config.queue.retentionDays, 7), Math.floor(this.tlsClock() / DAY_MS));
-      const purged = store.purge(config.queue.retentionDays);
+      const purged = store.purge(retentionDays(config));
       if (purged > 0) this.opts.log.info('old delivery records removed', { messages: purged });
     }
   }

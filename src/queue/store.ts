@@ -10,6 +10,7 @@ import { serverSecret } from '../daemon/secrets.js';
 import { Database, type SqliteDb, type SqliteStatement } from '../store/sqlite.js';
 import { HandoffFormatError, incomingDir, incomingFile, listIncoming, queueDir, readIncoming, type QueueRecipient } from './handoff.js';
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import type { FeConfig } from '../config/schema.js';
 import { TlsResultStore } from '../tlsrpt/results.js';
 import { createPrivateFile, ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
 
@@ -126,6 +127,11 @@ function toRecipient(r: RcptRow): RecipientRow {
 
 function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+}
+
+/** How long the records of a message are kept: its owner's domain's retention_days, else queue.retention_days. */
+export function retentionDays(config: FeConfig): (owner: string | null) => number {
+  return (owner) => (owner ? config.domains.get(owner.slice(owner.lastIndexOf('@') + 1).toLowerCase())?.retentionDays : undefined) ?? config.queue.retentionDays;
 }
 
 export class QueueStore {
@@ -355,11 +361,23 @@ export class QueueStore {
     return ids;
   }
 
-  /** Deletes the records of finished messages older than `days`. */
-  purge(days: number, now = Date.now()): number {
-    const limit = now - days * 86400_000;
-    const r = this.stmt(`DELETE FROM messages WHERE redacted = 1 AND created_at < ? AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.msg_id = messages.id AND (r.state = 'queued' OR r.final_at >= ?))`).run(limit, limit);
-    return r.changes;
+  /** Deletes the records of finished messages older than their retention (days, or days per owner address). */
+  purge(retention: number | ((owner: string | null) => number), now = Date.now()): number {
+    const daysOf = typeof retention === 'number' ? () => retention : retention;
+    // A record goes once it is older than its owner's domain keeps records and nothing of it is
+    // still queued or finished within that time.
+    const rows = this.stmt(
+      `SELECT m.id, m.owner, m.created_at, (SELECT MAX(CASE WHEN r.state = 'queued' THEN 9e15 ELSE r.final_at END) FROM recipients r WHERE r.msg_id = m.id) AS last FROM messages m WHERE m.redacted = 1`,
+    ).all() as { id: string; owner: string | null; created_at: number; last: number | null }[];
+    const remove = this.stmt('DELETE FROM messages WHERE id = ?');
+    let n = 0;
+    this.db.transaction(() => {
+      for (const r of rows) {
+        const limit = now - daysOf(r.owner) * 86400_000;
+        if (r.created_at < limit && (r.last ?? 0) < limit) n += remove.run(r.id).changes;
+      }
+    })();
+    return n;
   }
 
   /** Every message with its recipients, newest first; `all` includes finished ones. */

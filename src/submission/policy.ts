@@ -40,6 +40,17 @@ function aliasOf(config: FeConfig, user: string): AliasConfig | null {
   return config.domains.get(user.slice(at + 1))?.aliases.get(user.slice(0, at)) ?? null;
 }
 
+/** The sending limits that apply to the mailbox `user`: its own `limits:` in fe.yml, else the global ones. */
+export function sendLimitsFor(config: FeConfig, user: string): { messagesPerHour: number; recipientsPerDay: number; recipientsPerMessage: number; own: boolean } {
+  const own = aliasOf(config, user)?.limits ?? {};
+  return {
+    messagesPerHour: own.sendMessagesPerHour ?? config.limits.sendMessagesPerHour,
+    recipientsPerDay: own.sendRecipientsPerDay ?? config.limits.sendRecipientsPerDay,
+    recipientsPerMessage: own.sendRecipientsPerMessage ?? config.limits.sendRecipientsPerMessage,
+    own: Object.keys(own).length > 0,
+  };
+}
+
 /** Sliding-window counters per mailbox (in memory: a restart forgets them, it never blocks longer). */
 export class SendLimits {
   private messages = new Map<string, number[]>();
@@ -52,7 +63,7 @@ export class SendLimits {
     const t = this.now();
     const list = (this.messages.get(user) ?? []).filter((x) => t - x < 3600_000);
     this.messages.set(user, list);
-    return list.length >= perHour ? `4.7.1 ${user} has sent ${perHour} messages in the last hour (limits.send_messages_per_hour); try again later` : null;
+    return list.length >= perHour ? `4.7.1 ${user} has sent ${perHour} messages in the last hour (send_messages_per_hour); try again later` : null;
   }
 
   /** null when `count` more recipients fit today's allowance. */
@@ -61,7 +72,7 @@ export class SendLimits {
     const list = (this.recipients.get(user) ?? []).filter((x) => t - x.t < 86400_000);
     this.recipients.set(user, list);
     const used = list.reduce((s, x) => s + x.n, 0);
-    return used + count > perDay ? `4.5.3 ${user} has sent to ${used} recipients in the last 24 hours (limits.send_recipients_per_day is ${perDay}); try again later` : null;
+    return used + count > perDay ? `4.5.3 ${user} has sent to ${used} recipients in the last 24 hours (send_recipients_per_day is ${perDay}); try again later` : null;
   }
 
   /** Counts a message once it was accepted. */

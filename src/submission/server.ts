@@ -17,7 +17,7 @@ import { appendToSpool } from '../store/spool.js';
 import type { TlsSource } from '../tls/source.js';
 import type { Logger } from '../util/log.js';
 import { fromAddresses, prepareOutgoing, splitHeader } from './headers.js';
-import { maySendAs, SendLimits } from './policy.js';
+import { maySendAs, SendLimits, sendLimitsFor } from './policy.js';
 
 export interface SubmissionOptions {
   config: () => FeConfig;
@@ -213,7 +213,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
       const user = String(session.user);
       if (address.address === '') return callback(new SmtpReply(550, '5.7.1 The null sender <> is for bounces; submit with your own address'));
       if (!maySendAs(config, user, address.address)) return callback(new SmtpReply(550, `5.7.1 ${user} may not send as ${address.address} (MAIL FROM); see send_as in fe.yml`));
-      const busy = limits.checkMessage(user, config.limits.sendMessagesPerHour);
+      const busy = limits.checkMessage(user, sendLimitsFor(config, user).messagesPerHour);
       if (busy) return callback(new SmtpReply(451, busy));
       inTransaction.add(session.id);
       callback();
@@ -223,8 +223,9 @@ export function createSubmissionServer(opts: SubmissionOptions) {
       const config = opts.config();
       const user = String(session.user);
       const count = session.envelope.rcptTo.length + 1;
-      if (count > config.limits.sendRecipientsPerMessage) return callback(new SmtpReply(452, `4.5.3 Too many recipients (at most ${config.limits.sendRecipientsPerMessage} a message; limits.send_recipients_per_message)`));
-      const daily = limits.checkRecipients(user, count, config.limits.sendRecipientsPerDay);
+      const allowed = sendLimitsFor(config, user);
+      if (count > allowed.recipientsPerMessage) return callback(new SmtpReply(452, `4.5.3 Too many recipients (at most ${allowed.recipientsPerMessage} a message; send_recipients_per_message)`));
+      const daily = limits.checkRecipients(user, count, allowed.recipientsPerDay);
       if (daily) return callback(new SmtpReply(452, daily));
       const r = resolveRecipient(config, address.address);
       if (!r.ok && r.reason === 'invalid') return callback(new SmtpReply(553, '5.1.3 Bad recipient address syntax'));
