@@ -11,6 +11,14 @@ export interface AliasConfig {
   mailbox: boolean;
   /** Other addresses this mailbox may send as: exact addresses or "*@domain", all in served domains. */
   sendAs: string[];
+  /** `encrypt:` as written on the alias (absent: the domain's, then the defaults). */
+  encrypt?: EncryptOptions;
+}
+
+/** How mail stored under an OpenPGP key is protected (README: OpenPGP). */
+export interface EncryptOptions {
+  /** RFC 9788: keep the real Subject outside, or show "[...]" and keep it only inside. */
+  subject?: 'keep' | 'hide';
 }
 
 export type SaveSent = 'auto' | 'never';
@@ -27,6 +35,7 @@ export interface DomainConfig {
   aliases: Map<string, AliasConfig>; // canonical local part -> alias
   aliasKeys: Map<string, string>; // canonical local part -> key as written
   dkim: DkimConfig;
+  encrypt?: EncryptOptions;
 }
 
 export interface PgpKeyConfig {
@@ -170,8 +179,9 @@ export const DEFAULT_LISTEN: Record<DaemonName, Listen | null> = {
   http: null,
   https: null,
 };
-const DOMAIN_KEYS = ['aliases', 'dkim'] as const;
-const ALIAS_KEYS = ['forward', 'mailbox', 'send_as'] as const;
+const DOMAIN_KEYS = ['aliases', 'dkim', 'encrypt'] as const;
+const ALIAS_KEYS = ['forward', 'mailbox', 'send_as', 'encrypt'] as const;
+const ENCRYPT_KEYS = ['subject'] as const;
 const DKIM_KEYS = ['active', 'published'] as const;
 const KEY_KEYS = ['fingerprint', 'key'] as const;
 const MTA_STS_KEYS = ['mode', 'max_age'] as const;
@@ -532,6 +542,7 @@ class Validator {
       config.domains.set(name, domain);
       for (const [k, v] of this.entries(value, field, DOMAIN_KEYS)) {
         if (k === 'aliases') this.aliases(v, `${field}.aliases`, domain);
+        else if (k === 'encrypt') domain.encrypt = this.encrypt(v, `${field}.encrypt`);
         else this.dkim(v, `${field}.dkim`, domain);
       }
     }
@@ -555,6 +566,7 @@ class Validator {
       const alias: AliasConfig = { forward: [], mailbox: false, sendAs: [] };
       for (const [k, v] of this.entries(value, f, ALIAS_KEYS)) {
         if (k === 'mailbox') alias.mailbox = this.bool(v, `${f}.mailbox`) ?? false;
+        else if (k === 'encrypt') alias.encrypt = this.encrypt(v, `${f}.encrypt`);
         else if (k === 'send_as') {
           alias.sendAs = this.stringList(v, `${f}.send_as`).flatMap(({ value: s, node: n }, i) => {
             const parsed = this.sendAsEntry(s, n, `${f}.send_as[${i}]`);
@@ -577,6 +589,22 @@ class Validator {
       domain.aliases.set(local, alias);
       domain.aliasKeys.set(local, key);
     }
+  }
+
+  /** `encrypt: true` or `encrypt: {subject: keep|hide}`; `false` is refused (fe key remove stops encrypting). */
+  private encrypt(node: Node | null, field: string): EncryptOptions | undefined {
+    if (isScalar(node) && typeof node.value === 'boolean') {
+      if (node.value) return {};
+      this.fail(node, field, 'mail to an address with a key is always encrypted; to stop, remove the key (fe key remove ADDRESS)');
+      return undefined;
+    }
+    const out: EncryptOptions = {};
+    for (const [k, v] of this.entries(node, field, ENCRYPT_KEYS)) {
+      const s = this.string(v, `${field}.${k}`);
+      if (s === 'keep' || s === 'hide') out.subject = s;
+      else if (s !== undefined) this.fail(v, `${field}.${k}`, 'must be keep or hide');
+    }
+    return out;
   }
 
   private pendingSendAs: { domain: string; node: Node | null; field: string }[] = [];

@@ -7,10 +7,9 @@ import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMT
 import { resolveRecipient } from '../config/resolve.js';
 import { answerData, SmtpReply, smtpDaemon } from './daemon.js';
 import type { FeConfig } from '../config/schema.js';
-import { sealingPublicKey } from '../crypto/mailbox-key.js';
 import { privateKeyPath } from '../dkim/keys.js';
 import type { FeResolver } from '../dns/resolver.js';
-import { appendToSpool } from '../store/spool.js';
+import { storeInMailbox } from '../pgp/store.js';
 import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
 import type { Logger } from '../util/log.js';
 import { arcSeal, checkAuth, type AuthVerdict } from './auth-check.js';
@@ -233,7 +232,7 @@ export function createMx(opts: MxOptions) {
     const receivedAt = new Date();
     for (const [dir, address] of targets.mailboxes) {
       try {
-        appendToSpool(dir, sealingPublicKey(dir), message, { receivedAt, envelopeFrom: sender, envelopeTo: address });
+        await storeInMailbox(config, dir, message, { receivedAt, envelopeFrom: sender, envelopeTo: address }, log);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         log.error('could not store a message', { id, to: log.addr(address), reason: code ?? (e as Error).message });

@@ -1,0 +1,102 @@
+// Wraps a message as PGP/MIME (RFC 3156 section 4) with header protection (RFC 9788): the
+// encrypted part is the original message's root part carrying all its header fields and
+// hp="cipher"; outside stay the trace fields and what IMAP ENVELOPE and SEARCH need.
+import { randomBytes } from 'node:crypto';
+import * as openpgp from 'openpgp';
+import type { Key } from 'openpgp';
+import { splitHeader, type HeaderField } from '../submission/headers.js';
+
+export type SubjectMode = 'keep' | 'hide';
+
+/** RFC 9788 hcp_baseline: what a hidden Subject reads as outside. */
+export const HIDDEN_SUBJECT = '[...]';
+
+// Added on the way by MTAs (fe among them): they describe the transport, not the message.
+const TRACE = new Set(['received', 'return-path', 'authentication-results', 'received-spf', 'arc-seal', 'arc-message-signature', 'arc-authentication-results']);
+// What mail clients list and search by; copied outside unchanged.
+const OUTER = new Set(['from', 'to', 'cc', 'date', 'message-id', 'in-reply-to', 'references']);
+
+/** Content-Type with hp="cipher" (an earlier hp parameter is dropped): this part is the protected header's home. */
+function withHp(f: HeaderField | undefined): Buffer {
+  if (!f) return Buffer.from('Content-Type: text/plain; charset=us-ascii; hp="cipher"\r\n');
+  const text = f.raw.toString('latin1').replace(/\r\n$/, '');
+  const cleaned = text.replace(/;[ \t\r\n]*hp[ \t]*=[ \t]*("[^"]*"|[^;\s]*)/gi, '');
+  return Buffer.from(`${cleaned};\r\n hp="cipher"\r\n`, 'latin1');
+}
+
+/** The HP-Outer field that tells the reader's client what the outer header said (RFC 9788 2.2). */
+function hpOuter(f: HeaderField, value?: string): Buffer {
+  const raw = value === undefined ? f.raw.toString('latin1') : `${f.name}: ${value}\r\n`;
+  return Buffer.from(`HP-Outer: ${raw}`, 'latin1');
+}
+
+/** The cleartext to encrypt and the header fields to show outside. */
+export function protectHeaders(message: Buffer, subject: SubjectMode): { inner: Buffer; outer: Buffer[] } {
+  const split = splitHeader(message);
+  const outer: Buffer[] = [];
+  const inner: Buffer[] = [];
+  const outerCopies: Buffer[] = [];
+  let contentType: HeaderField | undefined;
+  for (const f of split.fields) {
+    if (f.name === '') continue; // a stray non-header line
+    if (TRACE.has(f.lower)) {
+      outer.push(f.raw);
+      continue;
+    }
+    if (f.lower === 'content-type' && !contentType) {
+      contentType = f;
+      continue; // written below, with hp="cipher"
+    }
+    inner.push(f.raw);
+    if (OUTER.has(f.lower)) {
+      outer.push(f.raw);
+      outerCopies.push(hpOuter(f));
+    } else if (f.lower === 'subject') {
+      const shown = subject === 'keep' ? f.raw : Buffer.from(`Subject: ${HIDDEN_SUBJECT}\r\n`);
+      outer.push(shown);
+      outerCopies.push(subject === 'keep' ? hpOuter(f) : hpOuter(f, HIDDEN_SUBJECT));
+    }
+  }
+  const body = split.body.length > 0 ? split.body : Buffer.from('\r\n');
+  return { inner: Buffer.concat([...inner, withHp(contentType), ...outerCopies, body]), outer };
+}
+
+export function pgpMime(outer: Buffer[], armored: string): Buffer {
+  const boundary = `fe-pgp-${randomBytes(12).toString('hex')}`;
+  const ciphertext = armored.replace(/\r?\n/g, '\r\n').replace(/(\r\n)*$/, '\r\n');
+  return Buffer.concat([
+    ...outer,
+    Buffer.from(
+      'MIME-Version: 1.0\r\n' +
+        `Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";\r\n boundary="${boundary}"\r\n` +
+        '\r\n' +
+        'This is an OpenPGP/MIME encrypted message (RFC 3156).\r\n' +
+        `--${boundary}\r\n` +
+        'Content-Type: application/pgp-encrypted\r\n' +
+        'Content-Description: PGP/MIME version identification\r\n' +
+        '\r\n' +
+        'Version: 1\r\n' +
+        '\r\n' +
+        `--${boundary}\r\n` +
+        'Content-Type: application/octet-stream; name="encrypted.asc"\r\n' +
+        'Content-Description: OpenPGP encrypted message\r\n' +
+        'Content-Disposition: inline; filename="encrypted.asc"\r\n' +
+        '\r\n',
+    ),
+    Buffer.from(ciphertext, 'latin1'),
+    Buffer.from(`--${boundary}--\r\n`),
+  ]);
+}
+
+/** The whole message encrypted to `key` (valid at `now`) as a PGP/MIME message. */
+export async function encryptMessage(message: Buffer, key: Key, subject: SubjectMode, now: Date = new Date()): Promise<Buffer> {
+  const { inner, outer } = protectHeaders(message, subject);
+  const armored = await openpgp.encrypt({
+    message: await openpgp.createMessage({ binary: new Uint8Array(inner.buffer, inner.byteOffset, inner.length) }),
+    encryptionKeys: key,
+    date: now,
+    format: 'armored',
+  });
+  return pgpMime(outer, armored);
+}
+
