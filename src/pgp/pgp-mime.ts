@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import * as openpgp from 'openpgp';
 import type { Key } from 'openpgp';
 import { splitHeader, type HeaderField } from '../submission/headers.js';
+import { armorMessage } from './armor.js';
 
 export type SubjectMode = 'keep' | 'hide';
 
@@ -61,9 +62,9 @@ export function protectHeaders(message: Buffer, subject: SubjectMode): { inner: 
   return { inner: Buffer.concat([...inner, withHp(contentType), ...outerCopies, body]), outer };
 }
 
-export function pgpMime(outer: Buffer[], armored: string): Buffer {
+/** `armored` ends in CRLF and holds only armor lines, so no boundary can occur in it. */
+export function pgpMime(outer: Buffer[], armored: Buffer): Buffer {
   const boundary = `fe-pgp-${randomBytes(12).toString('hex')}`;
-  const ciphertext = armored.replace(/\r?\n/g, '\r\n').replace(/(\r\n)*$/, '\r\n');
   return Buffer.concat([
     ...outer,
     Buffer.from(
@@ -83,7 +84,7 @@ export function pgpMime(outer: Buffer[], armored: string): Buffer {
         'Content-Disposition: inline; filename="encrypted.asc"\r\n' +
         '\r\n',
     ),
-    Buffer.from(ciphertext, 'latin1'),
+    armored,
     Buffer.from(`--${boundary}--\r\n`),
   ]);
 }
@@ -91,12 +92,12 @@ export function pgpMime(outer: Buffer[], armored: string): Buffer {
 /** The whole message encrypted to `key` (valid at `now`) as a PGP/MIME message. */
 export async function encryptMessage(message: Buffer, key: Key, subject: SubjectMode, now: Date = new Date()): Promise<Buffer> {
   const { inner, outer } = protectHeaders(message, subject);
-  const armored = await openpgp.encrypt({
+  const binary = await openpgp.encrypt({
     message: await openpgp.createMessage({ binary: new Uint8Array(inner.buffer, inner.byteOffset, inner.length) }),
     encryptionKeys: key,
     date: now,
-    format: 'armored',
+    format: 'binary',
   });
-  return pgpMime(outer, armored);
+  return pgpMime(outer, armorMessage(binary));
 }
 
