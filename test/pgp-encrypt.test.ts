@@ -13,6 +13,7 @@ import { parseDocument } from 'yaml';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
+import { smtpConnect } from './helpers/smtp-client.js';
 import { expiredKey, goodKey, type PgpFixture } from './helpers/pgp-fixtures.js';
 
 const run = promisify(execFile);
@@ -174,6 +175,23 @@ test('mail to an alias with a key is stored as PGP/MIME; gpg with the owner\'s k
   assert.match(plain, /^HP-Outer: Subject: \[\.\.\.\]\r$/m, 'RFC 9788: what the outer Subject said');
   assert.match(plain, /^From: alice@sender\.example\r$/m);
   assert.ok(!/^Received:/m.test(plain), 'trace fields stay outside only');
+});
+
+test('a message whose header ends in bare LFs is split into fields: its body never lands outside', async () => {
+  const marker = `bare-lf-body-${Date.now()}`;
+  const s = await smtpConnect(fe.ports.mx!);
+  assert.match(await s.command('EHLO client.example'), /^250/);
+  assert.match(await s.command('MAIL FROM:<alice@sender.example>'), /^250/);
+  assert.match(await s.command('RCPT TO:<me@example.org>'), /^250/);
+  assert.match(await s.command('DATA'), /^354/);
+  assert.match(await s.raw(`From: alice@sender.example\nTo: me@example.org\nSubject: bare LF\n\n${marker}\n\r\n.\r\n`), /^250/);
+  s.close();
+  const f = await newest('me@example.org', `${PASSWORD}-me`);
+  assert.ok(!f.raw.toString('latin1').includes(marker));
+  assert.match(f.envelope, /"\[\.\.\.\]"/);
+  const plain = await decrypt(f);
+  assert.ok(plain.includes(marker));
+  assert.match(plain, /^Subject: bare LF\r$/m);
 });
 
 test('encrypt: {subject: keep} on the alias keeps the real Subject outside; the body is still encrypted', async () => {

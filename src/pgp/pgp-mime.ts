@@ -31,15 +31,36 @@ function hpOuter(f: HeaderField, value?: string): Buffer {
   return Buffer.from(`HP-Outer: ${raw}`, 'latin1');
 }
 
+/**
+ * The header section with CRLF line ends, and the body after the blank line as it came. A
+ * header ended by bare LFs must still split into fields: read as one field, it would be copied
+ * outside whole, body and all.
+ */
+function splitCanonical(message: Buffer): { fields: HeaderField[]; body: Buffer } {
+  let head = message.subarray(0, Math.min(message.length, 1 << 20)).toString('latin1');
+  let blank = /\r?\n\r?\n/.exec(head);
+  if (!blank && head.length < message.length) {
+    head = message.toString('latin1'); // a header over 1 MB, or no body at all: read it whole
+    blank = /\r?\n\r?\n/.exec(head);
+  }
+  const headerText = (blank ? head.slice(0, blank.index) : head).replace(/\r?\n/g, '\r\n');
+  const rest = blank ? message.subarray(blank.index + blank[0].length) : Buffer.alloc(0);
+  const { fields } = splitHeader(Buffer.from(`${headerText}\r\n\r\n`, 'latin1'));
+  return { fields, body: Buffer.concat([Buffer.from('\r\n'), rest]) };
+}
+
 /** The cleartext to encrypt and the header fields to show outside. */
 export function protectHeaders(message: Buffer, subject: SubjectMode): { inner: Buffer; outer: Buffer[] } {
-  const split = splitHeader(message);
+  const split = splitCanonical(message);
   const outer: Buffer[] = [];
   const inner: Buffer[] = [];
   const outerCopies: Buffer[] = [];
   let contentType: HeaderField | undefined;
   for (const f of split.fields) {
-    if (f.name === '') continue; // a stray non-header line
+    if (f.name === '') {
+      inner.push(f.raw); // not a header field: kept, inside only
+      continue;
+    }
     if (TRACE.has(f.lower)) {
       outer.push(f.raw);
       continue;
@@ -58,8 +79,7 @@ export function protectHeaders(message: Buffer, subject: SubjectMode): { inner: 
       outerCopies.push(subject === 'keep' ? hpOuter(f) : hpOuter(f, HIDDEN_SUBJECT));
     }
   }
-  const body = split.body.length > 0 ? split.body : Buffer.from('\r\n');
-  return { inner: Buffer.concat([...inner, withHp(contentType), ...outerCopies, body]), outer };
+  return { inner: Buffer.concat([...inner, withHp(contentType), ...outerCopies, split.body]), outer };
 }
 
 /** `armored` ends in CRLF and holds only armor lines, so no boundary can occur in it. */
