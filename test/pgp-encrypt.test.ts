@@ -14,7 +14,10 @@ import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
 import { smtpConnect } from './helpers/smtp-client.js';
+import { startPeerMx, type PeerMx } from './helpers/peer-mx.js';
 import { expiredKey, goodKey, type PgpFixture } from './helpers/pgp-fixtures.js';
+import { authenticate } from 'mailauth';
+import { createResolver } from '../src/dns/resolver.js';
 
 const run = promisify(execFile);
 const PASSWORD = 'correct horse battery staple';
@@ -26,6 +29,8 @@ let gnupg: string; // a GnuPG home holding the private keys of me@ and keep@
 let me: PgpFixture;
 let keep: PgpFixture;
 let old: PgpFixture;
+let friend: PgpFixture;
+let peer: PeerMx;
 
 function input(cmd: string, args: string[], stdin: string | Buffer, env: Record<string, string> = {}): Promise<{ code: number; stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -105,7 +110,10 @@ async function decrypt(f: Fetched): Promise<string> {
 before(async () => {
   [me, keep, old] = await Promise.all([goodKey('me@example.org', { name: 'Me' }), goodKey('keep@example.org'), expiredKey('old@example.org')]);
   const soon = await goodKey('soon@example.org', { keyExpirationTime: 7 * DAY_S });
-  dns = await startDnsServer({});
+  friend = await goodKey('friend@target.example');
+  peer = await startPeerMx();
+  // forward targets: their MX is the peer on loopback
+  dns = await startDnsServer({ 'target.example': { MX: [{ priority: 10, exchange: 'mx.peer.example' }] }, 'mx.peer.example': { A: ['127.0.0.1'] } });
   w = workspace(
     [
       'hostname: mail.example.org',
@@ -118,6 +126,8 @@ before(async () => {
       '  pop3s: off',
       'dns:',
       `  servers: ["${dns.address}"]`,
+      'outbound:',
+      `  port: ${peer.port}`,
       '',
     ].join('\n'),
   );
@@ -125,6 +135,9 @@ before(async () => {
   for (const local of ['me', 'keep', 'old', 'soon', 'plain']) {
     await w.ok(['alias', 'add', `${local}@example.org`, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}-${local}\n` });
   }
+  await w.ok(['alias', 'add', 'fwd@example.org', '--forward', 'friend@target.example']);
+  await w.ok(['alias', 'add', 'fwdnokey@example.org', '--forward', 'nokey@target.example']);
+  await w.ok(['key', 'add', 'friend@target.example', '-'], { stdin: friend.publicArmored });
   await w.ok(['key', 'add', 'me@example.org', '-'], { stdin: me.publicArmored });
   await w.ok(['key', 'add', 'keep@example.org', '-'], { stdin: keep.publicArmored });
   assert.match(await w.ok(['key', 'add', 'soon@example.org', '-'], { stdin: soon.publicArmored }), /expires \d{4}-/);
@@ -135,18 +148,21 @@ before(async () => {
   const { readKey } = await import('openpgp');
   doc.setIn(['keys', 'old@example.org'], doc.createNode({ fingerprint: (await readKey({ armoredKey: old.publicArmored })).getFingerprint().toUpperCase(), key: old.publicArmored }));
   doc.setIn(['domains', 'example.org', 'aliases', 'keep', 'encrypt'], doc.createNode({ subject: 'keep' }));
+  doc.setIn(['domains', 'example.org', 'aliases', 'fwd', 'encrypt'], true);
+  doc.setIn(['domains', 'example.org', 'aliases', 'fwdnokey', 'encrypt'], true);
   w.write(doc.toString());
   // submission checks its own DKIM signature through DNS: publish what fe says to publish
   const ours = JSON.parse(await w.ok(['domain', 'dns', 'example.org', '--json'])) as { records: { name: string; type: string; text?: string }[] };
   for (const r of ours.records) if (r.type === 'TXT' && r.name.includes('._domainkey.')) dns.set(r.name, { TXT: [r.text!] });
 
   gnupg = mkdtempSync(path.join(tmpdir(), 'fe-gnupg-'));
-  await gpg(['--import'], me.privateArmored + keep.privateArmored);
+  await gpg(['--import'], me.privateArmored + keep.privateArmored + friend.privateArmored);
   fe = await startServe(w.config, [], {}, ['mx', 'submission', 'imaps']);
 });
 
 after(async () => {
   await fe?.stop();
+  await peer?.close();
   await dns?.close();
 });
 
@@ -272,6 +288,37 @@ test('submission: the Sent copy is encrypted to the sender\'s key, the local rec
   const plain = await decrypt(got);
   assert.ok(plain.includes(marker));
   assert.match(plain, /^DKIM-Signature: /m, 'signed before it was encrypted');
+});
+
+test('a forward alias with encrypt: true sends the copy encrypted to the target\'s key, ARC-sealed after encrypting', async () => {
+  const marker = `forwarded-secret-${Date.now()}`;
+  const before = peer.messages.length;
+  await deliver('fwd@example.org', 'Forwarded subject', marker);
+  assert.equal(peer.messages.length, before + 1);
+  const got = peer.messages.at(-1)!;
+  assert.deepEqual(got.to, ['friend@target.example']);
+  assert.match(got.from, /^SRS0=/i);
+  const raw = got.raw.toString('latin1');
+  assert.ok(!raw.includes(marker), 'no plaintext leaves this host');
+  assert.ok(!raw.includes('Forwarded subject'));
+  const head = raw.split('\r\n\r\n')[0]!;
+  assert.match(head, /^Content-Type: multipart\/encrypted; protocol="application\/pgp-encrypted";/m);
+  assert.match(head, /^Subject: \[\.\.\.\]$/m);
+  const verdict = await authenticate(got.raw, { ip: '127.0.0.1', helo: 'mail.example.org', mta: 'peer.test', sender: got.from, resolver: createResolver({ servers: [dns.address] }).mailauthResolver });
+  assert.ok(verdict.arc, 'ARC was evaluated');
+  assert.equal(verdict.arc.status.result, 'pass', 'the ARC seal covers the encrypted copy');
+  const armored = /-----BEGIN PGP MESSAGE-----[^]*?-----END PGP MESSAGE-----\r\n/.exec(raw)?.[0];
+  assert.ok(armored);
+  const plain = (await gpg(['--decrypt'], armored)).toString('utf8');
+  assert.ok(plain.includes(marker), "the target's key opens it");
+  assert.match(plain, /^Subject: Forwarded subject\r$/m);
+});
+
+test('a forward alias with encrypt: true whose target has no key forwards as it came, with a WARN', async () => {
+  const marker = `forwarded-plain-${Date.now()}`;
+  await deliver('fwdnokey@example.org', 'no key', marker);
+  assert.ok(peer.messages.at(-1)!.raw.toString('latin1').includes(marker));
+  await fe.waitForLog(/^warn .*target has no OpenPGP key: forwarded WITHOUT OpenPGP.*to=n\*\*\*@target\.example/m);
 });
 
 test('an alias without a key is stored as it came', async () => {

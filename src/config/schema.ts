@@ -139,6 +139,13 @@ export class ConfigError extends Error {
   }
 }
 
+/** Whether some alias forwards to `address` (compared case-insensitively). */
+export function isForwardTarget(config: FeConfig, address: string): boolean {
+  const wanted = address.toLowerCase();
+  for (const d of config.domains.values()) for (const a of d.aliases.values()) if (a.forward.some((t) => t.toLowerCase() === wanted)) return true;
+  return false;
+}
+
 /** Parses and validates. Returns the model and the document (for editing), or the problems found. */
 export function parseConfig(text: string, file: string): { config: FeConfig | null; doc: Document; problems: Problem[] } {
   const lines = new LineCounter();
@@ -699,7 +706,11 @@ class Validator {
     }
     for (const [entry, pair] of this.pendingKeys) {
       const domain = entry.address.slice(entry.address.lastIndexOf('@') + 1);
-      if (!config.domains.has(domain)) this.fail(pair, `keys.${entry.key}`, `domain ${domain} is not in domains`);
+      // Another domain's address has a key when an alias forwards to it (forwards with `encrypt:`).
+      // A warning, not an error: removing the last alias that forwards there must not lock fe.yml.
+      if (!config.domains.has(domain) && !isForwardTarget(config, entry.address)) {
+        this.fail(pair, `keys.${entry.key}`, `${domain} is not in domains and no alias forwards to ${entry.address}: the key is unused (fe key remove ${entry.address})`, 'warning');
+      }
     }
   }
 }
