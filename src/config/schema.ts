@@ -13,6 +13,8 @@ export interface AliasConfig {
   sendAs: string[];
   /** This mailbox's own sending limits, where they differ from the global `limits:` (absent: the global ones). */
   limits?: SendLimitOverrides;
+  /** `encrypt:` as written on the alias (absent: the domain's, then the defaults). */
+  encrypt?: EncryptOptions;
 }
 
 /** Sending limits one mailbox may set for itself in fe.yml (`limits:` on the alias). */
@@ -20,6 +22,12 @@ export interface SendLimitOverrides {
   sendMessagesPerHour?: number;
   sendRecipientsPerDay?: number;
   sendRecipientsPerMessage?: number;
+}
+
+/** How mail stored under an OpenPGP key is protected (README: OpenPGP). */
+export interface EncryptOptions {
+  /** RFC 9788: keep the real Subject outside, or show "[...]" and keep it only inside. */
+  subject?: 'keep' | 'hide';
 }
 
 export type SaveSent = 'auto' | 'never';
@@ -38,6 +46,7 @@ export interface DomainConfig {
   dkim: DkimConfig;
   /** Days the queue keeps delivery records of this domain's mail (absent: queue.retention_days). */
   retentionDays?: number;
+  encrypt?: EncryptOptions;
 }
 
 export interface PgpKeyConfig {
@@ -141,6 +150,13 @@ export class ConfigError extends Error {
   }
 }
 
+/** Whether some alias forwards to `address` (compared case-insensitively). */
+export function isForwardTarget(config: FeConfig, address: string): boolean {
+  const wanted = address.toLowerCase();
+  for (const d of config.domains.values()) for (const a of d.aliases.values()) if (a.forward.some((t) => t.toLowerCase() === wanted)) return true;
+  return false;
+}
+
 /** Parses and validates. Returns the model and the document (for editing), or the problems found. */
 export function parseConfig(text: string, file: string): { config: FeConfig | null; doc: Document; problems: Problem[] } {
   const lines = new LineCounter();
@@ -181,9 +197,10 @@ export const DEFAULT_LISTEN: Record<DaemonName, Listen | null> = {
   http: null,
   https: null,
 };
-const DOMAIN_KEYS = ['aliases', 'dkim', 'retention_days'] as const;
-const ALIAS_KEYS = ['forward', 'mailbox', 'send_as', 'limits'] as const;
+const DOMAIN_KEYS = ['aliases', 'dkim', 'retention_days', 'encrypt'] as const;
+const ALIAS_KEYS = ['forward', 'mailbox', 'send_as', 'limits', 'encrypt'] as const;
 const ALIAS_LIMIT_KEYS = ['send_messages_per_hour', 'send_recipients_per_day', 'send_recipients_per_message'] as const;
+const ENCRYPT_KEYS = ['subject'] as const;
 const DKIM_KEYS = ['active', 'published'] as const;
 const KEY_KEYS = ['fingerprint', 'key'] as const;
 const MTA_STS_KEYS = ['mode', 'max_age'] as const;
@@ -547,7 +564,8 @@ class Validator {
         else if (k === 'retention_days') {
           const days = this.integer(v, `${field}.retention_days`, 0, 3650);
           if (days !== undefined) domain.retentionDays = days;
-        } else this.dkim(v, `${field}.dkim`, domain);
+        } else if (k === 'encrypt') domain.encrypt = this.encrypt(v, `${field}.encrypt`);
+        else this.dkim(v, `${field}.dkim`, domain);
       }
     }
   }
@@ -570,6 +588,7 @@ class Validator {
       const alias: AliasConfig = { forward: [], mailbox: false, sendAs: [] };
       for (const [k, v] of this.entries(value, f, ALIAS_KEYS)) {
         if (k === 'mailbox') alias.mailbox = this.bool(v, `${f}.mailbox`) ?? false;
+        else if (k === 'encrypt') alias.encrypt = this.encrypt(v, `${f}.encrypt`);
         else if (k === 'send_as') {
           alias.sendAs = this.stringList(v, `${f}.send_as`).flatMap(({ value: s, node: n }, i) => {
             const parsed = this.sendAsEntry(s, n, `${f}.send_as[${i}]`);
@@ -607,6 +626,22 @@ class Validator {
       else out.sendRecipientsPerMessage = this.integer(v, f, 1, 1000);
     }
     for (const k of Object.keys(out) as (keyof SendLimitOverrides)[]) if (out[k] === undefined) delete out[k];
+    return out;
+  }
+
+  /** `encrypt: true` or `encrypt: {subject: keep|hide}`; `false` is refused (fe key remove stops encrypting). */
+  private encrypt(node: Node | null, field: string): EncryptOptions | undefined {
+    if (isScalar(node) && typeof node.value === 'boolean') {
+      if (node.value) return {};
+      this.fail(node, field, 'mail to an address with a key is always encrypted; to stop, remove the key (fe key remove ADDRESS)');
+      return undefined;
+    }
+    const out: EncryptOptions = {};
+    for (const [k, v] of this.entries(node, field, ENCRYPT_KEYS)) {
+      const s = this.string(v, `${field}.${k}`);
+      if (s === 'keep' || s === 'hide') out.subject = s;
+      else if (s !== undefined) this.fail(v, `${field}.${k}`, 'must be keep or hide');
+    }
     return out;
   }
 
@@ -702,7 +737,11 @@ class Validator {
     }
     for (const [entry, pair] of this.pendingKeys) {
       const domain = entry.address.slice(entry.address.lastIndexOf('@') + 1);
-      if (!config.domains.has(domain)) this.fail(pair, `keys.${entry.key}`, `domain ${domain} is not in domains`);
+      // Another domain's address has a key when an alias forwards to it (forwards with `encrypt:`).
+      // A warning, not an error: removing the last alias that forwards there must not lock fe.yml.
+      if (!config.domains.has(domain) && !isForwardTarget(config, entry.address)) {
+        this.fail(pair, `keys.${entry.key}`, `${domain} is not in domains and no alias forwards to ${entry.address}: the key is unused (fe key remove ${entry.address})`, 'warning');
+      }
     }
   }
 }

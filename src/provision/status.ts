@@ -20,14 +20,14 @@ import { schedulePeriodMs } from '../backup/schedule.js';
 export type Level = 'OK' | 'WARN' | 'FAIL';
 
 export interface CheckResult {
-  check: string; // group: services, ports, firewall, volume, swap, usb-storage, ssh, dns, ptr, outbound, certificate, backup, queue
+  check: string; // group: services, ports, firewall, volume, swap, usb-storage, ssh, dns, ptr, outbound, certificate, backup, queue, openpgp
   subject: string;
   level: Level;
   detail: string;
   fix: string | null;
 }
 
-export const CHECK_GROUPS = ['services', 'ports', 'firewall', 'volume', 'swap', 'usb-storage', 'ssh', 'dns', 'ptr', 'outbound', 'certificate', 'backup', 'queue'] as const;
+export const CHECK_GROUPS = ['services', 'ports', 'firewall', 'volume', 'swap', 'usb-storage', 'ssh', 'dns', 'ptr', 'outbound', 'certificate', 'backup', 'queue', 'openpgp'] as const;
 export type CheckGroup = (typeof CHECK_GROUPS)[number];
 
 export interface StatusContext {
@@ -410,6 +410,24 @@ function queueCheck(config: FeConfig, now: Date): CheckResult[] {
   return out;
 }
 
+/**
+ * The OpenPGP keys of fe.yml as delivery sees them now (src/pgp): WARN when one no longer works
+ * (its mail is stored without OpenPGP) or stops working within 14 days.
+ */
+async function openpgpKeys(config: FeConfig, now: Date): Promise<CheckResult[]> {
+  if (config.keys.size === 0) return [];
+  const { keyState } = await import('../pgp/key-state.js');
+  const out: CheckResult[] = [];
+  for (const k of config.keys.values()) {
+    const s = await keyState(k.armored, now);
+    const fix = `ask the owner for a renewed key, then fe key add ${k.address} KEY.asc`;
+    if (!s.usable) out.push(warn('openpgp', k.address, `key ${s.fingerprint} is not used: ${s.reason}; its mail is stored WITHOUT OpenPGP (sealed as usual)`, fix));
+    else if (s.expiresSoon && s.expires) out.push(warn('openpgp', k.address, `key ${s.fingerprint} expires on ${s.expires.toISOString().slice(0, 10)}; after that its mail is stored without OpenPGP`, fix));
+    else out.push(ok('openpgp', k.address, `mail is encrypted to key ${s.fingerprint}${s.expires ? ` (expires ${s.expires.toISOString().slice(0, 10)})` : ''}`));
+  }
+  return out;
+}
+
 /** The arrival time a spool-style id starts with (milliseconds), or null. */
 function spoolIdTime(id: string): number | null {
   const m = /^(\d{14})/.exec(id);
@@ -459,6 +477,9 @@ export async function runStatus(ctx: StatusContext, groups: readonly CheckGroup[
         break;
       case 'queue':
         out.push(...queueCheck(ctx.config, now));
+        break;
+      case 'openpgp':
+        out.push(...(await openpgpKeys(ctx.config, now)));
         break;
     }
   }

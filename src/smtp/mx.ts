@@ -7,10 +7,10 @@ import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMT
 import { resolveRecipient } from '../config/resolve.js';
 import { answerData, SmtpReply, smtpDaemon } from './daemon.js';
 import type { FeConfig } from '../config/schema.js';
-import { sealingPublicKey } from '../crypto/mailbox-key.js';
 import { privateKeyPath } from '../dkim/keys.js';
 import type { FeResolver } from '../dns/resolver.js';
-import { appendToSpool } from '../store/spool.js';
+import { forwardEncryption, protectForForward, storeInMailbox } from '../pgp/store.js';
+import type { SubjectMode } from '../pgp/pgp-mime.js';
 import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
 import type { Logger } from '../util/log.js';
 import { arcSeal, checkAuth, type AuthVerdict } from './auth-check.js';
@@ -34,7 +34,7 @@ const MAX_LOCAL_HOPS = 5; // alias -> alias -> ... inside this host
 
 interface Targets {
   mailboxes: Map<string, string>; // mailbox dir -> canonical address (deduplicated)
-  forwards: Map<string, { address: string; via: string }>; // lower-cased target -> target, alias domain used for SRS
+  forwards: Map<string, { address: string; via: string; encrypt: SubjectMode | null }>; // lower-cased target -> target, alias domain used for SRS, OpenPGP (src/pgp)
   bounces: string[]; // original senders of bounces that came back to an SRS address
 }
 
@@ -57,7 +57,7 @@ function plan(config: FeConfig, recipients: string[], srsFor: (domain: string) =
     for (const target of alias.forward) {
       const targetDomain = target.slice(target.lastIndexOf('@') + 1).toLowerCase();
       if (config.domains.has(targetDomain) && depth < MAX_LOCAL_HOPS) visit(target, depth + 1);
-      else if (!config.domains.has(targetDomain)) t.forwards.set(target.toLowerCase(), { address: target, via: domain.name });
+      else if (!config.domains.has(targetDomain)) t.forwards.set(target.toLowerCase(), { address: target, via: domain.name, encrypt: forwardEncryption(domain, alias) });
     }
   };
   for (const rcpt of recipients) visit(rcpt, 0);
@@ -153,17 +153,19 @@ export function createMx(opts: MxOptions) {
   async function forward(config: FeConfig, message: Buffer, verdict: AuthVerdict, sender: string, t: Targets): Promise<DeliveryResult[]> {
     const jobs: Promise<DeliveryResult>[] = [];
     // Group by target domain and by the alias domain that rewrites the sender.
-    const groups = new Map<string, { via: string; domain: string; to: string[] }>();
-    for (const { address, via } of t.forwards.values()) {
-      const key = `${via} ${domainOf(address)}`;
-      const g = groups.get(key) ?? { via, domain: domainOf(address), to: [] };
+    // A copy encrypted to one target's key goes to that target alone.
+    const groups = new Map<string, { via: string; domain: string; to: string[]; encrypt: SubjectMode | null }>();
+    for (const { address, via, encrypt } of t.forwards.values()) {
+      const key = `${via} ${domainOf(address)}${encrypt ? ` ${address.toLowerCase()}` : ''}`;
+      const g = groups.get(key) ?? { via, domain: domainOf(address), to: [], encrypt };
       g.to.push(address);
       groups.set(key, g);
     }
     for (const g of groups.values()) {
       jobs.push(
         (async () => {
-          const sealed = await sealForForwarding(config, message, verdict, g.via);
+          const body = g.encrypt ? await protectForForward(config, g.to[0]!, g.encrypt, message, log) : message;
+          const sealed = await sealForForwarding(config, body, verdict, g.via); // ARC seals what goes out: after encrypting
           const from = sender === '' ? '' : srsFor(g.via).forward(sender);
           return deliverToDomain(g.domain, { from, to: g.to }, sealed, outbound(config));
         })(),
@@ -233,7 +235,7 @@ export function createMx(opts: MxOptions) {
     const receivedAt = new Date();
     for (const [dir, address] of targets.mailboxes) {
       try {
-        appendToSpool(dir, sealingPublicKey(dir), message, { receivedAt, envelopeFrom: sender, envelopeTo: address });
+        await storeInMailbox(config, dir, message, { receivedAt, envelopeFrom: sender, envelopeTo: address }, log);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         log.error('could not store a message', { id, to: log.addr(address), reason: code ?? (e as Error).message });

@@ -13,6 +13,7 @@ import { answerData, SmtpReply, smtpDaemon } from '../smtp/daemon.js';
 import { activeSigners, dkimRecord, signMessage, type DkimSigner } from '../dkim/sign.js';
 import { handOff, queuePublicKey, type QueueRecipient } from '../queue/handoff.js';
 import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
+import { protectForMailbox } from '../pgp/store.js';
 import { appendToSpool } from '../store/spool.js';
 import type { TlsSource } from '../tls/source.js';
 import type { Logger } from '../util/log.js';
@@ -137,6 +138,11 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     }
     const plan = route(config, session.envelope.rcptTo);
     const receivedAt = new Date();
+    // OpenPGP encryption (src/pgp) before anything is queued, so a failure there leaves nothing half done.
+    const localCopies = await Promise.all([...plan.mailboxes].map(async ([dir, address]) => ({ dir, address, bytes: await protectForMailbox(config, address, signed, log, receivedAt) })));
+    const own = config.submission.saveSent !== 'never' ? ownMailboxDir(config, user) : null;
+    // The sender's copy keeps its Bcc: it is the owner's own record of whom it went to.
+    const sentCopy = own ? await protectForMailbox(config, user, withIdAndDate(raw, prepared), log, receivedAt) : null;
     const envelope = session.envelope as SMTPServerSession['envelope'] & { dsn?: { ret?: string | null; envid?: string | null }; requireTLS?: boolean };
     try {
       if (plan.remote.size > 0) {
@@ -155,12 +161,8 @@ export function createSubmissionServer(opts: SubmissionOptions) {
           signed,
         );
       }
-      for (const [dir, address] of plan.mailboxes) appendToSpool(dir, sealingPublicKey(dir), signed, { receivedAt, envelopeFrom: sender, envelopeTo: address });
-      if (config.submission.saveSent !== 'never') {
-        const own = ownMailboxDir(config, user);
-        // The sender's copy keeps its Bcc: it is the owner's own record of whom it went to.
-        if (own) appendToSpool(own, sealingPublicKey(own), withIdAndDate(raw, prepared), { receivedAt, envelopeFrom: sender, envelopeTo: user, folder: '\\Sent' });
-      }
+      for (const c of localCopies) appendToSpool(c.dir, sealingPublicKey(c.dir), c.bytes, { receivedAt, envelopeFrom: sender, envelopeTo: c.address });
+      if (own && sentCopy) appendToSpool(own, sealingPublicKey(own), sentCopy, { receivedAt, envelopeFrom: sender, envelopeTo: user, folder: '\\Sent' });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       log.error('could not store a submitted message', { reason: code ?? (e as Error).message });

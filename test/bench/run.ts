@@ -4,6 +4,7 @@ import { benchBackup } from './backup.bench.js';
 import { benchExport } from './export.bench.js';
 import { benchImap } from './imap.bench.js';
 import { benchMx } from './mx.bench.js';
+import { benchPgp } from './pgp.bench.js';
 import { benchSubmission } from './submission.bench.js';
 
 const benches: [string, () => Promise<void>][] = [
@@ -12,6 +13,7 @@ const benches: [string, () => Promise<void>][] = [
   ['imap', benchImap],
   ['export', benchExport],
   ['backup', benchBackup],
+  ['pgp', benchPgp],
 ];
 const only = (process.env.FE_BENCH ?? '').split(',').filter(Boolean);
 for (const name of only) if (!benches.some(([n]) => n === name)) throw new Error(`FE_BENCH: no bench named ${name} (${benches.map(([n]) => n).join(', ')})`);

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { removePgpKey, setPgpKey } from '../../config/edit.js';
 import { editConfig, loadConfig } from '../../config/file.js';
+import { isForwardTarget } from '../../config/schema.js';
 import { aliasAddress, formatAddress } from '../../config/names.js';
 import { UserError } from '../../util/errors.js';
 import { configFile, JSON_HELP, parseName, servedDomain } from '../context.js';
@@ -11,16 +12,18 @@ import { print, printJson, printTable, readStdin } from '../output.js';
 const MAX_KEY_BYTES = 1024 * 1024; // real public keys are a few KB; this refuses a wrong file early
 
 export function registerKey(program: Command): void {
-  const key = program.command('key').description("OpenPGP public keys kept in fe.yml, checked when added (encrypting mail to them is not built yet)");
+  const key = program.command('key').description("OpenPGP public keys kept in fe.yml: mail stored for the alias is encrypted to its key (PGP/MIME)");
 
   key
     .command('add')
-    .description('attach a public key to an alias (replaces an earlier one); prints the fingerprint')
-    .argument('<address>', 'the alias, e.g. me@example.org')
+    .description('attach a public key to an alias or a forward target (replaces an earlier one); prints the fingerprint')
+    .argument('<address>', 'the alias, e.g. me@example.org, or an address an alias forwards to')
     .argument('<file>', 'the key, ASCII-armored or binary; - reads standard input')
     .addHelpText(
       'after',
       `
+A forward target's key is used for aliases that forward to it with "encrypt: true".
+
 Refused: private keys, expired or revoked keys, keys without an encryption-capable
 subkey, and keys none of whose user IDs is the address.
 
@@ -47,8 +50,11 @@ Example:
         throw e;
       }
       const replaced = await editConfig(configFile(cmd), ({ doc, config }) => {
-        const domain = servedDomain(config, address.domain);
-        if (!domain.aliases.has(address.local)) throw new UserError(`${canonical} is not an alias (fe alias add ${canonical} ...); nothing was changed`);
+        // An alias of ours, or the target of a forward alias (its forwarded copies can be encrypted).
+        if (!isForwardTarget(config, canonical)) {
+          const domain = servedDomain(config, address.domain);
+          if (!domain.aliases.has(address.local)) throw new UserError(`${canonical} is not an alias (fe alias add ${canonical} ...) nor the target of a forward; nothing was changed`);
+        }
         const old = config.keys.get(canonical);
         if (old && old.key !== canonical) removePgpKey(doc, old.key);
         setPgpKey(doc, canonical, accepted.fingerprint, accepted.armored);
