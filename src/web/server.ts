@@ -63,19 +63,17 @@ function reply(res: http.ServerResponse, status: number, body: string | Uint8Arr
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
-/** The request body up to `max` bytes; null when it is longer. */
+/** The request body up to `max` bytes; null as soon as it is longer (the answer then closes the connection). */
 function readBody(req: http.IncomingMessage, max: number): Promise<string | null> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (d: Buffer) => {
       size += d.length;
-      if (size > max) {
-        resolve(null);
-        req.destroy();
-      } else chunks.push(d);
+      if (size <= max) chunks.push(d);
+      else resolve(null);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => resolve(size > max ? null : Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
 }
@@ -96,7 +94,7 @@ export function createWebServer(opts: WebServerOptions) {
     let given = query.get('emailaddress') ?? query.get('email');
     if (req.method === 'POST') {
       const body = await readBody(req, AUTODISCOVER_MAX_BODY);
-      if (body === null) return (reply(res, 413, `an Autodiscover request is at most ${AUTODISCOVER_MAX_BODY} bytes\n`), true);
+      if (body === null) return (reply(res, 413, `an Autodiscover request is at most ${AUTODISCOVER_MAX_BODY} bytes\n`, { connection: 'close' }), true);
       try {
         given = autodiscoverRequestAddress(body);
       } catch (e) {
