@@ -31,7 +31,7 @@ export function dnsFor(config: FeConfig, domainName: string): DomainDns {
 }
 
 export function registerDomain(program: Command): void {
-  const domain = program.command('domain').description('add, list and remove served domains; print their DNS records');
+  const domain = program.command('domain').description('add, list and remove served domains; print their DNS records and Apple mail profiles');
 
   domain
     .command('add')

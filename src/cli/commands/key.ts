@@ -11,7 +11,7 @@ import { print, printJson, printTable, readStdin } from '../output.js';
 const MAX_KEY_BYTES = 1024 * 1024; // real public keys are a few KB; this refuses a wrong file early
 
 export function registerKey(program: Command): void {
-  const key = program.command('key').description("OpenPGP public keys kept in fe.yml, checked when added (encrypting mail to them is not built yet)");
+  const key = program.command('key').description("OpenPGP public keys kept in fe.yml, checked when added, published by WKD on fe-web (encrypting mail to them is not built yet)");
 
   key
     .command('add')
