@@ -3,16 +3,17 @@
 // home imports; `fe key` changes show after SIGHUP.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseConfig } from '../src/config/schema.js';
 import { wantedNames } from '../src/acme/renewal.js';
 import { wkdHash, zBase32 } from '../src/web/wkd.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
-import { workspace } from './helpers/fe.js';
+import { FE_BIN, workspace } from './helpers/fe.js';
 import { createTestCa, type TestCa } from './helpers/test-ca.js';
 
 const run = promisify(execFile);
@@ -175,4 +176,47 @@ test('fe domain dns lists openpgpkey.DOMAIN; the ACME order covers it', async ()
     for (const n of [`mta-sts.${d}`, `openpgpkey.${d}`, `autoconfig.${d}`, `autodiscover.${d}`]) assert.ok(names.includes(n), n);
   }
   assert.equal(names[0], 'mail.example.org');
+});
+
+// dirmngr resolves through /etc/resolv.conf (its nameserver option is for Tor mode only), connects
+// to port 443 and trusts the system CA bundle. A user, network and mount namespace gives it all
+// three without touching the host: its own loopback, and bind mounts seen only inside it.
+const SYSTEM_CAS = '/etc/ssl/certs/ca-certificates.crt';
+function namespaceSkip(): string | false {
+  if (!existsSync(SYSTEM_CAS)) return `no ${SYSTEM_CAS} to stand in for`;
+  try {
+    execFileSync('unshare', ['-rnm', 'ip', 'link', 'set', 'lo', 'up'], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return 'needs unprivileged user namespaces (unshare -rnm) and iproute2';
+  }
+}
+
+test('gpg --auto-key-locate clear,wkd --locate-keys finds the key through dirmngr', { skip: namespaceSkip() }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fe-wkd-ns-'));
+  writeFileSync(path.join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\n');
+  // The same fe.yml and data, with fe-web alone on the namespace's own 127.0.0.1:443.
+  const nsConfig = path.join(w.dir, 'ns.yml');
+  writeFileSync(nsConfig, w.read().replace(/^  https: .*$/m, '  https: 127.0.0.1:443'));
+  const dnsHelper = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'dns-server.js');
+  const script = `set -e
+ip link set lo up
+mount --bind "$DIR/resolv.conf" /etc/resolv.conf
+mount --bind "$CA" ${SYSTEM_CAS}
+node --input-type=module -e "import { startDnsServer } from '$DNS_HELPER'; const here = { A: ['127.0.0.1'] }; await startDnsServer({ 'openpgpkey.example.org': here, 'example.org': here }, { port: 53 }); console.log('dns ready');" > "$DIR/dns.log" 2>&1 &
+DNS=$!
+node "$FE_BIN" --config "$NS_CONFIG" serve --only https > "$DIR/fe.log" 2>&1 &
+FE=$!
+trap 'kill $DNS $FE 2>/dev/null || true' EXIT
+for i in $(seq 100); do grep -q 'dns ready' "$DIR/dns.log" && grep -q '^https listening' "$DIR/fe.log" && break; sleep 0.1; done
+export GNUPGHOME="$DIR/gnupg"
+mkdir -m 700 "$GNUPGHOME"
+gpg --batch --no-tty --with-colons --auto-key-locate clear,wkd --locate-keys me@example.org || { cat "$DIR/fe.log" >&2; exit 1; }
+gpgconf --kill all
+`;
+  const r = await run('unshare', ['-rnm', 'sh', '-c', script], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, DIR: dir, CA: ca.caFile, DNS_HELPER: dnsHelper, FE_BIN, NS_CONFIG: nsConfig } });
+  const primary = /^fpr:+([0-9A-F]{40}):/m.exec(r.stdout)?.[1];
+  assert.equal(primary, fingerprint, `gpg printed:\n${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /^uid:[^\n]*Me <me@example\.org>/m);
+  assert.doesNotMatch(r.stdout, /private@elsewhere\.example/);
 });
