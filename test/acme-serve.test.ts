@@ -26,7 +26,8 @@ before(async () => {
   if (skip) return;
   const ca = createTestCa();
   const caPem = readFileSync(ca.caFile, 'utf8');
-  dns = await startDnsServer({ 'mail.example.org': { A: ['127.0.0.1'] }, 'mta-sts.example.org': { A: ['127.0.0.1'] } });
+  const here = { A: ['127.0.0.1'] };
+  dns = await startDnsServer({ 'mail.example.org': here, 'mta-sts.example.org': here, 'openpgpkey.example.org': here, 'autoconfig.example.org': here, 'autodiscover.example.org': here });
   // pebble connects to this port for HTTP-01; fe-web listens on it (port 80 on a real host).
   const httpPort = await freePort();
   pebble = await startPebble({ ca, caPem, dnsServer: dns.address, httpPort });
@@ -58,10 +59,10 @@ const imapsCertificate = () => presentedCertificate(fe.ports.imaps!, 'mail.examp
 
 const sans = (c: X509Certificate) => (c.subjectAltName ?? '').split(', ').map((n) => n.replace(/^DNS:/, '')).sort();
 
-test('at start, fe-web gets a certificate for the host and mta-sts.DOMAIN; IMAPS presents it', { skip }, async () => {
+test('at start, fe-web gets a certificate for the host and the web names of each domain; IMAPS presents it', { skip }, async () => {
   await fe.waitForLog(/certificate issued/, 60_000);
   const cert = await imapsCertificate();
-  assert.deepEqual(sans(cert), ['mail.example.org', 'mta-sts.example.org']);
+  assert.deepEqual(sans(cert), ['autoconfig.example.org', 'autodiscover.example.org', 'mail.example.org', 'mta-sts.example.org', 'openpgpkey.example.org']);
   assert.match(cert.issuer, /Pebble/, 'issued by the ACME CA, not self-signed');
   // The chain the daemon serves verifies up to the CA's root, as a client checks it.
   const root = await pebble.root();
@@ -96,13 +97,13 @@ test('a new domain whose mta-sts name is not in DNS yet: the order fails, the ho
 });
 
 test('once the name resolves, `fe cert renew` orders through the running fe-web; the daemons pick it up', { skip }, async () => {
-  dns.set('mta-sts.example.net', { A: ['127.0.0.1'] });
+  for (const n of ['mta-sts', 'openpgpkey', 'autoconfig', 'autodiscover']) dns.set(`${n}.example.net`, { A: ['127.0.0.1'] });
   const out = await w.ok(['cert', 'renew']);
-  assert.match(out, /issued for mail\.example\.org, mta-sts\.example\.org, mta-sts\.example\.net/);
+  assert.match(out, /issued for mail\.example\.org, mta-sts\.example\.org, mta-sts\.example\.net, openpgpkey\.example\.org/);
   // The daemon checks the files every minute; SIGHUP makes it look now.
   fe.signal('SIGHUP');
   await fe.waitForLog(/certificate loaded.*mta-sts\.example\.net/, 20_000);
-  assert.deepEqual(sans(await imapsCertificate()), ['mail.example.org', 'mta-sts.example.net', 'mta-sts.example.org']);
+  assert.deepEqual(sans(await imapsCertificate()), ['autoconfig.example.net', 'autoconfig.example.org', 'autodiscover.example.net', 'autodiscover.example.org', 'mail.example.org', 'mta-sts.example.net', 'mta-sts.example.org', 'openpgpkey.example.net', 'openpgpkey.example.org']);
   assert.deepEqual(readdirChallenges(), [], 'challenge answers are removed after use');
 });
 

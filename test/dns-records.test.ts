@@ -68,6 +68,7 @@ test('realistic domain: every record, one by one', () => {
     ['mta-sts.example.org.', 'CNAME', 'mail.example.org.'],
     ['autoconfig.example.org.', 'CNAME', 'mail.example.org.'],
     ['autodiscover.example.org.', 'CNAME', 'mail.example.org.'],
+    ['openpgpkey.example.org.', 'CNAME', 'mail.example.org.'],
     ['_smtp._tls.example.org.', 'TXT', '"v=TLSRPTv1; rua=mailto:postmaster@example.org"'],
     ['_imaps._tcp.example.org.', 'SRV', '0 1 993 mail.example.org.'],
     ['_imap._tcp.example.org.', 'SRV', '10 1 143 mail.example.org.'],
@@ -93,7 +94,7 @@ test('realistic domain: every record, one by one', () => {
   const sts = only(r, '_mta-sts.example.org.', 'TXT');
   assert.match(sts.value, /^"v=STSv1; id=[A-Za-z0-9]{1,32}"$/);
 
-  // Nothing beyond the list above: 15 fixed records, 2 DKIM, 1 MTA-STS id.
+  // Nothing beyond the list above: 16 fixed records, 2 DKIM, 1 MTA-STS id.
   assert.equal(r.length, expected.length + 3);
   for (const rec of r) {
     assert.match(rec.name, /^[a-z0-9_.-]+\.$/, 'absolute ASCII owner');

@@ -78,7 +78,7 @@ test('an IDN domain is stored as written and published in punycode', async () =>
 });
 
 test('domain dns prints every record the domain needs, checked record by record', async () => {
-  const w = workspace('hostname: mail.example.org\ndata_dir: ./data\nadmin: ops@example.net\nports:\n  imap: 143\n  pop3s: off\n');
+  const w = workspace('hostname: mail.example.org\ndata_dir: ./data\nadmin: ops@example.net\nports:\n  imap: 143\n  pop3s: off\nlisten:\n  imap: 0.0.0.0:143\n');
   await w.ok(['domain', 'add', 'example.org']);
   const selector = thisMonthSelector();
   const dns = JSON.parse(await w.ok(['domain', 'dns', 'example.org', '--json'])) as { records: JsonRecord[]; mtaStsPolicy: string; mtaStsPolicyUrl: string };

@@ -1,6 +1,7 @@
 // Keeping an ACME certificate for the host: which names, when to renew, and the schedule the web
-// daemon runs. The certificate covers the host name (SMTP, IMAP, POP3) and mta-sts.DOMAIN for
-// every domain (the MTA-STS policy host). `fe cert renew` runs the same renewOnce().
+// daemon runs. The certificate covers the host name (SMTP, IMAP, POP3) and, for every domain, the
+// names fe-web answers for: mta-sts. (the MTA-STS policy), openpgpkey. (WKD), autoconfig. and
+// autodiscover. (client setup). `fe cert renew` runs the same renewOnce().
 import { existsSync, readFileSync } from 'node:fs';
 import type { FeConfig } from '../config/schema.js';
 import { acmeCertificateFiles, readMatchingPair } from '../tls/source.js';
@@ -14,7 +15,16 @@ import { AcmeError, obtainCertificate } from './client.js';
 export const RENEW_BEFORE_DAYS = 30;
 const DAY = 86_400_000;
 
+/** Per domain, the web names besides mta-sts.; a CA refusing them must not cost the MTA-STS name. */
+export const CLIENT_NAME_PREFIXES = ['openpgpkey', 'autoconfig', 'autodiscover'] as const;
+
 export function wantedNames(config: FeConfig): string[] {
+  const domains = [...config.domains.keys()];
+  return [...coreNames(config), ...domains.flatMap((d) => CLIENT_NAME_PREFIXES.map((p) => `${p}.${d}`))];
+}
+
+/** The host name and the MTA-STS names: what mail delivery itself leans on. */
+function coreNames(config: FeConfig): string[] {
   return [config.hostname, ...[...config.domains.keys()].map((d) => `mta-sts.${d}`)];
 }
 
@@ -53,10 +63,10 @@ export interface RenewResult {
 }
 
 /**
- * Gets a new certificate when one is due (or `force`), for all wanted names. When that fails and
- * the host name itself has no usable certificate, tries the host name alone, so mail TLS gets a
- * real certificate even while a domain's mta-sts name is not in DNS yet. Throws when nothing was
- * obtained but something was due.
+ * Gets a new certificate when one is due (or `force`), for all wanted names. When that fails, tries
+ * the host and mta-sts names, then the host name alone (each only when the certificate in use does
+ * not already cover them), so mail TLS gets a real certificate even while a domain's other names
+ * are not in DNS yet. Throws when nothing was obtained but something was due.
  */
 export async function renewOnce(config: FeConfig, log: Logger, opts: { force?: boolean; now?: Date } = {}): Promise<RenewResult> {
   if (config.tls) return { renewed: false, message: 'tls.cert in fe.yml is used; ACME is not', names: [], notAfter: null };
@@ -78,16 +88,26 @@ export async function renewOnce(config: FeConfig, log: Logger, opts: { force?: b
   };
   const all = wantedNames(config);
   log.info('requesting a certificate', { reason, names: all.join(' ') });
-  let issued;
-  try {
-    issued = await obtainCertificate({ ...base, names: all });
-  } catch (e) {
-    if (!(e instanceof AcmeError) || all.length === 1) throw e;
-    const hostCovered = state.names.includes(config.hostname) && state.notAfter !== null && state.notAfter.getTime() - Date.now() > RENEW_BEFORE_DAYS * DAY;
-    if (hostCovered) throw e; // the host keeps its certificate; the mta-sts names wait for the next try
-    log.warn('certificate for all names refused; trying the host name alone', { reason: e.message });
-    issued = await obtainCertificate({ ...base, names: [config.hostname] });
+  // Fallbacks, widest first: often the client names are not in DNS yet, and the host name alone
+  // keeps mail TLS real while a domain's mta-sts name is missing too.
+  const core = coreNames(config);
+  const attempts = [all, ...(core.length < all.length ? [core] : []), ...(core.length > 1 ? [[config.hostname]] : [])];
+  // A fallback the current certificate already covers, for a while yet, would only lose names.
+  const fresh = state.notAfter !== null && state.notAfter.getTime() - Date.now() > RENEW_BEFORE_DAYS * DAY;
+  const covered = (names: string[]) => fresh && names.every((n) => state.names.includes(n));
+  let issued: Awaited<ReturnType<typeof obtainCertificate>> | null = null;
+  for (const [i, names] of attempts.entries()) {
+    try {
+      issued = await obtainCertificate({ ...base, names });
+      break;
+    } catch (e) {
+      const next = attempts[i + 1];
+      if (!(e instanceof AcmeError) || !next) throw e;
+      if (covered(next)) throw e; // the certificate in use stays; the missing names wait for the next try
+      log.warn(`certificate for ${names.length} names refused; trying ${next.length === 1 ? 'the host name alone' : 'the host and mta-sts names'}`, { reason: e.message });
+    }
   }
+  if (!issued) throw new Error('unreachable: every attempt either issued or threw');
   // Key first, then certificate: until both are in place the daemons see a mismatched pair and
   // keep the one they have (TlsSource.refresh).
   writeFileAtomic(files.key, issued.keyPem, 0o600);

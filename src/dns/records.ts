@@ -55,6 +55,7 @@ const PURPOSE = {
   mtaSts: 'MTA-STS',
   tlsRpt: 'TLS-RPT',
   autoconfig: 'client autoconfiguration (Thunderbird, Outlook)',
+  wkd: 'OpenPGP key discovery (WKD, advanced method)',
   srv: 'client service discovery (RFC 6186, RFC 8314)',
 } as const;
 
@@ -240,6 +241,8 @@ export function domainRecords(input: DomainDnsInput): DomainDns {
 
   alias(`autoconfig.${domain}`, PURPOSE.autoconfig);
   alias(`autodiscover.${domain}`, PURPOSE.autoconfig);
+  // WKD clients try openpgpkey.DOMAIN first and use the domain itself only when that name does not exist.
+  alias(`openpgpkey.${domain}`, PURPOSE.wkd);
 
   const services: [string, number | null, number][] = [
     ['imaps', input.ports.imaps, PRIORITY_IMPLICIT_TLS],

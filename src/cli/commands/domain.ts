@@ -3,8 +3,9 @@ import type { Command } from 'commander';
 import { editConfig, loadConfig } from '../../config/file.js';
 import { addDomain } from '../../admin/domains.js';
 import { removeDomain, removePgpKey } from '../../config/edit.js';
-import { asciiDomain, displayDomain } from '../../config/names.js';
+import { aliasAddress, asciiDomain, displayDomain, formatAddress } from '../../config/names.js';
 import type { FeConfig } from '../../config/schema.js';
+import { advertisedPorts } from '../../config/advertised.js';
 import { domainRecords, renderZone, type DomainDns } from '../../dns/records.js';
 import { readDkimPublicKey } from '../../dkim/keys.js';
 import { dkimDir } from '../../store/paths.js';
@@ -19,19 +20,18 @@ export function dnsFor(config: FeConfig, domainName: string): DomainDns {
     if (!key) warn(`selector ${selector} of ${domain.name} has no key under ${dkimDir(config.dataDir, domain.name)}; its record is left out`);
     return key ? [key] : [];
   });
-  const p = config.ports;
   return domainRecords({
     domain: domain.name,
     hostname: config.hostname,
     dkim,
     mtaSts: config.mtaSts,
     reportAddress: config.admin ?? `postmaster@${domain.name}`,
-    ports: { imap: p.imap, imaps: p.imaps, pop3: p.pop3, pop3s: p.pop3s, submission: p.submission, submissions: p.submissions },
+    ports: advertisedPorts(config), // SRV records name only what listens
   });
 }
 
 export function registerDomain(program: Command): void {
-  const domain = program.command('domain').description('add, list and remove served domains; print their DNS records');
+  const domain = program.command('domain').description('add, list and remove served domains; print their DNS records and Apple mail profiles');
 
   domain
     .command('add')
@@ -86,7 +86,7 @@ export function registerDomain(program: Command): void {
 
   domain
     .command('dns')
-    .description('print every DNS record the domain needs (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, autoconfig, SRV)')
+    .description('print every DNS record the domain needs (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, autoconfig, WKD, SRV)')
     .argument('<name>', 'the domain')
     .option('--json', JSON_HELP)
     .action((input: string, opts: { json?: boolean }, cmd: Command) => {
@@ -95,5 +95,35 @@ export function registerDomain(program: Command): void {
       const dns = dnsFor(config, d.name);
       if (opts.json) printJson({ domain: d.name, ...dns });
       else process.stdout.write(renderZone(d.name, dns));
+    });
+
+  domain
+    .command('profile')
+    .description('print an Apple configuration profile (.mobileconfig) that sets up a mailbox in iOS/macOS Mail')
+    .argument('<address>', 'the mailbox, e.g. me@example.org')
+    .addHelpText(
+      'after',
+      `
+The profile names the best IMAP (or POP3) and submission service that fe.yml turns on (listen:
+and ports:), with the whole address as user name. It holds no password (the device asks) and is
+not signed, so the device shows it as unverified. fe-web also serves it, for the same address, at
+https://autoconfig.DOMAIN/mail/apple.mobileconfig?emailaddress=ADDRESS
+
+Example:
+  fe domain profile me@example.org > me.mobileconfig`,
+    )
+    .action(async (input: string, _opts: unknown, cmd: Command) => {
+      const address = parseName(aliasAddress, input);
+      const canonical = formatAddress(address);
+      const config = loadConfig(configFile(cmd));
+      const alias = servedDomain(config, address.domain).aliases.get(address.local);
+      if (!alias?.mailbox) throw new UserError(`${canonical} is not a mailbox (fe alias add ${canonical} --mailbox); a profile sets up a login to one`);
+      const { appleProfile, ProfileError } = await import('../../web/apple-profile.js');
+      try {
+        process.stdout.write(appleProfile(config, canonical));
+      } catch (e) {
+        if (e instanceof ProfileError) throw new UserError(e.message);
+        throw e;
+      }
     });
 }

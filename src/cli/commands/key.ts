@@ -12,7 +12,7 @@ import { print, printJson, printTable, readStdin } from '../output.js';
 const MAX_KEY_BYTES = 1024 * 1024; // real public keys are a few KB; this refuses a wrong file early
 
 export function registerKey(program: Command): void {
-  const key = program.command('key').description("OpenPGP public keys kept in fe.yml: mail stored for the alias is encrypted to its key (PGP/MIME)");
+  const key = program.command('key').description('OpenPGP public keys kept in fe.yml: mail stored for the alias is encrypted to its key (PGP/MIME); published by WKD on fe-web');
 
   key
     .command('add')
