@@ -7,7 +7,7 @@ import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, read
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { MailboxSecrets } from '../crypto/mailbox-key.js';
-import { SealError } from '../crypto/seal.js';
+import { SealError, SealKeyMissing } from '../crypto/seal.js';
 import { createPrivateFile, ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
 import { parseMessage, type BodyPart, type Envelope } from './message-parse.js';
 import { FAILED_DIR, SpoolFormatError, type SpoolFolder, decodeSpoolFile, listSpool, removeStaleSpoolTemps, spoolDir, spoolFileName } from './spool.js';
@@ -648,6 +648,8 @@ export class MailboxStore {
           entry = decodeSpoolFile(sealed, this.sealingPrivateKey);
           if (entry.id !== id) throw new SpoolFormatError(`spool file ${id} carries id ${entry.id}`);
         } catch (e) {
+          // Sealed for a key upgraded while this store was open: it opens at the next login.
+          if (e instanceof SealKeyMissing) continue;
           if (e instanceof SealError || e instanceof SpoolFormatError) {
             result.failed.push({ id, reason: e.message });
             continue;
