@@ -2,9 +2,11 @@
 import { benchBackup } from './backup.bench.js';
 import { benchImap } from './imap.bench.js';
 import { benchMx } from './mx.bench.js';
+import { benchSeal } from './seal.bench.js';
 import { benchSubmission } from './submission.bench.js';
 
 await benchMx();
 await benchSubmission();
 await benchImap();
 await benchBackup();
+await benchSeal();
