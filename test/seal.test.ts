@@ -45,8 +45,8 @@ test('any flipped bit, truncation or extension is detected', () => {
   assert.throws(() => open(sealed.subarray(0, 30), alice.privateKey), /truncated/);
   assert.throws(() => open(Buffer.concat([sealed, Buffer.from([0])]), alice.privateKey), SealError);
   const version = Buffer.from(sealed);
-  version[4] = 2;
-  assert.throws(() => open(version, alice.privateKey), /unsupported sealed message version 2/);
+  version[4] = 3;
+  assert.throws(() => open(version, alice.privateKey), /unsupported sealed message version 3/);
   assert.throws(() => open(Buffer.from('From: x\r\n\r\nplain mail'), alice.privateKey), /not a sealed message/);
 });
 

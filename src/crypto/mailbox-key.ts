@@ -1,6 +1,7 @@
-// A mailbox's keys. The mailbox master key (which will key its SQLite database) and the private
-// half of its sealing key pair exist on disk only wrapped by a key derived from the owner's
-// password; the public sealing key sits in clear so the MX can seal mail without any password.
+// A mailbox's keys. The mailbox master key (which keys its SQLite database) and the private
+// halves of its sealing keys (X25519, and ML-KEM-768 from key file v2 on) exist on disk only
+// wrapped by a key derived from the owner's password; the public sealing keys sit in clear so
+// the MX can seal mail without any password.
 import {
   createCipheriv,
   createDecipheriv,
@@ -15,6 +16,7 @@ import {
 import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { ensurePrivateDir, fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
+import { MLKEM_PUBLIC_LEN, mlkemFromSeed, newMlkemSeed, type HybridPrivateKey, type SealOpener, type SealRecipient } from './seal.js';
 
 export class WrongPassword extends Error {
   constructor() {
@@ -34,18 +36,31 @@ interface ScryptParams {
 const SCRYPT: ScryptParams = { N: 1 << 15, r: 8, p: 1 };
 const KEY_FILE = 'key.json';
 
-interface KeyFileV1 {
-  version: 1;
+interface KeyFileCommon {
   address: string;
   created: string;
   kdf: { name: 'scrypt'; salt: string } & ScryptParams;
-  sealing: { algorithm: 'x25519'; publicKey: string }; // SPKI DER, base64
   wrapped: { cipher: 'chacha20-poly1305'; nonce: string; data: string; tag: string };
 }
 
+// v1: an X25519 sealing key. v2 adds an ML-KEM-768 key (the hybrid seal); its 64-byte seed is
+// wrapped beside the X25519 private key, under the same password-derived key.
+interface KeyFileV1 extends KeyFileCommon {
+  version: 1;
+  sealing: { algorithm: 'x25519'; publicKey: string }; // SPKI DER, base64
+}
+
+interface KeyFileV2 extends KeyFileCommon {
+  version: 2;
+  sealing: { algorithm: 'x25519+ml-kem-768'; publicKey: string; mlkemPublicKey: string }; // SPKI DER; raw encapsulation key (1184 bytes), base64
+}
+
+type KeyFile = KeyFileV1 | KeyFileV2;
+
 export interface MailboxSecrets {
   masterKey: Buffer; // 32 bytes
-  sealingPrivateKey: KeyObject;
+  /** X25519 alone for a v1 key file, the hybrid pair for v2. */
+  sealingPrivateKey: SealOpener;
 }
 
 export function keyFilePath(dir: string): string {
@@ -68,121 +83,185 @@ function kekAsync(password: string, salt: Buffer, params: ScryptParams): Promise
   return new Promise((resolve, reject) => scrypt(password.normalize('NFC'), salt, 32, scryptOptions(params), (e, key) => (e ? reject(e) : resolve(key))));
 }
 
-// The address is bound into the AEAD so a key file copied to another mailbox will not open.
-function aad(address: string): Buffer {
-  return Buffer.from(`fe mailbox key v1 ${address}`, 'utf8');
+// The address is bound into the AEAD so a key file copied to another mailbox will not open; the
+// version too, so a v2 file relabelled v1 (to drop the ML-KEM key) does not open either.
+function aad(version: 1 | 2, address: string): Buffer {
+  return Buffer.from(`fe mailbox key v${version} ${address}`, 'utf8');
 }
 
-function wrap(address: string, password: string, secrets: MailboxSecrets, publicKey: KeyObject, created: string): KeyFileV1 {
+// What the wrapped part holds: the master key, the X25519 private key and (v2) the ML-KEM seed.
+interface Inner {
+  masterKey: Buffer;
+  x25519: KeyObject;
+  mlkemSeed?: Buffer;
+}
+
+/** Always writes the current format (v2): a v1 key re-wrapped here gets an ML-KEM key. */
+function wrap(address: string, password: string, inner: Inner & { mlkemSeed: Buffer }, created: string): KeyFileV2 {
   const salt = randomBytes(16);
   const nonce = randomBytes(12);
   const cipher = createCipheriv('chacha20-poly1305', kek(password, salt, SCRYPT), nonce, { authTagLength: 16 });
-  cipher.setAAD(aad(address), { plaintextLength: 0 }); // plaintextLength is used only by CCM modes
-  const inner = Buffer.from(
+  cipher.setAAD(aad(2, address), { plaintextLength: 0 }); // plaintextLength is used only by CCM modes
+  const plain = Buffer.from(
     JSON.stringify({
-      masterKey: secrets.masterKey.toString('base64'),
-      sealingPrivateKey: secrets.sealingPrivateKey.export({ type: 'pkcs8', format: 'der' }).toString('base64'),
+      masterKey: inner.masterKey.toString('base64'),
+      sealingPrivateKey: inner.x25519.export({ type: 'pkcs8', format: 'der' }).toString('base64'),
+      mlkemSeed: inner.mlkemSeed.toString('base64'),
     }),
   );
-  const data = Buffer.concat([cipher.update(inner), cipher.final()]);
-  inner.fill(0);
+  const data = Buffer.concat([cipher.update(plain), cipher.final()]);
+  plain.fill(0);
+  // The public halves are derived from the private ones, never copied from an older file.
+  const mlkem = mlkemFromSeed(inner.mlkemSeed);
+  mlkem.secretKey.fill(0);
   return {
-    version: 1,
+    version: 2,
     address,
     created,
     kdf: { name: 'scrypt', salt: salt.toString('base64'), ...SCRYPT },
-    sealing: { algorithm: 'x25519', publicKey: publicKey.export({ type: 'spki', format: 'der' }).toString('base64') },
+    sealing: {
+      algorithm: 'x25519+ml-kem-768',
+      publicKey: createPublicKey(inner.x25519).export({ type: 'spki', format: 'der' }).toString('base64'),
+      mlkemPublicKey: Buffer.from(mlkem.publicKey).toString('base64'),
+    },
     wrapped: { cipher: 'chacha20-poly1305', nonce: nonce.toString('base64'), data: data.toString('base64'), tag: cipher.getAuthTag().toString('base64') },
   };
 }
 
-function readKeyFile(file: string): KeyFileV1 {
-  let parsed: KeyFileV1;
+function readKeyFile(file: string): KeyFile {
+  let parsed: KeyFile;
   try {
-    parsed = JSON.parse(readFileSync(file, 'utf8')) as KeyFileV1;
+    parsed = JSON.parse(readFileSync(file, 'utf8')) as KeyFile;
   } catch (e) {
     throw new KeyFileError(`cannot read mailbox key ${file}: ${(e as Error).message}`);
   }
-  if (parsed.version !== 1 || parsed.kdf?.name !== 'scrypt' || parsed.wrapped?.cipher !== 'chacha20-poly1305') {
-    throw new KeyFileError(`mailbox key ${file} has an unknown format`);
-  }
-  return parsed;
+  if (parsed.kdf?.name !== 'scrypt' || parsed.wrapped?.cipher !== 'chacha20-poly1305') throw new KeyFileError(`mailbox key ${file} has an unknown format`);
+  if (parsed.version === 1 && parsed.sealing?.algorithm === 'x25519') return parsed;
+  if (parsed.version === 2 && parsed.sealing?.algorithm === 'x25519+ml-kem-768' && typeof parsed.sealing.mlkemPublicKey === 'string') return parsed;
+  throw new KeyFileError(`mailbox key ${file} has an unknown format (version ${String((parsed as { version?: unknown }).version)})`);
 }
 
-function unwrap(file: KeyFileV1, password: string): MailboxSecrets {
-  const { N, r, p } = file.kdf;
-  return unwrapWith(file, kek(password, Buffer.from(file.kdf.salt, 'base64'), { N, r, p }));
-}
-
-function unwrapWith(file: KeyFileV1, key: Buffer): MailboxSecrets {
+function unwrapInner(file: KeyFile, key: Buffer): Inner {
   const decipher = createDecipheriv('chacha20-poly1305', key, Buffer.from(file.wrapped.nonce, 'base64'), {
     authTagLength: 16,
   });
   const data = Buffer.from(file.wrapped.data, 'base64');
-  decipher.setAAD(aad(file.address), { plaintextLength: data.length });
+  decipher.setAAD(aad(file.version, file.address), { plaintextLength: data.length });
   decipher.setAuthTag(Buffer.from(file.wrapped.tag, 'base64'));
-  let inner: Buffer;
+  let plain: Buffer;
   try {
-    inner = Buffer.concat([decipher.update(data), decipher.final()]);
+    plain = Buffer.concat([decipher.update(data), decipher.final()]);
   } catch {
     throw new WrongPassword(); // the tag does not verify: wrong password (or a tampered file)
   }
-  const json = JSON.parse(inner.toString('utf8')) as { masterKey: string; sealingPrivateKey: string };
-  inner.fill(0);
-  return {
+  const json = JSON.parse(plain.toString('utf8')) as { masterKey: string; sealingPrivateKey: string; mlkemSeed?: string };
+  plain.fill(0);
+  const inner: Inner = {
     masterKey: Buffer.from(json.masterKey, 'base64'),
-    sealingPrivateKey: createPrivateKey({ key: Buffer.from(json.sealingPrivateKey, 'base64'), format: 'der', type: 'pkcs8' }),
+    x25519: createPrivateKey({ key: Buffer.from(json.sealingPrivateKey, 'base64'), format: 'der', type: 'pkcs8' }),
   };
+  if (file.version === 2) {
+    if (typeof json.mlkemSeed !== 'string') throw new KeyFileError('mailbox key v2 lacks its ML-KEM seed');
+    inner.mlkemSeed = Buffer.from(json.mlkemSeed, 'base64');
+  }
+  return inner;
 }
 
-/** Creates a new mailbox key in `dir`. Refuses to replace an existing one: that would orphan the mail. */
+function unwrapInnerWithPassword(file: KeyFile, password: string): Inner {
+  const { N, r, p } = file.kdf;
+  return unwrapInner(file, kek(password, Buffer.from(file.kdf.salt, 'base64'), { N, r, p }));
+}
+
+function secretsOf(inner: Inner): MailboxSecrets {
+  if (!inner.mlkemSeed) return { masterKey: inner.masterKey, sealingPrivateKey: inner.x25519 };
+  const { publicKey, secretKey } = mlkemFromSeed(inner.mlkemSeed);
+  inner.mlkemSeed.fill(0);
+  const hybrid: HybridPrivateKey = { x25519: inner.x25519, mlkemSecret: secretKey, mlkemPublic: publicKey };
+  return { masterKey: inner.masterKey, sealingPrivateKey: hybrid };
+}
+
+/** Creates a new mailbox key in `dir` (hybrid sealing key). Refuses to replace an existing one: that would orphan the mail. */
 export function createMailboxKey(dir: string, address: string, password: string): void {
   if (hasMailboxKey(dir)) throw new KeyFileError(`a mailbox key already exists in ${dir}`);
   ensurePrivateDir(dir);
-  const { publicKey, privateKey } = generateKeyPairSync('x25519');
-  const secrets = { masterKey: randomBytes(32), sealingPrivateKey: privateKey };
-  const file = wrap(address, password, secrets, publicKey, new Date().toISOString());
-  secrets.masterKey.fill(0);
+  const inner = { masterKey: randomBytes(32), x25519: generateKeyPairSync('x25519').privateKey, mlkemSeed: newMlkemSeed() };
+  const file = wrap(address, password, inner, new Date().toISOString());
+  inner.masterKey.fill(0);
+  inner.mlkemSeed.fill(0);
   writeFileAtomic(keyFilePath(dir), JSON.stringify(file, null, 2) + '\n', 0o600);
 }
 
 export function unlockMailboxKey(dir: string, password: string): MailboxSecrets {
-  return unwrap(readKeyFile(keyFilePath(dir)), password);
+  return secretsOf(unwrapInnerWithPassword(readKeyFile(keyFilePath(dir)), password));
 }
 
 /** As unlockMailboxKey, with the key derivation off the event loop (daemons: logins must not stall others). */
 export async function unlockMailboxKeyAsync(dir: string, password: string): Promise<MailboxSecrets> {
   const file = readKeyFile(keyFilePath(dir));
   const { N, r, p } = file.kdf;
-  return unwrapWith(file, await kekAsync(password, Buffer.from(file.kdf.salt, 'base64'), { N, r, p }));
+  return secretsOf(unwrapInner(file, await kekAsync(password, Buffer.from(file.kdf.salt, 'base64'), { N, r, p })));
 }
 
-export function sealingPublicKey(dir: string): KeyObject {
+/** What the MX seals to: X25519 alone for a v1 key, the hybrid for v2. Needs no password. */
+export function sealingPublicKey(dir: string): SealRecipient {
   const file = readKeyFile(keyFilePath(dir));
-  return createPublicKey({ key: Buffer.from(file.sealing.publicKey, 'base64'), format: 'der', type: 'spki' });
+  const x25519 = createPublicKey({ key: Buffer.from(file.sealing.publicKey, 'base64'), format: 'der', type: 'spki' });
+  if (file.version === 1) return x25519;
+  const mlkem = Buffer.from(file.sealing.mlkemPublicKey, 'base64');
+  if (mlkem.length !== MLKEM_PUBLIC_LEN) throw new KeyFileError(`mailbox key ${keyFilePath(dir)}: the ML-KEM public key is ${mlkem.length} bytes, not ${MLKEM_PUBLIC_LEN}`);
+  return { x25519, mlkem };
+}
+
+/** The mailbox key's format: 1 (X25519 seal) or 2 (X25519 + ML-KEM-768 hybrid). */
+export function mailboxKeyVersion(dir: string): 1 | 2 {
+  return readKeyFile(keyFilePath(dir)).version;
 }
 
 /**
- * Re-wraps the same secrets under a new password. The new file is written beside the old one and
- * opened with the new password before it replaces the old, so a crash or a bug cannot lose the key.
+ * Writes the same secrets wrapped under `newPassword` (adding an ML-KEM key when the file had
+ * none). The new file is written beside the old one and opened before it replaces the old, so a
+ * crash or a bug cannot lose the key.
  */
-export function changeMailboxPassword(dir: string, oldPassword: string, newPassword: string): void {
+function rewrap(dir: string, oldPassword: string, newPassword: string): { addedMlkem: boolean } {
   const current = readKeyFile(keyFilePath(dir));
-  const secrets = unwrap(current, oldPassword);
-  const publicKey = createPublicKey({ key: Buffer.from(current.sealing.publicKey, 'base64'), format: 'der', type: 'spki' });
-  const next = wrap(current.address, newPassword, secrets, publicKey, current.created);
+  const inner = unwrapInnerWithPassword(current, oldPassword);
+  const addedMlkem = !inner.mlkemSeed;
+  const seed = inner.mlkemSeed ?? newMlkemSeed();
+  const next = wrap(current.address, newPassword, { ...inner, mlkemSeed: seed }, current.created);
   const staged = path.join(dir, `${KEY_FILE}.new`);
   writeFileAtomic(staged, JSON.stringify(next, null, 2) + '\n', 0o600);
   try {
-    const check = unwrap(readKeyFile(staged), newPassword);
-    if (!check.masterKey.equals(secrets.masterKey)) throw new KeyFileError('re-wrapped key does not match');
+    const check = unwrapInnerWithPassword(readKeyFile(staged), newPassword);
+    if (!check.masterKey.equals(inner.masterKey) || !check.mlkemSeed?.equals(seed)) throw new KeyFileError('re-wrapped key does not match');
+    check.masterKey.fill(0);
+    check.mlkemSeed.fill(0);
   } catch (e) {
     rmSync(staged, { force: true });
     throw e;
   }
   renameSync(staged, keyFilePath(dir));
   fsyncDir(dir);
-  secrets.masterKey.fill(0);
+  inner.masterKey.fill(0);
+  seed.fill(0);
+  return { addedMlkem };
+}
+
+/** Re-wraps the same secrets under a new password (and adds the ML-KEM key to a v1 file). */
+export function changeMailboxPassword(dir: string, oldPassword: string, newPassword: string): void {
+  rewrap(dir, oldPassword, newPassword);
+}
+
+/**
+ * Gives a v1 mailbox key its ML-KEM-768 half, keeping the password, the master key and the X25519
+ * key: mail sealed before stays readable, mail sealed after is hybrid. False when it had one already.
+ */
+export function upgradeMailboxSeal(dir: string, password: string): boolean {
+  const current = readKeyFile(keyFilePath(dir));
+  if (current.version === 2) {
+    unwrapInnerWithPassword(current, password).masterKey.fill(0); // still check the password
+    return false;
+  }
+  return rewrap(dir, password, password).addedMlkem;
 }
 
 /** A long random password from an alphabet without look-alike characters (~140 bits). */

@@ -7,7 +7,7 @@ import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, read
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { MailboxSecrets } from '../crypto/mailbox-key.js';
-import { SealError } from '../crypto/seal.js';
+import { isHybrid, SealError, SealKeyMissing } from '../crypto/seal.js';
 import { createPrivateFile, ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
 import { parseMessage, type BodyPart, type Envelope } from './message-parse.js';
 import { FAILED_DIR, SpoolFormatError, type SpoolFolder, decodeSpoolFile, listSpool, removeStaleSpoolTemps, spoolDir, spoolFileName } from './spool.js';
@@ -376,7 +376,7 @@ export class MailboxStore {
   private openedInMs = 0;
   private readonly db: DB;
   private masterKey: Buffer;
-  private readonly sealingPrivateKey: MailboxSecrets['sealingPrivateKey'];
+  private sealingPrivateKey: MailboxSecrets['sealingPrivateKey'];
   private readonly stmts = new Map<string, SqliteStatement>();
 
   private constructor(dir: string, file: string, db: DB, secrets: MailboxSecrets) {
@@ -385,6 +385,11 @@ export class MailboxStore {
     this.db = db;
     this.masterKey = Buffer.from(secrets.masterKey); // own copy: callers wipe theirs
     this.sealingPrivateKey = secrets.sealingPrivateKey;
+  }
+
+  /** A later login's key, when it has the ML-KEM half this store's lacks (the key was upgraded while open). */
+  adoptSealingKey(key: MailboxSecrets['sealingPrivateKey']): void {
+    if (isHybrid(key) && !isHybrid(this.sealingPrivateKey)) this.sealingPrivateKey = key;
   }
 
   /** Wall time the open took (cipher, key, first read, pragmas, migrations), in ms. */
@@ -648,6 +653,8 @@ export class MailboxStore {
           entry = decodeSpoolFile(sealed, this.sealingPrivateKey);
           if (entry.id !== id) throw new SpoolFormatError(`spool file ${id} carries id ${entry.id}`);
         } catch (e) {
+          // Sealed for a key upgraded while this store was open: it opens at the next login.
+          if (e instanceof SealKeyMissing) continue;
           if (e instanceof SealError || e instanceof SpoolFormatError) {
             result.failed.push({ id, reason: e.message });
             continue;

@@ -77,7 +77,7 @@ export class MailboxRegistry {
         this.opening.delete(dir);
       }
       entry = this.entries.get(dir)!;
-    }
+    } else entry.store.adoptSealingKey(secrets.sealingPrivateKey);
     secrets.masterKey.fill(0);
     entry.refs++;
     this.importNow(entry);

@@ -1,11 +1,11 @@
 // The MX side of a mailbox: mail for an offline owner is sealed to the mailbox public key and
 // written as one file per message under <mailbox>/spool/. Only sealed bytes ever reach the disk;
 // the file name is a time-ordered random id and reveals nothing about the message.
-import { randomBytes, type KeyObject } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { open as openSealed, sealParts } from '../crypto/seal.js';
+import { open as openSealed, sealParts, type SealOpener, type SealRecipient } from '../crypto/seal.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
 
 /** Which folder an imported message goes to, by special use (RFC 6154); INBOX when absent. */
@@ -85,7 +85,7 @@ function encodeMeta(id: string, meta: SpoolMeta): Buffer {
 }
 
 /** Seals one message and makes it durable; returns its id only once a crash can no longer lose it. */
-export function appendToSpool(mailboxDir: string, publicKey: KeyObject, message: Uint8Array, meta: SpoolMeta): string {
+export function appendToSpool(mailboxDir: string, publicKey: SealRecipient, message: Uint8Array, meta: SpoolMeta): string {
   if (!(meta.receivedAt instanceof Date) || Number.isNaN(meta.receivedAt.getTime())) throw new TypeError('receivedAt must be a valid Date');
   const dir = spoolDir(mailboxDir);
   if (!existsSync(dir)) {
@@ -123,7 +123,7 @@ export function spoolCount(mailboxDir: string): number {
 }
 
 /** Opens one sealed spool file's bytes; throws SealError or SpoolFormatError. */
-export function decodeSpoolFile(sealed: Uint8Array, privateKey: KeyObject): SpoolEntry {
+export function decodeSpoolFile(sealed: Uint8Array, privateKey: SealOpener): SpoolEntry {
   const plain = openSealed(sealed, privateKey);
   if (plain.length < 4) throw new SpoolFormatError('spool payload is truncated');
   const len = plain.readUInt32BE(0);

@@ -5,6 +5,7 @@ import { benchExport } from './export.bench.js';
 import { benchImap } from './imap.bench.js';
 import { benchMx } from './mx.bench.js';
 import { benchPgp } from './pgp.bench.js';
+import { benchSeal } from './seal.bench.js';
 import { benchSubmission } from './submission.bench.js';
 
 const benches: [string, () => Promise<void>][] = [
@@ -14,6 +15,7 @@ const benches: [string, () => Promise<void>][] = [
   ['export', benchExport],
   ['backup', benchBackup],
   ['pgp', benchPgp],
+  ['seal', benchSeal],
 ];
 const only = (process.env.FE_BENCH ?? '').split(',').filter(Boolean);
 for (const name of only) if (!benches.some(([n]) => n === name)) throw new Error(`FE_BENCH: no bench named ${name} (${benches.map(([n]) => n).join(', ')})`);

@@ -136,6 +136,7 @@ file; the LUKS volume fe init sets up covers those.)`,
     .description("change a mailbox's password (needs the current one: fe cannot read the mailbox without it)")
     .argument('<address>', 'a mailbox alias')
     .requiredOption('--password-stdin', 'read the current password from the first line of standard input and the new one from the second (no second line: a new one is generated and printed)')
+    .addHelpText('after', '\nA mailbox made before the post-quantum seal also gets its ML-KEM-768 key here (as with fe mailbox upgrade-seal).')
     .action(async (input: string, _opts: unknown, cmd: Command) => {
       const address = parseName(aliasAddress, input);
       const canonical = formatAddress(address);

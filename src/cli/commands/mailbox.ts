@@ -1,11 +1,32 @@
 // fe mailbox: open a mailbox with its password; mail waiting in the sealed spool is imported.
 import type { Command } from 'commander';
 import { openMailbox } from '../../admin/mailbox.js';
+import { acquireLock } from '../../config/lock.js';
+import { aliasAddress, formatAddress } from '../../config/names.js';
+import { hasMailboxKey, keyFilePath, mailboxKeyVersion, upgradeMailboxSeal, WrongPassword } from '../../crypto/mailbox-key.js';
+import { sealVersion } from '../../crypto/seal.js';
+import { mailboxDir } from '../../store/paths.js';
+import { listSpool, spoolDir, spoolFileName } from '../../store/spool.js';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { MailStoreError } from '../../store/mailbox-db.js';
 import { loadConfig } from '../../config/file.js';
 import { UserError } from '../../util/errors.js';
-import { configFile, JSON_HELP } from '../context.js';
+import { configFile, JSON_HELP, parseName, servedDomain } from '../context.js';
 import { print, printJson, printTable, readStdin } from '../output.js';
+
+/** Spool files still sealed with X25519 alone (format v1): what an upgrade does not reach. */
+function x25519OnlyInSpool(dir: string): number {
+  let n = 0;
+  for (const id of listSpool(dir)) {
+    try {
+      if (sealVersion(readFileSync(path.join(spoolDir(dir), spoolFileName(id)))) === 1) n++;
+    } catch {
+      // imported and removed meanwhile
+    }
+  }
+  return n;
+}
 
 export function registerMailbox(program: Command): void {
   const mailbox = program.command('mailbox').description("a mailbox's contents, opened with its password");
@@ -57,5 +78,47 @@ export function registerMailbox(program: Command): void {
       } finally {
         opened.store.close();
       }
+    });
+
+  mailbox
+    .command('upgrade-seal')
+    .description('give a mailbox made before the post-quantum seal its ML-KEM-768 key: new mail is then sealed with X25519 + ML-KEM-768')
+    .argument('<address>', 'a mailbox alias')
+    .requiredOption('--password-stdin', "read the mailbox's password from the first line of standard input")
+    .option('--json', JSON_HELP)
+    .addHelpText(
+      'after',
+      `
+The password, the mailbox's database key and its X25519 key stay as they are, so mail sealed
+before keeps opening; only mail sealed from now on is hybrid. Mail already waiting in the
+spool stays X25519-sealed until it is imported (the next login, or fe mailbox status).
+Mailboxes added with this version of fe have the hybrid key from the start, and
+fe alias passwd adds it too. IMAP/POP3 sessions open during the upgrade see mail that
+arrives after it once they log in again.`,
+    )
+    .action(async (input: string, opts: { json?: boolean }, cmd: Command) => {
+      const password = (await readStdin()).toString('utf8').split(/\r?\n/)[0] ?? '';
+      if (password === '') throw new UserError('no password on standard input');
+      const address = parseName(aliasAddress, input);
+      const canonical = formatAddress(address);
+      const config = loadConfig(configFile(cmd));
+      const domain = servedDomain(config, address.domain);
+      if (!domain.aliases.get(address.local)?.mailbox) throw new UserError(`${canonical} is not a mailbox alias`);
+      const dir = mailboxDir(config.dataDir, domain.name, address.local);
+      if (!hasMailboxKey(dir)) throw new UserError(`the mailbox key of ${canonical} is missing (${keyFilePath(dir)})`);
+      const release = await acquireLock(keyFilePath(dir), 10_000);
+      let upgraded: boolean;
+      try {
+        upgraded = upgradeMailboxSeal(dir, password);
+      } catch (e) {
+        if (e instanceof WrongPassword) throw new UserError(`wrong password for ${canonical}; nothing was changed`);
+        throw e;
+      } finally {
+        release();
+      }
+      const waiting = x25519OnlyInSpool(dir);
+      if (opts.json) return printJson({ address: canonical, upgraded, seal: mailboxKeyVersion(dir) === 2 ? 'x25519+ml-kem-768' : 'x25519', x25519OnlyInSpool: waiting });
+      print(upgraded ? `${canonical}: new mail is now sealed with X25519 + ML-KEM-768` : `${canonical} already has the X25519 + ML-KEM-768 seal; nothing was changed`);
+      if (waiting > 0) print(`${waiting} message(s) waiting in its spool were sealed with X25519 alone; they stay so until imported (fe mailbox status)`);
     });
 }
