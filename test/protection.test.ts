@@ -13,6 +13,7 @@ import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
 import { smtpConnect } from './helpers/smtp-client.js';
+import { findExecutable, type ExecutablesSettings } from '../src/protection/executables.js';
 
 const run = promisify(execFile);
 const PASSWORD = 'protection test password';
@@ -131,6 +132,20 @@ open(d + '/eicar2.zip', 'wb').write(zipped([('inner.zip', zipped([('eicar.txt', 
 # OOXML with a macro project: the VBA storage is an OLE file holding a _VBA_PROJECT stream
 ole = bytes.fromhex('d0cf11e0a1b11ae1') + bytes(504) + '_VBA_PROJECT'.encode('utf-16-le') + bytes(1024)
 open(d + '/report.docm', 'wb').write(zipped([('[Content_Types].xml', b'<?xml version="1.0"?><Types/>'), ('word/document.xml', b'<w:document/>'), ('word/vbaProject.bin', ole)]))
+def nest(n):
+    data = zipped([('payload.txt', b'plain text')])
+    for i in range(n):
+        data = zipped([('level%d.zip' % i, data)])
+    return data
+open(d + '/deep4.zip', 'wb').write(nest(4))
+open(d + '/bomb.zip', 'wb').write(zipped([('zeros.txt', bytes(3 * 1024 * 1024))]))
+# a zip whose every entry is encrypted (general purpose flag bit 0, local and central headers)
+z = bytearray(zipped([('letter.txt', b'secret words')]))
+for sig in (b'PK\x03\x04', b'PK\x01\x02'):
+    at = z.find(sig)
+    flag_at = at + (6 if sig == b'PK\x03\x04' else 8)
+    z[flag_at] |= 1
+open(d + '/locked.zip', 'wb').write(bytes(z))
 open(d + '/tools.zip', 'wb').write(zipped([('docs/setup.txt', open(d + '/clam.exe', 'rb').read())]))
 `,
   );
@@ -297,4 +312,39 @@ test('clamd stopped: fail-open delivers with a WARN; fail-closed answers 451; fe
   assert.equal(spoolCount('example.org', 'me'), waiting, 'nothing stored on 451');
   const closed = await w.fe(['status', '--json', '--checks', 'protection']);
   assert.equal(closed.code, 1, 'a FAIL: mail is being deferred');
+});
+
+// The executables layer on its own (the same code the MX runs), for archive formats Debian's
+// clamav-testfiles ships real samples of, and for the limits.
+const SETTINGS: ExecutablesSettings = { enabled: true, fail: 'closed', rejectEncrypted: true, archiveDepth: 3 };
+const verdict = (name: string, data: Buffer, settings = SETTINGS) => findExecutable(Buffer.from(mime('me@example.org', 'x', [{ name, type: 'application/octet-stream', data }])), settings);
+
+test('executables: names inside 7z, cab, tar.gz and bzip2 zips are read; limits and encryption are enforced', () => {
+  for (const f of ['clam.7z', 'clam.cab', 'clam.tar.gz', 'clam.bz2.zip']) {
+    const found = verdict(`sample-${f}`, readFileSync(`/usr/share/clamav-testfiles/${f}`));
+    assert.ok(found, f);
+    assert.equal(found.kind, 'exe', f);
+    assert.match(found.file, /^sample-clam\..*\/clam\.exe$/, f);
+  }
+  assert.equal(verdict('deep.zip', readFileSync(path.join(fixtures, 'deep4.zip')))?.kind, 'nested-archive');
+  assert.equal(verdict('deep.zip', readFileSync(path.join(fixtures, 'deep4.zip')), { ...SETTINGS, archiveDepth: 5 }), null, 'a deeper limit lets it through');
+  assert.equal(verdict('bomb.zip', readFileSync(path.join(fixtures, 'bomb.zip')), { ...SETTINGS, entryLimit: 1024 * 1024 })?.kind, 'archive-bomb', 'inflating stops at the limit');
+  assert.equal(verdict('locked.zip', readFileSync(path.join(fixtures, 'locked.zip')))?.kind, 'encrypted-archive');
+  assert.equal(verdict('locked.zip', readFileSync(path.join(fixtures, 'locked.zip')), { ...SETTINGS, rejectEncrypted: false }), null, 'encrypted_archives: accept');
+  // A 7z whose header is packed with the 7zAES coder (method id 06 F1 07 01): its listing is hidden.
+  const next = Buffer.from([0x17, 0x06, 0x00, 0x01, 0x09, 0x10, 0x00, 0x07, 0x0b, 0x01, 0x00, 0x01, 0x24, 0x06, 0xf1, 0x07, 0x01, 0x00]);
+  const start = Buffer.alloc(32);
+  Buffer.from([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c, 0x00, 0x04]).copy(start);
+  start.writeBigUInt64LE(16n, 12);
+  start.writeBigUInt64LE(BigInt(next.length), 20);
+  assert.equal(verdict('archive.7z', Buffer.concat([start, randomBytes(16), next]))?.kind, 'encrypted-archive');
+  // RAR 5 with an archive encryption header (type 4) right after the signature (rar -hp).
+  const rar5 = Buffer.concat([Buffer.from('Rar!\x1a\x07\x01\x00', 'latin1'), Buffer.from([0, 0, 0, 0, 0x21, 0x04, 0x00]), randomBytes(32)]);
+  assert.equal(verdict('archive.rar', rar5)?.kind, 'encrypted-archive');
+  // Office 97-2003 with a VBA project (an OLE compound file), and names that hide the extension
+  const doc = Buffer.concat([Buffer.from('d0cf11e0a1b11ae1', 'hex'), Buffer.alloc(504), Buffer.from('_VBA_PROJECT_CUR', 'utf16le'), Buffer.alloc(512)]);
+  assert.equal(verdict('budget.xls', doc)?.kind, 'macro');
+  assert.equal(verdict('setup.exe. ', Buffer.from('x'))?.kind, 'exe', 'Windows drops trailing dots and spaces');
+  assert.equal(verdict('invoice\u202Efdp.scr', Buffer.from('x'))?.kind, 'bidi-name');
+  assert.equal(verdict('report.pdf', readFileSync('/usr/share/clamav-testfiles/clam.pdf')), null, 'a PDF is fine');
 });
