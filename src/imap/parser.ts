@@ -97,7 +97,9 @@ type Part = { text: Buffer } | { literal: Buffer; kind: 'sync' | 'nonsync'; bina
 
 type State =
   | { s: 'line' }
-  | { s: 'literal'; buf: Buffer; filled: number; kind: 'sync' | 'nonsync'; binary: boolean }
+  // octets are kept as they arrive, never reserved from the announcement: a client that announces
+  // 25 MiB and sends nothing costs nothing
+  | { s: 'literal'; size: number; chunks: Buffer[]; filled: number; kind: 'sync' | 'nonsync'; binary: boolean }
   | { s: 'skip'; left: number } // octets of a refused non-synchronising literal, then discard the rest of the command
   | { s: 'discard' }; // to the end of the current line (and any non-synchronising literal it announces)
 
@@ -173,6 +175,13 @@ export class CommandReader {
     const out: ReaderEvent[] = [];
     for (let e = this.next(); e !== null; e = this.next()) out.push(e);
     return out;
+  }
+
+  /** Octets queued by push() and not yet read: the session stops reading its socket above a cap. */
+  get pending(): number {
+    let n = 0;
+    for (const b of this.input) n += b.length;
+    return n;
   }
 
   /** True between commands (nothing of a command read yet). */
@@ -361,17 +370,19 @@ export class CommandReader {
     return false;
   }
 
-  private fillLiteral(st: { buf: Buffer; filled: number; kind: 'sync' | 'nonsync'; binary: boolean }): boolean {
-    while (st.filled < st.buf.length && this.input.length > 0) {
+  private fillLiteral(st: { size: number; chunks: Buffer[]; filled: number; kind: 'sync' | 'nonsync'; binary: boolean }): boolean {
+    while (st.filled < st.size && this.input.length > 0) {
       const head = this.input[0]!;
-      const n = Math.min(head.length, st.buf.length - st.filled);
-      head.copy(st.buf, st.filled, 0, n);
+      const n = Math.min(head.length, st.size - st.filled);
+      st.chunks.push(head.subarray(0, n));
       st.filled += n;
       this.input[0] = head.subarray(n);
       if (this.input[0]!.length === 0) this.input.shift();
     }
-    if (st.filled < st.buf.length) return false;
-    this.parts.push({ literal: st.buf, kind: st.kind, binary: st.binary });
+    if (st.filled < st.size) return false;
+    const literal = Buffer.concat(st.chunks, st.size); // own copy: the caller may reuse its chunks
+    st.chunks = [];
+    this.parts.push({ literal, kind: st.kind, binary: st.binary });
     this.state = { s: 'line' };
     return true;
   }
@@ -423,7 +434,7 @@ export class CommandReader {
       if (r) return refuse(r.status, r.code, r.text);
     }
     this.commandSize += lit.size;
-    this.state = { s: 'literal', buf: Buffer.allocUnsafe(lit.size), filled: 0, kind: lit.nonSync ? 'nonsync' : 'sync', binary: lit.binary };
+    this.state = { s: 'literal', size: lit.size, chunks: [], filled: 0, kind: lit.nonSync ? 'nonsync' : 'sync', binary: lit.binary };
     if (!lit.nonSync) return { kind: 'continue', tag: this.tag!, size: lit.size };
     return null;
   }

@@ -32,6 +32,11 @@ export interface SessionOptions {
 
 type State = 'notauth' | 'auth' | 'selected' | 'logout';
 
+/** Input read ahead of the command being run; above it the socket is not read until the session catches up. */
+const MAX_QUEUED_INPUT = 256 * 1024;
+/** Literals a client may send before it has logged in (a LOGIN password, not a message). */
+export const PRELOGIN_LITERAL_LIMIT = 8 * 1024;
+
 class No extends Error {
   constructor(
     message: string,
@@ -91,7 +96,11 @@ function flagAtom(tok: Token): string {
 
 export class ImapSession {
   private state: State = 'notauth';
-  private reader = new CommandReader({});
+  private reader: CommandReader;
+  /** Reading paused: input is queued beyond MAX_QUEUED_INPUT (resumed as the session reads it). */
+  private inputPaused = false;
+  /** After COMPRESS: the inflate stream the session reads from (pausing it holds the socket back too). */
+  private inflate: zlib.InflateRaw | null = null;
   private busy = false;
   private closed = false;
   private handle: MailboxHandle | null = null;
@@ -115,11 +124,22 @@ export class ImapSession {
     private opts: SessionOptions,
   ) {
     this.out = socket;
+    this.reader = this.newReader();
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('close', () => this.cleanup());
     socket.on('error', () => undefined);
     this.armTimer();
     this.send(`* OK [CAPABILITY ${this.capabilities()}] ${opts.hostname} fe IMAP ready`);
+  }
+
+  private newReader(): CommandReader {
+    return new CommandReader({
+      maxLiteralSize: this.opts.appendLimit, // APPENDLIMIT as advertised
+      checkLiteral: (info) =>
+        this.state === 'notauth' && info.size > PRELOGIN_LITERAL_LIMIT
+          ? { status: 'BAD', code: 'TOOBIG', text: `literals over ${PRELOGIN_LITERAL_LIMIT} octets need a login first` }
+          : null,
+    });
   }
 
   private get secure(): boolean {
@@ -180,7 +200,18 @@ export class ImapSession {
     this.armTimer();
     this.reader.push(chunk);
     this.onInput?.();
+    if (!this.inputPaused && this.reader.pending > MAX_QUEUED_INPUT) {
+      this.inputPaused = true;
+      (this.inflate ?? this.socket).pause();
+    }
     if (!this.busy) void this.pump();
+  }
+
+  /** Reads the socket again once the queued input is down to half the cap. */
+  private resumeInput(): void {
+    if (!this.inputPaused || this.closed || this.reader.pending > MAX_QUEUED_INPUT / 2) return;
+    this.inputPaused = false;
+    (this.inflate ?? this.socket).resume();
   }
 
   private async pump(): Promise<void> {
@@ -203,9 +234,11 @@ export class ImapSession {
         else if (ev.kind === 'error') this.send(`${ev.tag ?? '*'} ${ev.status} ${ev.code ? `[${ev.code}] ` : ''}${ev.text}`);
         else if (ev.kind === 'command') await this.run(ev.command);
         await this.flush();
+        this.resumeInput();
       }
     } finally {
       this.busy = false;
+      this.resumeInput();
     }
   }
 
@@ -418,10 +451,12 @@ export class ImapSession {
     this.send(`${cmd.tag} OK begin TLS now`);
     const plain = this.socket;
     plain.removeAllListeners('data');
+    if (this.inputPaused) plain.resume(); // nothing is queued (checked above): read the handshake
+    this.inputPaused = false;
     const secured = new TLSSocket(plain, { isServer: true, secureContext: this.opts.secureContext() });
     this.socket = secured;
     this.out = secured;
-    this.reader = new CommandReader({});
+    this.reader = this.newReader();
     secured.on('data', (d: Buffer) => this.onData(d));
     secured.on('error', () => plain.destroy());
     return null;
@@ -437,7 +472,11 @@ export class ImapSession {
     const inflate = zlib.createInflateRaw();
     const deflate = zlib.createDeflateRaw({ level: 6 });
     socket.removeAllListeners('data');
-    socket.on('data', (d: Buffer) => inflate.write(d));
+    // pipe(): the socket is read only as fast as inflate is, and inflate only as fast as the
+    // session reads (pausing it stops inflating), so a small bomb never inflates in one go
+    this.inputPaused = false; // nothing is queued (checked above); pipe() resumes the socket
+    socket.pipe(inflate);
+    this.inflate = inflate;
     inflate.on('data', (d: Buffer) => this.onData(d));
     inflate.on('error', () => socket.destroy()); // not a deflate stream: nothing sensible to answer
     deflate.on('error', () => socket.destroy());
@@ -502,6 +541,7 @@ export class ImapSession {
         const ev = this.reader.nextLine();
         if (ev && ev.kind === 'line') {
           this.onInput = null;
+          this.resumeInput();
           this.socket.off('close', gone);
           resolve(ev.line.toString('utf8'));
         }

@@ -126,10 +126,16 @@ export function stripOwnAuthResults(message: Buffer, hostname: string): Buffer {
   return Buffer.concat([Buffer.from(kept.join('\r\n'), 'latin1'), message.subarray(end)]);
 }
 
-async function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
+/** The message, or nothing once it passes `limit`: the rest is read (to answer 552) but not kept. */
+async function readAll(stream: SMTPServerDataStream, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size <= limit) chunks.push(chunk as Buffer);
+    else chunks.length = 0;
+  }
+  return size <= limit ? Buffer.concat(chunks) : Buffer.alloc(0);
 }
 
 function domainOf(address: string): string {
@@ -196,7 +202,7 @@ export function createMx(opts: MxOptions) {
 
   async function onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const config = opts.config();
-    const raw = stripOwnAuthResults(await readAll(stream), config.hostname);
+    const raw = stripOwnAuthResults(await readAll(stream, config.limits.messageSize), config.hostname);
     if (stream.sizeExceeded) throw new SmtpReply(552, `5.3.4 Message too big: the limit here is ${config.limits.messageSize} bytes`);
     if (countReceived(raw) > MAX_RECEIVED) throw new SmtpReply(554, '5.4.6 Too many Received headers: a mail loop');
     const id = randomBytes(8).toString('hex');

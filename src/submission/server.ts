@@ -72,10 +72,16 @@ function ownKeyResolver(domain: string, signers: DkimSigner[]): MailauthResolver
   };
 }
 
-async function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
+/** The message, or nothing once it passes `limit`: the rest is read (to answer 552) but not kept. */
+async function readAll(stream: SMTPServerDataStream, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size <= limit) chunks.push(chunk as Buffer);
+    else chunks.length = 0;
+  }
+  return size <= limit ? Buffer.concat(chunks) : Buffer.alloc(0);
 }
 
 function domainOf(address: string): string {
@@ -107,7 +113,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
   async function onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const config = opts.config();
     const user = String(session.user);
-    const raw = await readAll(stream);
+    const raw = await readAll(stream, config.limits.messageSize);
     if (stream.sizeExceeded) throw new SmtpReply(552, `5.3.4 Message too big: the limit here is ${config.limits.messageSize} bytes`);
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const froms = fromAddresses(splitHeader(raw));
