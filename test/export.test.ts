@@ -433,7 +433,7 @@ test('a 10,000-message mailbox round trips through mbox: Python reads every mess
     return `From sender@bench.example ${asctime}\n${text.slice(0, end + 1)}${status}${text.slice(end + 1).replace(/^(>*From )/gm, '>$1')}\n`;
   });
   writeFileSync(path.join(w.dir, 'big.mbox'), parts.join(''), 'latin1');
-  for (const a of ['big@example.org', 'big2@example.org']) await w.ok(['alias', 'add', a, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
+  for (const a of ['tenk@example.org', 'tenk2@example.org']) await w.ok(['alias', 'add', a, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
   const feAs = (address: string, args: string[]) => {
     return new Promise<{ code: number; stdout: Buffer; stderr: string }>((resolve, reject) => {
       const child = spawn(process.execPath, [FE_BIN, '--config', w.config, ...args.slice(0, 1), address, '--password-stdin', ...args.slice(1)], { cwd: w.dir, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -446,10 +446,10 @@ test('a 10,000-message mailbox round trips through mbox: Python reads every mess
       child.stdin.end(`${PASSWORD}\n`);
     });
   };
-  const imported = await feAs('big@example.org', ['import', '--mbox', 'big.mbox', '--json']);
+  const imported = await feAs('tenk@example.org', ['import', '--mbox', 'big.mbox', '--json']);
   assert.equal(imported.code, 0, imported.stderr);
   assert.equal((JSON.parse(imported.stdout.toString('utf8')) as { imported: number }).imported, 10_000);
-  const first = await feAs('big@example.org', ['export', '--mbox', '--single', '-o', '-']);
+  const first = await feAs('tenk@example.org', ['export', '--mbox', '--single', '-o', '-']);
   assert.equal(first.code, 0, first.stderr);
   writeFileSync(path.join(w.dir, 'big-export.mbox'), first.stdout);
 
@@ -481,9 +481,9 @@ print(json.dumps(out))
   }
   assert.equal(mismatched, 0, 'every message and its flags as they went in');
 
-  const again = await feAs('big2@example.org', ['import', '--mbox', 'big-export.mbox', '--json']);
+  const again = await feAs('tenk2@example.org', ['import', '--mbox', 'big-export.mbox', '--json']);
   assert.equal(again.code, 0, again.stderr);
-  const second = await feAs('big2@example.org', ['export', '--mbox', '--single', '-o', '-']);
+  const second = await feAs('tenk2@example.org', ['export', '--mbox', '--single', '-o', '-']);
   assert.equal(second.code, 0, second.stderr);
   assert.ok(second.stdout.equals(first.stdout), 'the second export is byte-identical to the first');
 });
