@@ -258,7 +258,9 @@ export function changeMailboxPassword(dir: string, oldPassword: string, newPassw
 export function upgradeMailboxSeal(dir: string, password: string): boolean {
   const current = readKeyFile(keyFilePath(dir));
   if (current.version === 2) {
-    unwrapInnerWithPassword(current, password).masterKey.fill(0); // still check the password
+    const inner = unwrapInnerWithPassword(current, password); // still check the password
+    inner.masterKey.fill(0);
+    inner.mlkemSeed?.fill(0);
     return false;
   }
   return rewrap(dir, password, password).addedMlkem;

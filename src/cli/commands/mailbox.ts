@@ -7,7 +7,7 @@ import { hasMailboxKey, keyFilePath, mailboxKeyVersion, upgradeMailboxSeal, Wron
 import { sealVersion } from '../../crypto/seal.js';
 import { mailboxDir } from '../../store/paths.js';
 import { listSpool, spoolDir, spoolFileName } from '../../store/spool.js';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { MailStoreError } from '../../store/mailbox-db.js';
 import { loadConfig } from '../../config/file.js';
@@ -20,7 +20,15 @@ function x25519OnlyInSpool(dir: string): number {
   let n = 0;
   for (const id of listSpool(dir)) {
     try {
-      if (sealVersion(readFileSync(path.join(spoolDir(dir), spoolFileName(id)))) === 1) n++;
+      // The version is byte 5: read the head only, a spool file may be 25 MB.
+      const fd = openSync(path.join(spoolDir(dir), spoolFileName(id)), 'r');
+      const head = Buffer.alloc(5);
+      try {
+        readSync(fd, head, 0, 5, 0);
+      } finally {
+        closeSync(fd);
+      }
+      if (sealVersion(head) === 1) n++;
     } catch {
       // imported and removed meanwhile
     }
