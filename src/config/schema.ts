@@ -11,6 +11,8 @@ export interface AliasConfig {
   mailbox: boolean;
   /** Other addresses this mailbox may send as: exact addresses or "*@domain", all in served domains. */
   sendAs: string[];
+  /** Per-alias protection overrides (`protection: {viruses: off}`); wins over the domain's. */
+  protection?: LayerSwitches;
 }
 
 export type SaveSent = 'auto' | 'never';
@@ -27,7 +29,46 @@ export interface DomainConfig {
   aliases: Map<string, AliasConfig>; // canonical local part -> alias
   aliasKeys: Map<string, string>; // canonical local part -> key as written
   dkim: DkimConfig;
+  /** Per-domain protection overrides; absent layers follow the top-level `protection:` block. */
+  protection?: LayerSwitches;
 }
+
+/** The content-protection layers the MX runs before it answers DATA (src/protection). */
+export const LAYER_NAMES = ['executables', 'viruses', 'spam', 'phishing'] as const;
+export type LayerName = (typeof LAYER_NAMES)[number];
+/** on/off per layer, where a domain or alias says so. */
+export type LayerSwitches = Partial<Record<LayerName, boolean>>;
+/** open: an engine that is down or slow skips the layer (WARN); closed: the message is deferred (451). */
+export type FailPolicy = 'open' | 'closed';
+/** clamd's socket: a unix socket path or a TCP host and port. */
+export type EngineAddress = { path: string } | { host: string; port: number };
+
+export interface LayerSettings {
+  enabled: boolean;
+  fail: FailPolicy;
+}
+
+export interface ProtectionConfig {
+  /** The whole pipeline's budget per message; a layer still running then counts as failed. */
+  timeoutSeconds: number;
+  executables: LayerSettings & {
+    /** Refuse archives (zip, 7z, rar) that encrypt their listing or their entries, so what they hold cannot be seen. */
+    rejectEncrypted: boolean;
+    /** How deep archives inside archives are opened; deeper is refused. */
+    archiveDepth: number;
+  };
+  viruses: LayerSettings & {
+    clamd: EngineAddress;
+    /** At most this much of each message is streamed (clamd's StreamMaxLength must be at least this). */
+    maxSize: number;
+  };
+  spam: LayerSettings & { rspamdUrl: string };
+  phishing: LayerSettings;
+}
+
+/** Debian's clamav-daemon socket, rspamd's normal worker on loopback. */
+export const DEFAULT_CLAMD_SOCKET = '/run/clamav/clamd.ctl';
+export const DEFAULT_RSPAMD_URL = 'http://127.0.0.1:11333';
 
 export interface PgpKeyConfig {
   address: string;
@@ -98,6 +139,8 @@ export interface FeConfig {
     tlsReportOrganization: string | null;
   };
   ports: Ports;
+  /** Content protection (README: Content protection): each layer on unless turned off. */
+  protection: ProtectionConfig;
   domains: Map<string, DomainConfig>; // ASCII domain -> config
   keys: Map<string, PgpKeyConfig>; // canonical address -> key
 }
@@ -145,7 +188,7 @@ export function parseConfig(text: string, file: string): { config: FeConfig | nu
   return { config: errors.length === 0 ? config : null, doc, problems: v.problems };
 }
 
-const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'acme', 'backup', 'dns', 'outbound', 'submission', 'queue', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
+const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'acme', 'backup', 'dns', 'outbound', 'submission', 'queue', 'protection', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
 const LISTEN_KEYS = ['mx', 'submission', 'submissions', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'] as const;
 const SUBMISSION_KEYS = ['save_sent'] as const;
 const QUEUE_KEYS = ['give_up_after', 'delay_notice_after', 'retention_days', 'tls_reports', 'tls_report_organization'] as const;
@@ -170,8 +213,15 @@ export const DEFAULT_LISTEN: Record<DaemonName, Listen | null> = {
   http: null,
   https: null,
 };
-const DOMAIN_KEYS = ['aliases', 'dkim'] as const;
-const ALIAS_KEYS = ['forward', 'mailbox', 'send_as'] as const;
+const DOMAIN_KEYS = ['aliases', 'dkim', 'protection'] as const;
+const ALIAS_KEYS = ['forward', 'mailbox', 'send_as', 'protection'] as const;
+const PROTECTION_KEYS = ['timeout', ...LAYER_NAMES] as const;
+const LAYER_KEYS: Record<LayerName, readonly string[]> = {
+  executables: ['enabled', 'fail', 'encrypted_archives', 'archive_depth'],
+  viruses: ['enabled', 'fail', 'clamd', 'max_size'],
+  spam: ['enabled', 'fail', 'rspamd'],
+  phishing: ['enabled', 'fail'],
+};
 const DKIM_KEYS = ['active', 'published'] as const;
 const KEY_KEYS = ['fingerprint', 'key'] as const;
 const MTA_STS_KEYS = ['mode', 'max_age'] as const;
@@ -328,6 +378,13 @@ class Validator {
       logLevel: 'info',
       loopbackPlaintextAuth: false,
       ports: { ...DEFAULT_PORTS },
+      protection: {
+        timeoutSeconds: 30,
+        executables: { enabled: true, fail: 'closed', rejectEncrypted: true, archiveDepth: 3 },
+        viruses: { enabled: true, fail: 'open', clamd: { path: DEFAULT_CLAMD_SOCKET }, maxSize: 25 * 1024 * 1024 },
+        spam: { enabled: true, fail: 'open', rspamdUrl: DEFAULT_RSPAMD_URL },
+        phishing: { enabled: true, fail: 'open' },
+      },
       domains: new Map(),
       keys: new Map(),
     };
@@ -463,6 +520,9 @@ class Validator {
             }
           }
           break;
+        case 'protection':
+          this.protection(value, config);
+          break;
         case 'loopback_plaintext_auth':
           config.loopbackPlaintextAuth = this.bool(value, key) ?? false;
           break;
@@ -513,6 +573,62 @@ class Validator {
     return hp;
   }
 
+  /** The top-level `protection:` block: each layer `on`, `off`, or a mapping of its settings. */
+  private protection(node: Node | null, config: FeConfig): void {
+    const p = config.protection;
+    for (const [key, value] of this.entries(node, 'protection', PROTECTION_KEYS)) {
+      const f = `protection.${key}`;
+      if (key === 'timeout') {
+        p.timeoutSeconds = this.duration(value, f, 1, 600) ?? p.timeoutSeconds;
+        continue;
+      }
+      const layer = key as LayerName;
+      const settings = p[layer];
+      if (!isMap(value)) {
+        settings.enabled = this.onOff(value, f) ?? settings.enabled;
+        continue;
+      }
+      for (const [k, v] of this.entries(value, f, LAYER_KEYS[layer])) {
+        const lf = `${f}.${k}`;
+        if (k === 'enabled') settings.enabled = this.onOff(v, lf) ?? settings.enabled;
+        else if (k === 'fail') {
+          const s = this.string(v, lf);
+          if (s === 'open' || s === 'closed') settings.fail = s;
+          else if (s !== undefined) this.fail(v, lf, 'must be open (skip the layer, with a warning) or closed (answer 451)');
+        } else if (k === 'encrypted_archives') {
+          const s = this.string(v, lf);
+          if (s === 'reject' || s === 'accept') p.executables.rejectEncrypted = s === 'reject';
+          else if (s !== undefined) this.fail(v, lf, 'must be reject or accept');
+        } else if (k === 'archive_depth') p.executables.archiveDepth = this.integer(v, lf, 0, 10) ?? p.executables.archiveDepth;
+        else if (k === 'max_size') p.viruses.maxSize = this.size(v, lf, 1024, 4 * 1024 * 1024 * 1024 - 1) ?? p.viruses.maxSize;
+        else if (k === 'clamd') {
+          const s = this.string(v, lf);
+          if (s === undefined) continue;
+          if (s.startsWith('/')) p.viruses.clamd = { path: s };
+          else {
+            const hp = /^\d+$/.test(s) ? null : this.hostPort(s, 3310);
+            if (hp && s.includes(':')) p.viruses.clamd = hp;
+            else this.fail(v, lf, `"${s}" is neither a unix socket path (/run/clamav/clamd.ctl) nor host:port (127.0.0.1:3310)`);
+          }
+        } else if (k === 'rspamd') {
+          const s = this.string(v, lf);
+          if (s !== undefined && !/^https?:\/\/[^\s/]+\/?$/.test(s)) this.fail(v, lf, `"${s}" is not an http:// URL of rspamd's worker (e.g. ${DEFAULT_RSPAMD_URL})`);
+          else if (s !== undefined) p.spam.rspamdUrl = s.replace(/\/$/, '');
+        }
+      }
+    }
+  }
+
+  /** A domain's or alias's `protection: {viruses: off, ...}`. */
+  private layerSwitches(node: Node | null, field: string): LayerSwitches {
+    const out: LayerSwitches = {};
+    for (const [k, v] of this.entries(node, field, LAYER_NAMES)) {
+      const on = this.onOff(v, `${field}.${k}`);
+      if (on !== undefined) out[k as LayerName] = on;
+    }
+    return out;
+  }
+
   private domains(node: Node | null, config: FeConfig): void {
     for (const [key, value, pair] of this.entries(node, 'domains', null)) {
       const field = `domains.${key}`;
@@ -532,6 +648,7 @@ class Validator {
       config.domains.set(name, domain);
       for (const [k, v] of this.entries(value, field, DOMAIN_KEYS)) {
         if (k === 'aliases') this.aliases(v, `${field}.aliases`, domain);
+        else if (k === 'protection') domain.protection = this.layerSwitches(v, `${field}.protection`);
         else this.dkim(v, `${field}.dkim`, domain);
       }
     }
@@ -555,6 +672,7 @@ class Validator {
       const alias: AliasConfig = { forward: [], mailbox: false, sendAs: [] };
       for (const [k, v] of this.entries(value, f, ALIAS_KEYS)) {
         if (k === 'mailbox') alias.mailbox = this.bool(v, `${f}.mailbox`) ?? false;
+        else if (k === 'protection') alias.protection = this.layerSwitches(v, `${f}.protection`);
         else if (k === 'send_as') {
           alias.sendAs = this.stringList(v, `${f}.send_as`).flatMap(({ value: s, node: n }, i) => {
             const parsed = this.sendAsEntry(s, n, `${f}.send_as[${i}]`);

@@ -35,6 +35,8 @@ export interface LayerVerdict {
   action: ProtectionAction;
   /** With reject/defer: the SMTP reply text, starting with the enhanced status code ("5.7.1 ..."). */
   reply?: string;
+  /** With reject/defer: the SMTP code (default 554 for reject, 451 for defer). */
+  code?: number;
   /** Short machine names of what was found (rspamd symbols, "exe:invoice.pdf.exe", "eicar"). */
   symbols?: string[];
   /** The engine's score, where it has one. */

@@ -15,6 +15,7 @@ import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
 import type { Logger } from '../util/log.js';
 import { arcSeal, checkAuth, type AuthVerdict } from './auth-check.js';
 import { MtaStsCache } from './mta-sts.js';
+import { protectMessage } from '../protection/pipeline.js';
 import { deliverToDomain, type DeliveryResult, type OutboundOptions } from './outbound.js';
 import { createSrs } from './srs.js';
 import type { TlsSource } from '../tls/source.js';
@@ -209,8 +210,11 @@ export function createMx(opts: MxOptions) {
       log.info('rejected by policy', { id, from: log.addr(sender), code: verdict.smtpCode, spf: verdict.spf.result, dmarc: verdict.dmarc.result });
       throw new SmtpReply(verdict.smtpCode ?? (verdict.action === 'reject' ? 550 : 451), verdict.smtpMessage ?? (verdict.action === 'reject' ? '5.7.1 Rejected by policy' : '4.7.0 Try again later'));
     }
-    const message = Buffer.concat([Buffer.from(receivedHeader(session, config.hostname, id) + verdict.authenticationResults + verdict.receivedSpf, 'latin1'), raw]);
     const recipients = session.envelope.rcptTo.map((r) => r.address);
+    // Content protection before anything is stored or forwarded (src/protection).
+    const protection = await protectMessage(config, { raw, clientIp: session.remoteAddress, helo: session.hostNameAppearsAs || '', mailFrom: sender, rcptTo: recipients, auth: verdict, hostname: config.hostname, ownDomains: [...config.domains.keys()] }, log, id);
+    if (protection.code) throw new SmtpReply(protection.code, protection.reply!);
+    const message = Buffer.concat([Buffer.from(receivedHeader(session, config.hostname, id) + verdict.authenticationResults + verdict.receivedSpf + protection.header, 'latin1'), raw]);
     const targets = plan(config, recipients, srsFor);
 
     // Forward first: a deferral there must be answered 451 before any mailbox copy exists,
@@ -233,7 +237,7 @@ export function createMx(opts: MxOptions) {
     const receivedAt = new Date();
     for (const [dir, address] of targets.mailboxes) {
       try {
-        appendToSpool(dir, sealingPublicKey(dir), message, { receivedAt, envelopeFrom: sender, envelopeTo: address });
+        appendToSpool(dir, sealingPublicKey(dir), message, { receivedAt, envelopeFrom: sender, envelopeTo: address, ...(protection.action === 'junk' ? { folder: '\\Junk' as const } : {}) });
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         log.error('could not store a message', { id, to: log.addr(address), reason: code ?? (e as Error).message });

@@ -1,0 +1,17 @@
+// The layers fe has, by name. Each is built from the current config for each message (cheap: no
+// connection is kept), so a SIGHUP that changes an engine's address applies to the next message.
+import type { FeConfig, LayerName } from '../config/schema.js';
+import type { ProtectionLayer } from './layer.js';
+import { executablesLayer } from './executables.js';
+import { virusesLayer } from './clamd.js';
+
+const FACTORIES: Partial<Record<LayerName, (config: FeConfig) => ProtectionLayer>> = {
+  executables: (c) => executablesLayer(c.protection.executables),
+  viruses: (c) => virusesLayer(c.protection.viruses),
+};
+
+/** The layer of this name, or null when fe has no such layer (yet). */
+export function createLayer(name: LayerName, config: FeConfig): ProtectionLayer | null {
+  const make = FACTORIES[name];
+  return make ? make(config) : null;
+}
