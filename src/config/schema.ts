@@ -62,13 +62,25 @@ export interface ProtectionConfig {
     /** At most this much of each message is streamed (clamd's StreamMaxLength must be at least this). */
     maxSize: number;
   };
-  spam: LayerSettings & { rspamdUrl: string };
-  phishing: LayerSettings;
+  spam: LayerSettings & {
+    rspamdUrl: string;
+    /** rspamd's controller, for learning from moves into and out of Junk. */
+    controllerUrl: string;
+    /** Moves into/out of Junk over IMAP train rspamd. */
+    learn: boolean;
+    /** What rspamd's greylist / soft reject becomes: accept, or defer (451). */
+    greylist: 'accept' | 'defer';
+    /** fe's own thresholds on rspamd's score; unset: rspamd's action decides. */
+    rejectScore?: number;
+    junkScore?: number;
+  };
+  phishing: LayerSettings & { junkScore: number; rejectScore: number };
 }
 
 /** Debian's clamav-daemon socket, rspamd's normal worker on loopback. */
 export const DEFAULT_CLAMD_SOCKET = '/run/clamav/clamd.ctl';
 export const DEFAULT_RSPAMD_URL = 'http://127.0.0.1:11333';
+export const DEFAULT_RSPAMD_CONTROLLER = 'http://127.0.0.1:11334';
 
 export interface PgpKeyConfig {
   address: string;
@@ -219,8 +231,8 @@ const PROTECTION_KEYS = ['timeout', ...LAYER_NAMES] as const;
 const LAYER_KEYS: Record<LayerName, readonly string[]> = {
   executables: ['enabled', 'fail', 'encrypted_archives', 'archive_depth'],
   viruses: ['enabled', 'fail', 'clamd', 'max_size'],
-  spam: ['enabled', 'fail', 'rspamd'],
-  phishing: ['enabled', 'fail'],
+  spam: ['enabled', 'fail', 'rspamd', 'controller', 'learn', 'greylist', 'reject_score', 'junk_score'],
+  phishing: ['enabled', 'fail', 'junk_score', 'reject_score'],
 };
 const DKIM_KEYS = ['active', 'published'] as const;
 const KEY_KEYS = ['fingerprint', 'key'] as const;
@@ -382,8 +394,8 @@ class Validator {
         timeoutSeconds: 30,
         executables: { enabled: true, fail: 'closed', rejectEncrypted: true, archiveDepth: 3 },
         viruses: { enabled: true, fail: 'open', clamd: { path: DEFAULT_CLAMD_SOCKET }, maxSize: 25 * 1024 * 1024 },
-        spam: { enabled: true, fail: 'open', rspamdUrl: DEFAULT_RSPAMD_URL },
-        phishing: { enabled: true, fail: 'open' },
+        spam: { enabled: true, fail: 'open', rspamdUrl: DEFAULT_RSPAMD_URL, controllerUrl: DEFAULT_RSPAMD_CONTROLLER, learn: true, greylist: 'accept' },
+        phishing: { enabled: true, fail: 'open', junkScore: 4, rejectScore: 12 },
       },
       domains: new Map(),
       keys: new Map(),
@@ -614,6 +626,22 @@ class Validator {
           const s = this.string(v, lf);
           if (s !== undefined && !/^https?:\/\/[^\s/]+\/?$/.test(s)) this.fail(v, lf, `"${s}" is not an http:// URL of rspamd's worker (e.g. ${DEFAULT_RSPAMD_URL})`);
           else if (s !== undefined) p.spam.rspamdUrl = s.replace(/\/$/, '');
+        } else if (k === 'controller') {
+          const s = this.string(v, lf);
+          if (s !== undefined && !/^https?:\/\/[^\s/]+\/?$/.test(s)) this.fail(v, lf, `"${s}" is not an http:// URL of rspamd's controller (e.g. ${DEFAULT_RSPAMD_CONTROLLER})`);
+          else if (s !== undefined) p.spam.controllerUrl = s.replace(/\/$/, '');
+        } else if (k === 'learn') p.spam.learn = this.onOff(v, lf) ?? p.spam.learn;
+        else if (k === 'greylist') {
+          const s = this.string(v, lf);
+          if (s === 'accept' || s === 'defer') p.spam.greylist = s;
+          else if (s !== undefined) this.fail(v, lf, 'must be accept or defer (answer 451)');
+        } else if (k === 'junk_score' || k === 'reject_score') {
+          // reject_score: off never refuses; the scores are rspamd's (spam) or fe's own (phishing)
+          const off = k === 'reject_score' && isScalar(v) && /^off$/i.test(String(v.value));
+          const n = off ? Infinity : isScalar(v) && typeof v.value === 'number' && Number.isFinite(v.value) && v.value > 0 && v.value <= 1000 ? v.value : undefined;
+          if (n === undefined) this.fail(v, lf, `must be a score from 0 to 1000${k === 'reject_score' ? ', or off' : ''}`);
+          else if (layer === 'spam') p.spam[k === 'junk_score' ? 'junkScore' : 'rejectScore'] = n;
+          else if (layer === 'phishing') p.phishing[k === 'junk_score' ? 'junkScore' : 'rejectScore'] = n;
         }
       }
     }

@@ -3,7 +3,9 @@
 // rspamd modules are switched off per request (Settings header) and fe's results are inserted as
 // the symbols rspamd would have set: no second round of DNS lookups, and the same answer as fe's.
 // Also the controller's learn calls (`/learnspam`, `/learnham`) the IMAP session makes.
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import type { AuthVerdict } from '../smtp/auth-check.js';
 import type { Logger } from '../util/log.js';
 import type { LayerVerdict, ProtectionLayer, ScanInput } from './layer.js';
@@ -206,4 +208,18 @@ export function spamLearner(opts: () => LearnOptions | null, log: Logger): (kind
     }
     log.info('spam learned', { kind, learned, known });
   };
+}
+
+/**
+ * The controller's password, where the owner set one: `secrets/rspamd-controller.password`
+ * under the data directory (mode 0600, never in fe.yml). Debian's controller trusts loopback
+ * without one.
+ */
+export function controllerPassword(dataDir: string): { password?: string } {
+  try {
+    const text = readFileSync(path.join(dataDir, 'secrets', 'rspamd-controller.password'), 'utf8').trim();
+    return text ? { password: text } : {};
+  } catch {
+    return {};
+  }
 }
