@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
@@ -17,6 +17,8 @@ import { imapConnect, type ImapConn } from './helpers/imap-client.js';
 import { smtpConnect } from './helpers/smtp-client.js';
 import { phishingSymbols, homograph } from '../src/protection/phishing.js';
 import { authSymbols, verdictOf } from '../src/protection/rspamd.js';
+import { clientNetwork, greylistLayer } from '../src/protection/greylist.js';
+import { dnsblName } from '../src/protection/dnsbl.js';
 import type { ScanInput } from '../src/protection/layer.js';
 import type { AuthVerdict } from '../src/smtp/auth-check.js';
 
@@ -219,7 +221,7 @@ test('GTUBE at rspamd\'s add-header level goes to Junk with its symbol; at the r
   assert.match(refused, /^550 5\.7\.1 /);
   assert.equal((await newest('INBOX')).exists, inboxBefore);
   assert.equal((await newest('Junk')).exists, junkBefore + 1, 'nothing stored');
-  assert.match(fe.log(), /protection id=\w+ from=a\*\*\*@sender\.example action=reject layers="[^"]*spam=reject\(GTUBE\)/);
+  await fe.waitForLog(/protection id=\w+ from=a\*\*\*@sender\.example action=reject layers="[^"]*spam=reject\(GTUBE\)/, 5000);
 });
 
 test('an ordinary message is accepted into INBOX with rspamd\'s score, fe\'s SPF/DKIM/DMARC results passed as symbols', async () => {
@@ -266,9 +268,43 @@ test('moving or copying into Junk over IMAP trains rspamd as spam, out of Junk a
   } finally {
     c.close();
   }
-  assert.match(fe.log(), /info fe\/spam: spam learned kind=spam learned=1/);
-  assert.match(fe.log(), /info fe\/spam: spam learned kind=ham/);
+  await fe.waitForLog(/info fe\/spam: spam learned kind=spam learned=1/, 5000); // the log line comes through fe's stderr pipe, maybe after the reply
+  await fe.waitForLog(/info fe\/spam: spam learned kind=ham/, 5000); // the log line comes through fe's stderr pipe, maybe after the reply
   assert.doesNotMatch(fe.log(), /spam learning failed/);
+});
+
+/** Rewrites the protection block's extra lines and waits for fe to reload. */
+async function reconfigure(extra: string[]): Promise<void> {
+  const text = w.read().replace(/\n {2}(greylist|dnsbl):.*(?=\n)/g, '');
+  w.write(text.replace('  phishing: on\n', ['  phishing: on', ...extra, ''].join('\n')));
+  await reload();
+}
+
+/** SIGHUP, and wait for this reload's log line (not an earlier one's). */
+async function reload(): Promise<void> {
+  const seen = (fe.log().match(/configuration reloaded/g) ?? []).length;
+  fe.signal('SIGHUP');
+  await fe.waitForLog(new RegExp(`(configuration reloaded[\\s\\S]*){${seen + 1}}`));
+}
+
+test('greylisting defers an unknown triplet with 451 and keeps only hashes; a listed client IP is refused, a silent blocklist is a WARN', async () => {
+  await reconfigure(['  greylist: {enabled: on, delay: 5m}']);
+  const mail = message(['From: Carol <carol@sender.example>', 'To: me@example.org', 'Subject: hello'], 'First contact.');
+  assert.match(await send('me@example.org', mail, 'carol@sender.example'), /^451 4\.7\.1 Greylisted: please try again in 300 seconds/);
+  assert.match(await send('me@example.org', mail, 'carol@sender.example'), /^451 4\.7\.1 Greylisted: please try again in (300|29\d) seconds/, 'a retry too soon waits on');
+  const state = path.join(w.dataDir, 'protection', 'greylist.json');
+  assert.equal(statSync(state).mode & 0o777, 0o600);
+  assert.doesNotMatch(readFileSync(state, 'utf8'), /carol|sender\.example|127\.0\.0/, 'hashes, not addresses');
+  // the client is 127.0.0.1: listed as 127.0.0.2 under bl.test (RFC 5782), not under clean.test
+  dns.set('1.0.0.127.bl.test', { A: ['127.0.0.2'] });
+  await reconfigure(['  dnsbl: {zones: [clean.test, bl.test]}']);
+  assert.match(await send('me@example.org', mail), /^554 5\.7\.1 Client address is listed by bl\.test/);
+  dns.set('1.0.0.127.bl.test', undefined);
+  dns.setServfail('1.0.0.127.clean.test', true);
+  assert.match(await send('me@example.org', mail), /^250 /, 'fail: open');
+  await fe.waitForLog(/warn fe\/mx: protection layer could not run id=\w+ layer=dnsbl action=skipped reason="clean\.test: /, 5000);
+  dns.setServfail('1.0.0.127.clean.test', false);
+  await reconfigure([]);
 });
 
 test('rspamd stopped: fail open delivers with a WARN; fail closed answers 451', async () => {
@@ -279,7 +315,7 @@ test('rspamd stopped: fail open delivers with a WARN; fail closed answers 451', 
   const inbox = await newest('INBOX');
   assert.equal(inbox.exists, before + 1);
   assert.match(inbox.header, /spam=skipped/);
-  assert.match(fe.log(), /warn fe\/mx: protection layer could not run id=\w+ layer=spam action=skipped reason="rspamd not listening at 127\.0\.0\.1:\d+"/);
+  await fe.waitForLog(/warn fe\/mx: protection layer could not run id=\w+ layer=spam action=skipped reason="rspamd not listening at 127\.0\.0\.1:\d+"/, 5000);
   // the learner says so too, and the move still succeeds
   const c = await login();
   try {
@@ -288,10 +324,9 @@ test('rspamd stopped: fail open delivers with a WARN; fail closed answers 451', 
   } finally {
     c.close();
   }
-  assert.match(fe.log(), /warn fe\/spam: spam learning failed kind=spam reason="rspamd not listening/);
+  await fe.waitForLog(/warn fe\/spam: spam learning failed kind=spam reason="rspamd not listening/, 5000); // the log line comes through fe's stderr pipe, maybe after the reply
   w.write(w.read().replace('fail: open}', 'fail: closed}'));
-  fe.signal('SIGHUP');
-  await fe.waitForLog(/configuration reloaded/);
+  await reload();
   const deferred = await send('me@example.org', message(['From: Alice <alice@sender.example>', 'To: me@example.org', 'Subject: later'], 'Nothing to see.'));
   assert.match(deferred, /^451 4\.7\.0 /);
 });
@@ -338,4 +373,25 @@ test('rspamd: actions map to verdicts, fe\'s thresholds win where set; auth resu
   assert.equal(verdictOf(r('no action', 21), { url: '', rejectScore: 20 }).action, 'reject');
   const auth = { spf: { result: 'pass', domain: 'd' }, dkim: [{ result: 'fail', domain: 'd', selector: 's', aligned: true }], dmarc: { result: 'fail', policy: 'reject' }, arc: { result: 'none', instance: 0, authResults: '' } } as unknown as AuthVerdict;
   assert.deepEqual(authSymbols(auth), ['R_SPF_ALLOW', 'R_DKIM_REJECT', 'DMARC_POLICY_REJECT', 'ARC_NA']);
+});
+
+test('greylist: a retry after the delay passes and the triplet stays known; DMARC pass skips it; networks and DNSBL names', async () => {
+  let now = Date.parse('2026-12-02T00:00:00Z');
+  const layer = greylistLayer({ dataDir: w.dir, delaySeconds: 300, now: () => now });
+  const at = (ip: string, from = 'a@sender.example') => layer.scan({ ...input('x'), clientIp: ip, mailFrom: from }, AbortSignal.timeout(1000));
+  assert.equal((await at('192.0.2.10')).action, 'defer');
+  now += 299_000;
+  assert.equal((await at('192.0.2.77')).reply, '4.7.1 Greylisted: please try again in 1 seconds', 'same /24, same triplet');
+  now += 1000;
+  assert.equal((await at('192.0.2.10')).action, 'accept', 'retried after 5 minutes');
+  now += 10 * 86400_000;
+  assert.equal((await at('192.0.2.10')).action, 'accept', 'known');
+  assert.equal((await at('198.51.100.1')).action, 'defer', 'another network is another triplet');
+  const dmarc = { ...input('x'), clientIp: '203.0.113.5' };
+  dmarc.auth = { ...dmarc.auth, dmarc: { result: 'pass' } };
+  assert.equal((await layer.scan(dmarc, AbortSignal.timeout(1000))).action, 'accept');
+  assert.equal(clientNetwork('2001:db8:1:2:3::4'), '2001:0db8:0001:0002::/64');
+  assert.equal(clientNetwork('::ffff:192.0.2.1'), '192.0.2.0/24');
+  assert.equal(dnsblName('192.0.2.99', 'zen.example'), '99.2.0.192.zen.example');
+  assert.equal(dnsblName('2001:db8::1', 'bl.example'), '1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.bl.example');
 });

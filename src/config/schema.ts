@@ -34,7 +34,7 @@ export interface DomainConfig {
 }
 
 /** The content-protection layers the MX runs before it answers DATA (src/protection). */
-export const LAYER_NAMES = ['executables', 'viruses', 'spam', 'phishing'] as const;
+export const LAYER_NAMES = ['executables', 'viruses', 'spam', 'phishing', 'greylist', 'dnsbl'] as const;
 export type LayerName = (typeof LAYER_NAMES)[number];
 /** on/off per layer, where a domain or alias says so. */
 export type LayerSwitches = Partial<Record<LayerName, boolean>>;
@@ -75,6 +75,10 @@ export interface ProtectionConfig {
     junkScore?: number;
   };
   phishing: LayerSettings & { junkScore: number; rejectScore: number };
+  /** Off by default: it delays every new correspondent's first message by `delaySeconds`. */
+  greylist: LayerSettings & { delaySeconds: number };
+  /** Blocklist zones for the client IP; none by default (and then the layer is off). */
+  dnsbl: LayerSettings & { zones: string[] };
 }
 
 /** Debian's clamav-daemon socket, rspamd's normal worker on loopback. */
@@ -233,6 +237,8 @@ const LAYER_KEYS: Record<LayerName, readonly string[]> = {
   viruses: ['enabled', 'fail', 'clamd', 'max_size'],
   spam: ['enabled', 'fail', 'rspamd', 'controller', 'learn', 'greylist', 'reject_score', 'junk_score'],
   phishing: ['enabled', 'fail', 'junk_score', 'reject_score'],
+  greylist: ['enabled', 'fail', 'delay'],
+  dnsbl: ['enabled', 'fail', 'zones'],
 };
 const DKIM_KEYS = ['active', 'published'] as const;
 const KEY_KEYS = ['fingerprint', 'key'] as const;
@@ -396,6 +402,8 @@ class Validator {
         viruses: { enabled: true, fail: 'open', clamd: { path: DEFAULT_CLAMD_SOCKET }, maxSize: 25 * 1024 * 1024 },
         spam: { enabled: true, fail: 'open', rspamdUrl: DEFAULT_RSPAMD_URL, controllerUrl: DEFAULT_RSPAMD_CONTROLLER, learn: true, greylist: 'accept' },
         phishing: { enabled: true, fail: 'open', junkScore: 4, rejectScore: 12 },
+        greylist: { enabled: false, fail: 'open', delaySeconds: 300 },
+        dnsbl: { enabled: false, fail: 'open', zones: [] },
       },
       domains: new Map(),
       keys: new Map(),
@@ -630,6 +638,15 @@ class Validator {
           const s = this.string(v, lf);
           if (s !== undefined && !/^https?:\/\/[^\s/]+\/?$/.test(s)) this.fail(v, lf, `"${s}" is not an http:// URL of rspamd's controller (e.g. ${DEFAULT_RSPAMD_CONTROLLER})`);
           else if (s !== undefined) p.spam.controllerUrl = s.replace(/\/$/, '');
+        } else if (k === 'delay') p.greylist.delaySeconds = this.duration(v, lf, 1, 86400) ?? p.greylist.delaySeconds;
+        else if (k === 'zones') {
+          p.dnsbl.zones = this.stringList(v, lf).flatMap(({ value: z, node: n }) => {
+            if (/^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\.?$/i.test(z)) return [z.toLowerCase().replace(/\.$/, '')];
+            this.fail(n, lf, `"${z}" is not a DNS zone name (e.g. zen.spamhaus.org)`);
+            return [];
+          });
+          // naming zones turns the layer on, unless it says enabled: off
+          if (p.dnsbl.zones.length > 0 && !value.items.some((it) => isScalar(it.key) && it.key.value === 'enabled')) p.dnsbl.enabled = true;
         } else if (k === 'learn') p.spam.learn = this.onOff(v, lf) ?? p.spam.learn;
         else if (k === 'greylist') {
           const s = this.string(v, lf);
