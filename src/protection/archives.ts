@@ -3,7 +3,7 @@
 // fe has no LZMA/RAR decoder, so what the entries hold is not inspected, only what they are called.
 
 export interface ArchiveListing {
-  kind: '7z' | 'rar';
+  kind: '7z' | 'rar' | 'cab';
   /** The listing is encrypted (7z with an AES-coded header, RAR with -hp): nothing can be seen. */
   hiddenListing: boolean;
   /** Entry names where the listing shows them; null when it is compressed and fe cannot read it. */
@@ -16,9 +16,10 @@ const RAR5 = Buffer.from('Rar!\x1a\x07\x01\x00', 'latin1');
 const AES_CODER = Buffer.from([0x06, 0xf1, 0x07, 0x01]); // 7zAES's method id
 const MAX_NAMES = 10_000;
 
-export function archiveKind(data: Uint8Array): '7z' | 'rar' | null {
+export function archiveKind(data: Uint8Array): '7z' | 'rar' | 'cab' | null {
   const b = Buffer.from(data.buffer, data.byteOffset, Math.min(data.length, 8));
   if (b.subarray(0, 6).equals(SEVEN_Z)) return '7z';
+  if (b.length >= 8 && b.subarray(0, 4).toString('latin1') === 'MSCF' && b.readUInt32LE(4) === 0) return 'cab';
   if (b.subarray(0, 7).equals(RAR4) || b.equals(RAR5)) return 'rar';
   return null;
 }
@@ -28,7 +29,48 @@ export function listArchive(buf: Buffer): ArchiveListing | null {
   const kind = archiveKind(buf);
   if (kind === '7z') return list7z(buf);
   if (kind === 'rar') return buf[6] === 0x01 ? listRar5(buf) : listRar4(buf);
+  if (kind === 'cab') return listCab(buf);
   return null;
+}
+
+// Microsoft Cabinet: CFHEADER gives where the CFFILE entries start and how many there are;
+// each names its file in the clear (NUL-terminated) after 16 bytes of sizes and dates.
+function listCab(buf: Buffer): ArchiveListing {
+  const names: string[] = [];
+  if (buf.length < 36) return { kind: 'cab', hiddenListing: false, names };
+  let p = buf.readUInt32LE(16);
+  const count = Math.min(buf.readUInt16LE(28), MAX_NAMES);
+  for (let i = 0; i < count && p + 16 < buf.length; i++) {
+    const nul = buf.indexOf(0, p + 16);
+    if (nul < 0) break;
+    names.push(buf.subarray(p + 16, nul).toString('latin1').replace(/\\/g, '/'));
+    p = nul + 1;
+  }
+  return { kind: 'cab', hiddenListing: false, names };
+}
+
+/** The files of a tar (ustar/GNU) archive: name and content, at most `limit` bytes in all. */
+export function tarEntries(buf: Buffer, limit: number): { name: string; data: Buffer }[] | null {
+  if (buf.length < 512 || buf.subarray(257, 262).toString('latin1') !== 'ustar') return null;
+  const out: { name: string; data: Buffer }[] = [];
+  let total = 0;
+  for (let p = 0; p + 512 <= buf.length && out.length < MAX_NAMES; ) {
+    const head = buf.subarray(p, p + 512);
+    if (head.every((b) => b === 0)) break;
+    const field = (at: number, len: number) => head.subarray(at, at + len).toString('latin1').replace(/\0.*$/s, '');
+    const size = parseInt(field(124, 12).trim() || '0', 8);
+    if (!Number.isSafeInteger(size) || size < 0) break;
+    const prefix = field(345, 155);
+    const name = (prefix ? prefix + '/' : '') + field(0, 100);
+    const type = head[156];
+    if (type === 0x30 || type === 0) {
+      total += size;
+      if (total > limit) return out;
+      out.push({ name, data: buf.subarray(p + 512, Math.min(buf.length, p + 512 + size)) });
+    }
+    p += 512 + Math.ceil(size / 512) * 512;
+  }
+  return out;
 }
 
 // 7z: a 32-byte start header points at the "next header" at the end of the file. It is either

@@ -4,13 +4,16 @@
 import type { LayerSettings } from '../config/schema.js';
 import { decodeWords, parseMessage, type BodyPart, type Params } from '../store/message-parse.js';
 import { decodeTransferEncoding } from '../store/transfer-encoding.js';
-import { archiveKind, listArchive } from './archives.js';
+import { gunzipSync } from 'node:zlib';
+import { archiveKind, listArchive, tarEntries } from './archives.js';
 import type { LayerVerdict, ProtectionLayer, ScanInput } from './layer.js';
 import { isZip, zipEntries, zipEntryData, ZipError, ZipTooLarge } from './zip.js';
 
 export interface ExecutablesSettings extends LayerSettings {
   rejectEncrypted: boolean;
   archiveDepth: number;
+  /** Bytes one archive entry may inflate to (default 64 MiB); beyond it is a bomb. */
+  entryLimit?: number;
 }
 
 /** Why a file is refused; `kind` is the symbol (exe, script, disk-image, macro, ...). */
@@ -90,6 +93,16 @@ export function inspectFile(name: string, data: Buffer, depth: number, w: Walk):
   const label = name || '(unnamed part)';
   if (data.length >= 8 && data.subarray(0, 8).equals(OLE) && data.includes(VBA_PROJECT_UTF16)) return { file: label, kind: 'macro', why: 'an Office document with macros (VBA)' };
   if (isZip(data) || (ZIP_EXTENSIONS.has(extension(name)) && data.length > 0)) return inspectZip(label, data, depth, w);
+  if (data.length >= 3 && data[0] === 0x1f && data[1] === 0x8b && data[2] === 0x08) return inspectGzip(label, data, depth, w);
+  const tar = tarEntries(data, Math.max(0, TOTAL_LIMIT - w.inflated));
+  if (tar) {
+    if (depth >= w.settings.archiveDepth) return { file: label, kind: 'nested-archive', why: `archives nested deeper than ${w.settings.archiveDepth}` };
+    for (const entry of tar) {
+      const found = inspectFile(`${label}/${entry.name}`, entry.data, depth + 1, w);
+      if (found) return found;
+    }
+    return null;
+  }
   const kind = archiveKind(data);
   if (kind) {
     if (depth >= w.settings.archiveDepth) return { file: label, kind: 'nested-archive', why: `archives nested deeper than ${w.settings.archiveDepth}` };
@@ -101,6 +114,22 @@ export function inspectFile(name: string, data: Buffer, depth: number, w: Walk):
     }
   }
   return null;
+}
+
+/** A gzip stream (a .tar.gz, or one gzipped file) is inflated and its content inspected. */
+function inspectGzip(label: string, data: Buffer, depth: number, w: Walk): Finding | null {
+  if (depth >= w.settings.archiveDepth) return { file: label, kind: 'nested-archive', why: `archives nested deeper than ${w.settings.archiveDepth}` };
+  let inner: Buffer;
+  try {
+    inner = gunzipSync(data, { maxOutputLength: Math.max(1, Math.min(w.settings.entryLimit ?? ENTRY_LIMIT, TOTAL_LIMIT - w.inflated)) });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return { file: label, kind: 'archive-bomb', why: 'an archive that inflates beyond what fe inspects' };
+    return null; // not really gzip after all: the magic was a coincidence
+  }
+  w.inflated += inner.length;
+  // the name inside is the outer one without .gz/.tgz (invoice.exe.gz holds invoice.exe)
+  const innerName = label.replace(/\.t?gz$/i, (m) => (m.toLowerCase() === '.tgz' ? '.tar' : ''));
+  return inspectFile(innerName === label ? `${label}/(gzip)` : innerName, inner, depth + 1, w);
 }
 
 function inspectZip(label: string, data: Buffer, depth: number, w: Walk): Finding | null {
@@ -117,7 +146,7 @@ function inspectZip(label: string, data: Buffer, depth: number, w: Walk): Findin
         if (w.settings.rejectEncrypted && entries.every((e) => e.encrypted || e.name.endsWith('/'))) return { file: label, kind: 'encrypted-archive', why: 'an encrypted zip whose contents cannot be inspected' };
         continue;
       }
-      const content = zipEntryData(data, entry, Math.min(ENTRY_LIMIT, TOTAL_LIMIT - w.inflated));
+      const content = zipEntryData(data, entry, Math.min(w.settings.entryLimit ?? ENTRY_LIMIT, TOTAL_LIMIT - w.inflated));
       if (!content) continue; // a compression method fe does not inflate: its name was checked
       w.inflated += content.length;
       const found = inspectFile(inner, content, depth + 1, w);

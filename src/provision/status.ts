@@ -16,18 +16,19 @@ import { readBackupState } from '../backup/archive.js';
 import { listIncoming } from '../queue/handoff.js';
 import { QueueStore } from '../queue/store.js';
 import { schedulePeriodMs } from '../backup/schedule.js';
+import { protectionChecks } from '../protection/status.js';
 
 export type Level = 'OK' | 'WARN' | 'FAIL';
 
 export interface CheckResult {
-  check: string; // group: services, ports, firewall, volume, swap, usb-storage, ssh, dns, ptr, outbound, certificate, backup, queue
+  check: string; // group: services, ports, firewall, volume, swap, usb-storage, ssh, dns, ptr, outbound, certificate, backup, queue, protection
   subject: string;
   level: Level;
   detail: string;
   fix: string | null;
 }
 
-export const CHECK_GROUPS = ['services', 'ports', 'firewall', 'volume', 'swap', 'usb-storage', 'ssh', 'dns', 'ptr', 'outbound', 'certificate', 'backup', 'queue'] as const;
+export const CHECK_GROUPS = ['services', 'ports', 'firewall', 'volume', 'swap', 'usb-storage', 'ssh', 'dns', 'ptr', 'outbound', 'certificate', 'backup', 'queue', 'protection'] as const;
 export type CheckGroup = (typeof CHECK_GROUPS)[number];
 
 export interface StatusContext {
@@ -459,6 +460,9 @@ export async function runStatus(ctx: StatusContext, groups: readonly CheckGroup[
         break;
       case 'queue':
         out.push(...queueCheck(ctx.config, now));
+        break;
+      case 'protection':
+        out.push(...(await protectionChecks(ctx.config, now)));
         break;
     }
   }

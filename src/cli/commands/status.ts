@@ -16,7 +16,7 @@ function line(r: CheckResult): string {
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .description('check this mail host: services, ports, firewall, volume, swap, USB, SSH, DNS, PTR, port 25, certificate, backups')
+    .description('check this mail host: services, ports, firewall, volume, swap, USB, SSH, DNS, PTR, port 25, certificate, backups, queue, content protection engines')
     .option('--json', JSON_HELP)
     .option('--checks <list>', `only these checks, comma-separated: ${CHECK_GROUPS.join(',')}`)
     .option('--probe-mx <host[:port]>', "an outside MX to test outgoing port 25 with (default: the admin address's MX)")
