@@ -143,6 +143,8 @@ before(async () => {
       'protection:',
       '  timeout: 10s',
       `  viruses: {clamd: ${clamd.socket}, fail: open}`,
+      '  spam: off      # rspamd and phishing have their own file (spam.test.ts)',
+      '  phishing: off',
       '',
     ].join('\n'),
   );

@@ -54,7 +54,7 @@ export interface DomainConfig {
 }
 
 /** The content-protection layers the MX runs before it answers DATA (src/protection). */
-export const LAYER_NAMES = ['executables', 'viruses', 'spam', 'phishing'] as const;
+export const LAYER_NAMES = ['executables', 'viruses', 'spam', 'phishing', 'greylist', 'dnsbl'] as const;
 export type LayerName = (typeof LAYER_NAMES)[number];
 /** on/off per layer, where a domain or alias says so. */
 export type LayerSwitches = Partial<Record<LayerName, boolean>>;
@@ -82,13 +82,29 @@ export interface ProtectionConfig {
     /** At most this much of each message is streamed (clamd's StreamMaxLength must be at least this). */
     maxSize: number;
   };
-  spam: LayerSettings & { rspamdUrl: string };
-  phishing: LayerSettings;
+  spam: LayerSettings & {
+    rspamdUrl: string;
+    /** rspamd's controller, for learning from moves into and out of Junk. */
+    controllerUrl: string;
+    /** Moves into/out of Junk over IMAP train rspamd. */
+    learn: boolean;
+    /** What rspamd's greylist / soft reject becomes: accept, or defer (451). */
+    greylist: 'accept' | 'defer';
+    /** fe's own thresholds on rspamd's score; unset: rspamd's action decides. */
+    rejectScore?: number;
+    junkScore?: number;
+  };
+  phishing: LayerSettings & { junkScore: number; rejectScore: number };
+  /** Off by default: it delays every new correspondent's first message by `delaySeconds`. */
+  greylist: LayerSettings & { delaySeconds: number };
+  /** Blocklist zones for the client IP; none by default (and then the layer is off). */
+  dnsbl: LayerSettings & { zones: string[] };
 }
 
 /** Debian's clamav-daemon socket, rspamd's normal worker on loopback. */
 export const DEFAULT_CLAMD_SOCKET = '/run/clamav/clamd.ctl';
 export const DEFAULT_RSPAMD_URL = 'http://127.0.0.1:11333';
+export const DEFAULT_RSPAMD_CONTROLLER = 'http://127.0.0.1:11334';
 
 export interface PgpKeyConfig {
   address: string;
@@ -248,8 +264,10 @@ const PROTECTION_KEYS = ['timeout', ...LAYER_NAMES] as const;
 const LAYER_KEYS: Record<LayerName, readonly string[]> = {
   executables: ['enabled', 'fail', 'encrypted_archives', 'archive_depth'],
   viruses: ['enabled', 'fail', 'clamd', 'max_size'],
-  spam: ['enabled', 'fail', 'rspamd'],
-  phishing: ['enabled', 'fail'],
+  spam: ['enabled', 'fail', 'rspamd', 'controller', 'learn', 'greylist', 'reject_score', 'junk_score'],
+  phishing: ['enabled', 'fail', 'junk_score', 'reject_score'],
+  greylist: ['enabled', 'fail', 'delay'],
+  dnsbl: ['enabled', 'fail', 'zones'],
 };
 const DKIM_KEYS = ['active', 'published'] as const;
 const KEY_KEYS = ['fingerprint', 'key'] as const;
@@ -411,8 +429,10 @@ class Validator {
         timeoutSeconds: 30,
         executables: { enabled: true, fail: 'closed', rejectEncrypted: true, archiveDepth: 3 },
         viruses: { enabled: true, fail: 'open', clamd: { path: DEFAULT_CLAMD_SOCKET }, maxSize: 25 * 1024 * 1024 },
-        spam: { enabled: true, fail: 'open', rspamdUrl: DEFAULT_RSPAMD_URL },
-        phishing: { enabled: true, fail: 'open' },
+        spam: { enabled: true, fail: 'open', rspamdUrl: DEFAULT_RSPAMD_URL, controllerUrl: DEFAULT_RSPAMD_CONTROLLER, learn: true, greylist: 'accept' },
+        phishing: { enabled: true, fail: 'open', junkScore: 4, rejectScore: 12 },
+        greylist: { enabled: false, fail: 'open', delaySeconds: 300 },
+        dnsbl: { enabled: false, fail: 'open', zones: [] },
       },
       domains: new Map(),
       keys: new Map(),
@@ -643,6 +663,31 @@ class Validator {
           const s = this.string(v, lf);
           if (s !== undefined && !/^https?:\/\/[^\s/]+\/?$/.test(s)) this.fail(v, lf, `"${s}" is not an http:// URL of rspamd's worker (e.g. ${DEFAULT_RSPAMD_URL})`);
           else if (s !== undefined) p.spam.rspamdUrl = s.replace(/\/$/, '');
+        } else if (k === 'controller') {
+          const s = this.string(v, lf);
+          if (s !== undefined && !/^https?:\/\/[^\s/]+\/?$/.test(s)) this.fail(v, lf, `"${s}" is not an http:// URL of rspamd's controller (e.g. ${DEFAULT_RSPAMD_CONTROLLER})`);
+          else if (s !== undefined) p.spam.controllerUrl = s.replace(/\/$/, '');
+        } else if (k === 'delay') p.greylist.delaySeconds = this.duration(v, lf, 1, 86400) ?? p.greylist.delaySeconds;
+        else if (k === 'zones') {
+          p.dnsbl.zones = this.stringList(v, lf).flatMap(({ value: z, node: n }) => {
+            if (/^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\.?$/i.test(z)) return [z.toLowerCase().replace(/\.$/, '')];
+            this.fail(n, lf, `"${z}" is not a DNS zone name (e.g. zen.spamhaus.org)`);
+            return [];
+          });
+          // naming zones turns the layer on, unless it says enabled: off
+          if (p.dnsbl.zones.length > 0 && !value.items.some((it) => isScalar(it.key) && it.key.value === 'enabled')) p.dnsbl.enabled = true;
+        } else if (k === 'learn') p.spam.learn = this.onOff(v, lf) ?? p.spam.learn;
+        else if (k === 'greylist') {
+          const s = this.string(v, lf);
+          if (s === 'accept' || s === 'defer') p.spam.greylist = s;
+          else if (s !== undefined) this.fail(v, lf, 'must be accept or defer (answer 451)');
+        } else if (k === 'junk_score' || k === 'reject_score') {
+          // reject_score: off never refuses; the scores are rspamd's (spam) or fe's own (phishing)
+          const off = k === 'reject_score' && isScalar(v) && /^off$/i.test(String(v.value));
+          const n = off ? Infinity : isScalar(v) && typeof v.value === 'number' && Number.isFinite(v.value) && v.value > 0 && v.value <= 1000 ? v.value : undefined;
+          if (n === undefined) this.fail(v, lf, `must be a score from 0 to 1000${k === 'reject_score' ? ', or off' : ''}`);
+          else if (layer === 'spam') p.spam[k === 'junk_score' ? 'junkScore' : 'rejectScore'] = n;
+          else if (layer === 'phishing') p.phishing[k === 'junk_score' ? 'junkScore' : 'rejectScore'] = n;
         }
       }
     }

@@ -1,5 +1,6 @@
 // `fe serve`: starts the daemons fe.yml asks for, reloads config on request, drains on stop.
 import { loadConfig } from '../config/file.js';
+import { controllerPassword, spamLearner } from '../protection/rspamd.js';
 import type { DaemonName, FeConfig } from '../config/schema.js';
 import { createResolver, type FeResolver } from '../dns/resolver.js';
 import { LoginThrottle, type ThrottleOptions } from '../auth/throttle.js';
@@ -58,6 +59,8 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
   const registry = new MailboxRegistry({ config: () => config, log: log.child('mailbox') });
   const testing = testSettings();
   const throttle = new LoginThrottle(testing.throttle);
+  // moves into/out of Junk train rspamd (read per move: SIGHUP may turn it off)
+  const spamLearn = spamLearner(() => (config.protection.spam.enabled && config.protection.spam.learn ? { url: config.protection.spam.controllerUrl, ...controllerPassword(config.dataDir) } : null), log.child('spam'));
   const allowPlaintextAuth = (ip: string) => config.loopbackPlaintextAuth && isLoopback(ip);
   // The outbound queue runs where asked for (the fe-queue unit), and in a plain `fe serve`.
   const queue = !opts.only || opts.only.includes('queue') ? new QueueRunner({ config: () => config, resolver: () => resolver, log: log.child('queue'), ...(testing.queueRetryMs ? { backoffMs: () => testing.queueRetryMs! } : {}), ...(testing.tlsReportOffsetMs ? { tlsReportClock: () => Date.now() + testing.tlsReportOffsetMs! } : {}) }) : null;
@@ -70,7 +73,7 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
         return createMx({ config: () => config, resolver: () => resolver, log: log.child('mx'), srsSecret: serverSecret(config.dataDir, 'srs'), tls });
       case 'imap':
       case 'imaps':
-        return createImapServer({ registry, log: log.child(name), throttle, tls, implicitTls: name === 'imaps', allowPlaintextAuth, hostname: config.hostname, appendLimit: config.limits.messageSize, quota: () => config.limits.mailboxQuota, maxConnectionsPerIp: () => config.limits.imapConnectionsPerIp, ...(testing.idleTimeoutMs ? { idleTimeoutMs: testing.idleTimeoutMs } : {}) });
+        return createImapServer({ registry, log: log.child(name), throttle, tls, implicitTls: name === 'imaps', allowPlaintextAuth, hostname: config.hostname, appendLimit: config.limits.messageSize, quota: () => config.limits.mailboxQuota, maxConnectionsPerIp: () => config.limits.imapConnectionsPerIp, learn: spamLearn, ...(testing.idleTimeoutMs ? { idleTimeoutMs: testing.idleTimeoutMs } : {}) });
       case 'pop3':
       case 'pop3s':
         return createPop3Server({ registry, throttle, tls, allowPlaintextAuth, log: log.child(name), implicitTls: name === 'pop3s', connectionsPerIp: () => config.limits.connectionsPerIp, idleTimeoutMs: testing.idleTimeoutMs });

@@ -22,6 +22,8 @@ export interface ImapServerOptions {
   idleTimeoutMs?: number;
   /** Read per connection, so SIGHUP changes it (limits.imap_connections_per_ip). */
   maxConnectionsPerIp?: () => number;
+  /** Spam learning from moves into/out of Junk (src/protection/rspamd.ts). */
+  learn?: (kind: 'spam' | 'ham', messages: Buffer[]) => Promise<void>;
 }
 
 export function createImapServer(opts: ImapServerOptions) {
@@ -63,6 +65,7 @@ export function createImapServer(opts: ImapServerOptions) {
       appendLimit: opts.appendLimit,
       quota: opts.quota,
       idleTimeoutMs: opts.idleTimeoutMs ?? 30 * 60_000,
+      ...(opts.learn ? { learn: opts.learn } : {}),
       onLogout: release,
       onClose: () => {
         sessions.delete(session);

@@ -27,6 +27,13 @@ export interface SessionOptions {
   idleTimeoutMs: number;
   /** The session said BYE: its connection no longer counts against the client's limit. */
   onLogout?: () => void;
+  /**
+   * Spam learning: called when the owner copies or moves messages into Junk ('spam') or out of it
+   * ('ham'), with their bytes as decrypted in this session's memory (the only moment the server
+   * may read them). The reply waits for it at most `learnWaitMs`; failures are the learner's to log.
+   */
+  learn?: (kind: 'spam' | 'ham', messages: Buffer[]) => Promise<void>;
+  learnWaitMs?: number;
   onClose: () => void;
 }
 
@@ -65,6 +72,9 @@ interface Selected {
   /** MODSEQ last told per UID, where a change after SELECT was told (CONDSTORE updates). */
   modseqs: Map<number, number>;
 }
+
+/** Messages one COPY/MOVE into or out of Junk trains on, at most. */
+const MAX_LEARN_PER_COMMAND = 50;
 
 const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
 
@@ -412,7 +422,7 @@ export class ImapSession {
       case 'MOVE':
       case 'UID MOVE':
         this.need('selected');
-        return this.copy(cmd);
+        return await this.copy(cmd);
       case 'SEARCH':
       case 'UID SEARCH':
         this.need('selected');
@@ -1044,7 +1054,32 @@ export class ImapSession {
     return `${cmd.command} completed`;
   }
 
-  private copy(cmd: Command): string {
+  /** 'spam' into Junk, 'ham' out of it (not into Trash: deleting is no opinion), else null. */
+  private learnKind(from: string, to: string): 'spam' | 'ham' | null {
+    const use = (name: string) => this.handle!.store.getFolder(name)?.specialUse ?? null;
+    const fromJunk = use(from) === '\\Junk';
+    const toJunk = use(to) === '\\Junk';
+    if (toJunk && !fromJunk) return 'spam';
+    if (fromJunk && !toJunk && use(to) !== '\\Trash') return 'ham';
+    return null;
+  }
+
+  /** Hands the messages to the learner; waits for it only a short while, never fails the command. */
+  private async learnFrom(kind: 'spam' | 'ham', folder: string, uids: number[]): Promise<void> {
+    const messages: Buffer[] = [];
+    // one command trains on at most this many: a whole folder dragged into Junk is not a reason to stall
+    for (const uid of uids.slice(0, MAX_LEARN_PER_COMMAND)) {
+      const raw = this.handle!.store.getRaw(folder, uid);
+      if (raw) messages.push(raw);
+    }
+    if (messages.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.opts.learnWaitMs ?? 1500)));
+    await Promise.race([this.opts.learn!(kind, messages).catch(() => undefined), waited]);
+    clearTimeout(timer);
+  }
+
+  private async copy(cmd: Command): Promise<string> {
     const byUid = cmd.command.startsWith('UID ');
     const move = cmd.command.endsWith('MOVE');
     if (move) this.writable();
@@ -1059,6 +1094,9 @@ export class ImapSession {
       const wanted = new Set(uids);
       this.checkQuota(this.handle!.store.listMessages(sel.name).reduce((n, m) => n + (wanted.has(m.uid) ? m.size : 0), 0));
     }
+    const kind = this.opts.learn ? this.learnKind(sel.name, target.name) : null;
+    // read before a MOVE takes them out of this folder
+    const learning = kind ? this.learnFrom(kind, sel.name, uids) : null;
     const result = move ? this.handle!.store.moveMessages(sel.name, uids, target.name) : this.handle!.store.copyMessages(sel.name, uids, target.name);
     const code = `COPYUID ${result.uidValidity} ${result.mapping.map(([s]) => s).join(',')} ${result.mapping.map(([, d]) => d).join(',')}`;
     this.handle!.changed(target.name, this);
@@ -1068,9 +1106,10 @@ export class ImapSession {
       this.send(`* OK [${code}] moved`);
       this.handle!.changed(sel.name, this);
       this.reportExpunged(new Set(uids));
-      return `${cmd.command} completed`;
     }
-    return `[${code}] ${cmd.command} completed`;
+    // the store and this session's view are settled; only the tagged reply waits for the learner
+    if (learning) await learning;
+    return move ? `${cmd.command} completed` : `[${code}] ${cmd.command} completed`;
   }
 
   private search(cmd: Command): string {
