@@ -307,3 +307,31 @@ test('executables: names inside 7z, cab, tar.gz and bzip2 zips are read; limits 
   assert.equal(verdict('invoice\u202Efdp.scr', Buffer.from('x'))?.kind, 'bidi-name');
   assert.equal(verdict('report.pdf', readFileSync('/usr/share/clamav-testfiles/clam.pdf')), null, 'a PDF is fine');
 });
+
+test('pipeline: the strictest verdict wins, a silent engine is cut off at the time budget, each layer keeps its fail policy', async () => {
+  const { parseConfig } = await import('../src/config/schema.js');
+  const { runProtection } = await import('../src/protection/pipeline.js');
+  const { createLogger } = await import('../src/util/log.js');
+  const { config } = parseConfig('hostname: mail.example.org\nprotection:\n  timeout: 1s\n  spam: {fail: closed}\n  phishing: {fail: open}\n', 'fe.yml');
+  const lines: string[] = [];
+  const log = createLogger('info', 'fe', (l) => lines.push(l));
+  const input = { raw: Buffer.from('Subject: x\r\n\r\nhi\r\n'), clientIp: '127.0.0.1', helo: 'x', mailFrom: 'a@b.example', rcptTo: ['me@example.org'], auth: {} as never, hostname: 'mail.example.org', ownDomains: [] };
+  // stand-ins for engines: one that answers junk, one that never answers, one that fails
+  const junk = { name: 'spam', scan: async () => ({ layer: 'spam', action: 'junk' as const, score: 7.25, symbols: ['BAYES_SPAM'] }) };
+  const silent = { name: 'spam', scan: () => new Promise<never>(() => {}) };
+  const broken = { name: 'phishing', scan: async () => { throw new Error('engine down'); } };
+  const accept = { name: 'executables', scan: async () => ({ layer: 'executables', action: 'accept' as const }) };
+
+  const a = await runProtection(config!, input, [], log, 'id1', [accept, junk, broken]);
+  assert.equal(a.action, 'junk');
+  assert.equal(a.header, 'X-FE-Protection: executables=accept;\r\n\tspam=junk score=7.25 (BAYES_SPAM);\r\n\tphishing=skipped\r\n');
+  assert.ok(lines.some((l) => /^warn fe: protection layer could not run id=id1 layer=phishing action=skipped reason="engine down"$/.test(l)), lines.join('\n'));
+
+  const t0 = Date.now();
+  const b = await runProtection(config!, input, [], log, 'id2', [accept, silent]);
+  assert.ok(Date.now() - t0 < 3000, 'cut off near the 1 s budget');
+  assert.equal(b.action, 'defer', 'spam is fail: closed');
+  assert.equal(b.code, 451);
+  assert.match(b.reply!, /^4\.7\.0 /);
+  assert.ok(lines.some((l) => /protection id=id2 from=a\*\*\*@b\.example action=defer/.test(l)));
+});
