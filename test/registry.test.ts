@@ -2,7 +2,7 @@
 // brute-force throttling of logins.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LoginThrottle } from '../src/auth/throttle.js';
+import { LoginThrottle, prefixOf } from '../src/auth/throttle.js';
 import { loadConfig } from '../src/config/file.js';
 import { sealingPublicKey } from '../src/crypto/mailbox-key.js';
 import { MailboxRegistry, type ChangeEvent } from '../src/store/registry.js';
@@ -68,4 +68,18 @@ test('login throttle: slows after a few failures, blocks after many, forgives on
   assert.equal(t.check('192.0.2.1').allowed, true, 'the block ends');
   t.success('192.0.2.1');
   assert.deepEqual(t.check('192.0.2.1'), { allowed: true, delayMs: 0 });
+});
+
+test('login throttle: a /24 or /64 with many failures is refused, except addresses that logged in before', () => {
+  assert.equal(prefixOf('192.0.2.7'), '192.0.2.0/24');
+  assert.equal(prefixOf('::ffff:192.0.2.9'), '192.0.2.0/24');
+  assert.equal(prefixOf('2001:0db8:0000:0001:aaaa::1'), '2001:db8:0:1::/64');
+  assert.equal(prefixOf('2001:db8::1'), prefixOf('2001:db8:0:0:ffff::2'));
+  const t = new LoginThrottle({ blockAfter: 10, prefixBlockAfter: 5, windowMs: 600_000 });
+  t.success('198.51.100.1'); // known-good
+  for (let i = 2; i < 7; i++) t.failure(`198.51.100.${i}`); // one failure each: no address is near its own limit
+  const stranger = t.check('198.51.100.99');
+  assert.equal(stranger.allowed, false, 'the /24 is blocked');
+  assert.deepEqual(t.check('198.51.100.1'), { allowed: true, delayMs: 0 }, 'a known-good address keeps its lane');
+  assert.deepEqual(t.check('198.51.101.1'), { allowed: true, delayMs: 0 }, 'the next /24 is not affected');
 });

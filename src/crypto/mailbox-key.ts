@@ -83,6 +83,16 @@ function kekAsync(password: string, salt: Buffer, params: ScryptParams): Promise
   return new Promise((resolve, reject) => scrypt(password.normalize('NFC'), salt, 32, scryptOptions(params), (e, key) => (e ? reject(e) : resolve(key))));
 }
 
+const DECOY_SALT = randomBytes(16);
+
+/**
+ * The work of checking a password against a mailbox that does not exist: the same scrypt as a
+ * real unlock, so a wrong password and an unknown user take the same time (no mailbox probing).
+ */
+export async function decoyUnlockAsync(password: string): Promise<void> {
+  (await kekAsync(password, DECOY_SALT, SCRYPT)).fill(0);
+}
+
 // The address is bound into the AEAD so a key file copied to another mailbox will not open; the
 // version too, so a v2 file relabelled v1 (to drop the ML-KEM key) does not open either.
 function aad(version: 1 | 2, address: string): Buffer {

@@ -499,16 +499,18 @@ export class ImapSession {
   private async login(user: string, pass: string): Promise<string> {
     const ip = this.socket.remoteAddress ?? '';
     if (!this.secure && !this.opts.allowPlaintextAuth(ip)) throw new No('use TLS (STARTTLS or port 993) before logging in', 'PRIVACYREQUIRED');
-    const gate = this.opts.throttle.check(ip);
-    if (!gate.allowed) throw new No(`too many failed logins from your address; try again in ${Math.ceil(gate.retryAfterMs / 60000)} minutes`, 'UNAVAILABLE');
-    if (gate.delayMs) await new Promise((r) => setTimeout(r, gate.delayMs));
-    const handle = await this.opts.registry.login(user, pass);
+    const r = await this.opts.throttle.login(ip, () => !this.closed, () => this.opts.registry.login(user, pass));
+    if (r.kind === 'blocked') throw new No(`too many failed logins from your address; try again in ${Math.ceil(r.retryAfterMs / 60000)} minutes`, 'UNAVAILABLE');
+    if (r.kind === 'busy' || r.kind === 'gone') throw new No('too many logins waiting; try again in a moment', 'UNAVAILABLE');
+    const handle = r.kind === 'ok' ? r.value : null;
+    if (handle && this.closed) {
+      handle.release(); // the client left while its password was checked
+      throw new No('the connection closed');
+    }
     if (!handle) {
-      this.opts.throttle.failure(ip);
       this.opts.log.info('IMAP login failed', { ip, user: this.opts.log.addr(user) });
       throw new No('wrong user name or password', 'AUTHENTICATIONFAILED');
     }
-    this.opts.throttle.success(ip);
     this.handle = handle;
     handle.events.on('change', this.onChange);
     this.state = 'auth';

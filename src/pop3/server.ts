@@ -483,30 +483,29 @@ export function createPop3Server(opts: Pop3Options) {
 
     private async login(username: string, password: string): Promise<void> {
       const check = throttle.check(this.ip);
-      if (!check.allowed) {
+      if (!check.allowed && !check.busy) {
         log.info('login refused: too many failures', { ip: this.ip });
         const minutes = Math.max(1, Math.ceil(check.retryAfterMs / 60_000));
         await this.reply(`-ERR [LOGIN-DELAY] Too many failed logins from your address; try again in ${minutes} minute${minutes === 1 ? '' : 's'}`);
         return this.end();
       }
-      if (check.delayMs > 0) await sleep(check.delayMs);
-      if (this.isClosed()) return;
       let handle: MailboxHandle | null;
       try {
-        handle = await registry.login(username, password);
+        const r = await throttle.login(this.ip, () => !this.isClosed(), () => registry.login(username, password));
+        if (r.kind === 'busy' || r.kind === 'blocked') return this.reply('-ERR [SYS/TEMP] Too many logins waiting; try again in a moment');
+        if (r.kind === 'gone') return;
+        handle = r.kind === 'ok' ? r.value : null;
       } catch (e) {
         log.error('mailbox could not be opened', { user: log.addr(username), reason: (e as Error).message });
         return this.reply('-ERR [SYS/TEMP] The mailbox cannot be opened right now; try again later');
       }
       if (!handle) {
-        throttle.failure(this.ip);
         this.failures++;
         log.info('login failed', { user: log.addr(username), ip: this.ip });
         await this.reply('-ERR [AUTH] Invalid user name or password');
         if (this.failures >= maxAuthFailures) this.end();
         return;
       }
-      throttle.success(this.ip);
       if (this.isClosed()) {
         handle.release(); // the client left while its password was checked
         return;

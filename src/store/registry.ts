@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, watch, type FSWatcher } from 'node:fs';
 import { resolveRecipient } from '../config/resolve.js';
 import type { FeConfig } from '../config/schema.js';
-import { hasMailboxKey, unlockMailboxKeyAsync, WrongPassword } from '../crypto/mailbox-key.js';
+import { decoyUnlockAsync, hasMailboxKey, unlockMailboxKeyAsync, WrongPassword } from '../crypto/mailbox-key.js';
 import type { Logger } from '../util/log.js';
 import { MailboxStore } from './mailbox-db.js';
 import { mailboxDir } from './paths.js';
@@ -48,10 +48,9 @@ export class MailboxRegistry {
   async login(username: string, password: string): Promise<MailboxHandle | null> {
     const config = this.opts.config();
     const r = resolveRecipient(config, username.trim());
-    if (!r.ok || r.resolution.via !== 'exact' || !r.resolution.alias.mailbox) return null;
+    const dir = r.ok && r.resolution.via === 'exact' && r.resolution.alias.mailbox ? mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local) : null;
+    if (!r.ok || !dir || !hasMailboxKey(dir)) return decoyUnlockAsync(password).then(() => null); // as slow as a wrong password
     const address = `${r.resolution.local}@${r.resolution.domain.name}`;
-    const dir = mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local);
-    if (!hasMailboxKey(dir)) return null;
     let secrets;
     try {
       secrets = await unlockMailboxKeyAsync(dir, password);

@@ -8,7 +8,7 @@ import { authenticate, type MailauthResolver } from 'mailauth';
 import type { LoginThrottle } from '../auth/throttle.js';
 import { resolveRecipient } from '../config/resolve.js';
 import type { FeConfig } from '../config/schema.js';
-import { hasMailboxKey, sealingPublicKey, unlockMailboxKeyAsync, WrongPassword } from '../crypto/mailbox-key.js';
+import { decoyUnlockAsync, hasMailboxKey, sealingPublicKey, unlockMailboxKeyAsync, WrongPassword } from '../crypto/mailbox-key.js';
 import { answerData, SmtpReply, smtpDaemon } from '../smtp/daemon.js';
 import { activeSigners, dkimRecord, signMessage, type DkimSigner } from '../dkim/sign.js';
 import { handOff, queuePublicKey, type QueueRecipient } from '../queue/handoff.js';
@@ -95,17 +95,15 @@ export function createSubmissionServer(opts: SubmissionOptions) {
 
   async function onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession): Promise<string> {
     if (!session.secure && !opts.allowPlaintextAuth(session.remoteAddress)) throw new SmtpReply(538, '5.7.11 Encryption required: use STARTTLS first (or port 465)');
-    const gate = opts.throttle.check(session.remoteAddress);
-    if (!gate.allowed) throw new SmtpReply(454, `4.7.0 Too many failed logins from your address; try again in ${Math.ceil(gate.retryAfterMs / 60_000)} minutes`);
-    if (gate.delayMs > 0) await new Promise((r) => setTimeout(r, gate.delayMs));
     const config = opts.config();
-    const user = await checkPassword(config, auth.username ?? '', auth.password ?? '');
+    const r = await opts.throttle.login(session.remoteAddress, () => true, () => checkPassword(config, auth.username ?? '', auth.password ?? ''));
+    if (r.kind === 'blocked') throw new SmtpReply(454, `4.7.0 Too many failed logins from your address; try again in ${Math.ceil(r.retryAfterMs / 60_000)} minutes`);
+    if (r.kind === 'busy' || r.kind === 'gone') throw new SmtpReply(454, '4.7.0 Too many logins waiting; try again in a moment');
+    const user = r.kind === 'ok' ? r.value : null;
     if (!user) {
-      opts.throttle.failure(session.remoteAddress);
       log.info('login failed', { ip: session.remoteAddress });
       throw new SmtpReply(535, '5.7.8 Authentication credentials invalid');
     }
-    opts.throttle.success(session.remoteAddress);
     log.info('login', { user: log.addr(user), ip: session.remoteAddress });
     return user;
   }
@@ -256,9 +254,8 @@ export function createSubmissionServer(opts: SubmissionOptions) {
 /** The canonical address of the mailbox this login names, if the password opens it. */
 async function checkPassword(config: FeConfig, username: string, password: string): Promise<string | null> {
   const r = resolveRecipient(config, username.trim());
-  if (!r.ok || r.resolution.via !== 'exact' || !r.resolution.alias.mailbox) return null;
-  const dir = mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local);
-  if (!hasMailboxKey(dir)) return null;
+  const dir = r.ok && r.resolution.via === 'exact' && r.resolution.alias.mailbox ? mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local) : null;
+  if (!r.ok || !dir || !hasMailboxKey(dir)) return decoyUnlockAsync(password).then(() => null); // as slow as a wrong password
   try {
     const secrets = await unlockMailboxKeyAsync(dir, password);
     secrets.masterKey.fill(0); // only the password check is needed here
