@@ -112,10 +112,15 @@ async function python(script: string, input?: Buffer): Promise<string> {
   });
 }
 
-/** fe export with the password on stdin; stdout as bytes. */
+/** fe export of me@ with the password on stdin; stdout as bytes. */
 function feExport(args: string[], stdinText = `${PASSWORD}\n`): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+  return feRun(['export', 'me@example.org', '--password-stdin', ...args], stdinText);
+}
+
+/** fe with these arguments and this standard input; stdout as bytes. */
+function feRun(args: string[], stdinText = `${PASSWORD}\n`): Promise<{ code: number; stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FE_BIN, '--config', w.config, 'export', 'me@example.org', '--password-stdin', ...args], { cwd: w.dir, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [FE_BIN, '--config', w.config, ...args], { cwd: w.dir, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -434,18 +439,8 @@ test('a 10,000-message mailbox round trips through mbox: Python reads every mess
   });
   writeFileSync(path.join(w.dir, 'big.mbox'), parts.join(''), 'latin1');
   for (const a of ['tenk@example.org', 'tenk2@example.org']) await w.ok(['alias', 'add', a, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
-  const feAs = (address: string, args: string[]) => {
-    return new Promise<{ code: number; stdout: Buffer; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [FE_BIN, '--config', w.config, ...args.slice(0, 1), address, '--password-stdin', ...args.slice(1)], { cwd: w.dir, stdio: ['pipe', 'pipe', 'pipe'] });
-      const out: Buffer[] = [];
-      let err = '';
-      child.stdout.on('data', (d: Buffer) => out.push(d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: err }));
-      child.stdin.end(`${PASSWORD}\n`);
-    });
-  };
+  // fe import/export as the named mailbox, the password on stdin
+  const feAs = (address: string, [command, ...rest]: string[]) => feRun([command!, address, '--password-stdin', ...rest]);
   const imported = await feAs('tenk@example.org', ['import', '--mbox', 'big.mbox', '--json']);
   assert.equal(imported.code, 0, imported.stderr);
   assert.equal((JSON.parse(imported.stdout.toString('utf8')) as { imported: number }).imported, 10_000);

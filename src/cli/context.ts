@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { configPath } from '../config/file.js';
 
-export { parseName, servedDomain } from '../admin/lookup.js';
+export { mailboxWithKey, parseName, servedDomain } from '../admin/lookup.js';
 
 export function configFile(cmd: Command): string {
   return configPath((cmd.optsWithGlobals() as { config?: string }).config);

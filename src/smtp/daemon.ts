@@ -1,11 +1,28 @@
 // What the MX and submission servers share around smtp-server: replies with a code, the
 // DATA answer for an async handler, certificate renewals, and a drain on stop.
-import type { SMTPServer } from 'smtp-server';
+import type { SMTPServer, SMTPServerDataStream } from 'smtp-server';
 import { boundAddress, listenOn } from '../daemon/listen.js';
 import type { TlsSource } from '../tls/source.js';
 import type { Logger } from '../util/log.js';
 
 /** An SMTP answer: smtp-server sends `responseCode` and the message (which carries the enhanced code). */
+/** The message, or nothing once it passes `limit`: the rest is read (to answer 552) but not kept. */
+export async function readAll(stream: SMTPServerDataStream, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size <= limit) chunks.push(chunk as Buffer);
+    else chunks.length = 0;
+  }
+  return size <= limit ? Buffer.concat(chunks) : Buffer.alloc(0);
+}
+
+/** The domain of an address, lower-cased. */
+export function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+}
+
 export class SmtpReply extends Error {
   constructor(
     readonly responseCode: number,

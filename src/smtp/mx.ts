@@ -5,7 +5,7 @@ import { createPrivateKey, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { resolveRecipient } from '../config/resolve.js';
-import { answerData, SmtpReply, smtpDaemon } from './daemon.js';
+import { answerData, domainOf, readAll, SmtpReply, smtpDaemon } from './daemon.js';
 import type { FeConfig } from '../config/schema.js';
 import { privateKeyPath } from '../dkim/keys.js';
 import type { FeResolver } from '../dns/resolver.js';
@@ -124,22 +124,6 @@ export function stripOwnAuthResults(message: Buffer, hostname: string): Buffer {
   }
   if (kept.length === lines.length) return message;
   return Buffer.concat([Buffer.from(kept.join('\r\n'), 'latin1'), message.subarray(end)]);
-}
-
-/** The message, or nothing once it passes `limit`: the rest is read (to answer 552) but not kept. */
-async function readAll(stream: SMTPServerDataStream, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size <= limit) chunks.push(chunk as Buffer);
-    else chunks.length = 0;
-  }
-  return size <= limit ? Buffer.concat(chunks) : Buffer.alloc(0);
-}
-
-function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
 
 export function createMx(opts: MxOptions) {

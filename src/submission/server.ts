@@ -9,7 +9,7 @@ import type { LoginThrottle } from '../auth/throttle.js';
 import { resolveRecipient } from '../config/resolve.js';
 import type { FeConfig } from '../config/schema.js';
 import { decoyUnlockAsync, hasMailboxKey, sealingPublicKey, unlockMailboxKeyAsync, WrongPassword } from '../crypto/mailbox-key.js';
-import { answerData, SmtpReply, smtpDaemon } from '../smtp/daemon.js';
+import { answerData, domainOf, readAll, SmtpReply, smtpDaemon } from '../smtp/daemon.js';
 import { activeSigners, dkimRecord, signMessage, type DkimSigner } from '../dkim/sign.js';
 import { handOff, queuePublicKey, type QueueRecipient } from '../queue/handoff.js';
 import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
@@ -70,22 +70,6 @@ function ownKeyResolver(domain: string, signers: DkimSigner[]): MailauthResolver
     if (txt) return [[txt]];
     throw Object.assign(new Error(`no ${type} for ${name}`), { code: 'ENOTFOUND' });
   };
-}
-
-/** The message, or nothing once it passes `limit`: the rest is read (to answer 552) but not kept. */
-async function readAll(stream: SMTPServerDataStream, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size <= limit) chunks.push(chunk as Buffer);
-    else chunks.length = 0;
-  }
-  return size <= limit ? Buffer.concat(chunks) : Buffer.alloc(0);
-}
-
-function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
 
 export function createSubmissionServer(opts: SubmissionOptions) {

@@ -7,10 +7,10 @@ import { editConfig, loadConfig } from '../../config/file.js';
 import { acquireLock } from '../../config/lock.js';
 import { aliasAddress, displayDomain, formatAddress, mailboxAddress } from '../../config/names.js';
 import { resolveRecipient } from '../../config/resolve.js';
-import { changeMailboxPassword, generatePassword, hasMailboxKey, keyFilePath, WrongPassword } from '../../crypto/mailbox-key.js';
+import { changeMailboxPassword, generatePassword, keyFilePath, WrongPassword } from '../../crypto/mailbox-key.js';
 import { mailboxDir } from '../../store/paths.js';
 import { UsageError, UserError } from '../../util/errors.js';
-import { configFile, JSON_HELP, parseName, servedDomain } from '../context.js';
+import { configFile, JSON_HELP, mailboxWithKey, parseName, servedDomain } from '../context.js';
 import { print, printJson, printTable, readStdin, style } from '../output.js';
 
 function checkPassword(pw: string): string {
@@ -138,13 +138,8 @@ file; the LUKS volume fe init sets up covers those.)`,
     .requiredOption('--password-stdin', 'read the current password from the first line of standard input and the new one from the second (no second line: a new one is generated and printed)')
     .addHelpText('after', '\nA mailbox made before the post-quantum seal also gets its ML-KEM-768 key here (as with fe mailbox upgrade-seal).')
     .action(async (input: string, _opts: unknown, cmd: Command) => {
-      const address = parseName(aliasAddress, input);
-      const canonical = formatAddress(address);
       const config = loadConfig(configFile(cmd));
-      const domain = servedDomain(config, address.domain);
-      if (!domain.aliases.get(address.local)?.mailbox) throw new UserError(`${canonical} is not a mailbox alias`);
-      const dir = mailboxDir(config.dataDir, domain.name, address.local);
-      if (!hasMailboxKey(dir)) throw new UserError(`the mailbox key of ${canonical} is missing (${keyFilePath(dir)})`);
+      const { canonical, dir } = mailboxWithKey(config, input);
       const [current = '', next = ''] = await stdinLines();
       if (current === '') throw new UserError('no current password on standard input');
       const generated = next === '';

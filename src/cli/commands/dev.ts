@@ -85,6 +85,8 @@ Use the config with any command: FE_CONFIG=.fe-dev/fe.yml fe alias list`,
         print(`  swaks --server ${mx.address}:${mx.port} --from you@example.net --to me@${DOMAIN}`);
         print(`  swaks --server ${mx.address}:${mx.port} --from you@example.net --to shop@${DOMAIN}   # forwarded to me@`);
         print(`it is sealed to me@${DOMAIN}'s key and waits in ${path.join(rel === state.config ? dir : path.dirname(rel), 'data', 'mailboxes', DOMAIN, 'me', 'spool')}`);
+        // The engine layers are on by default; on a laptop their engines are usually absent.
+        print(`content protection: executables and phishing checks run here; viruses (clamd) and spam (rspamd) are skipped with a WARN per message unless those engines run locally (or set protection: {viruses: off, spam: off} in ${rel})`);
       }
       const imap = running.addresses.imap;
       const imaps = running.addresses.imaps;

@@ -2,17 +2,15 @@
 import type { Command } from 'commander';
 import { openMailbox } from '../../admin/mailbox.js';
 import { acquireLock } from '../../config/lock.js';
-import { aliasAddress, formatAddress } from '../../config/names.js';
-import { hasMailboxKey, keyFilePath, mailboxKeyVersion, upgradeMailboxSeal, WrongPassword } from '../../crypto/mailbox-key.js';
+import { keyFilePath, mailboxKeyVersion, upgradeMailboxSeal, WrongPassword } from '../../crypto/mailbox-key.js';
 import { sealVersion } from '../../crypto/seal.js';
-import { mailboxDir } from '../../store/paths.js';
 import { listSpool, spoolDir, spoolFileName } from '../../store/spool.js';
 import { closeSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { MailStoreError } from '../../store/mailbox-db.js';
 import { loadConfig } from '../../config/file.js';
 import { UserError } from '../../util/errors.js';
-import { configFile, JSON_HELP, parseName, servedDomain } from '../context.js';
+import { configFile, JSON_HELP, mailboxWithKey } from '../context.js';
 import { print, printJson, printTable, readStdin } from '../output.js';
 
 /** Spool files still sealed with X25519 alone (format v1): what an upgrade does not reach. */
@@ -107,13 +105,8 @@ arrives after it once they log in again.`,
     .action(async (input: string, opts: { json?: boolean }, cmd: Command) => {
       const password = (await readStdin()).toString('utf8').split(/\r?\n/)[0] ?? '';
       if (password === '') throw new UserError('no password on standard input');
-      const address = parseName(aliasAddress, input);
-      const canonical = formatAddress(address);
       const config = loadConfig(configFile(cmd));
-      const domain = servedDomain(config, address.domain);
-      if (!domain.aliases.get(address.local)?.mailbox) throw new UserError(`${canonical} is not a mailbox alias`);
-      const dir = mailboxDir(config.dataDir, domain.name, address.local);
-      if (!hasMailboxKey(dir)) throw new UserError(`the mailbox key of ${canonical} is missing (${keyFilePath(dir)})`);
+      const { canonical, dir } = mailboxWithKey(config, input);
       const release = await acquireLock(keyFilePath(dir), 10_000);
       let upgraded: boolean;
       try {
