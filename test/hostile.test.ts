@@ -177,13 +177,17 @@ test('MX: an oversized DATA without SIZE is answered 552 without being held in m
   await s.send('DATA\r\n', /^354 .*\r\n/m);
   let peak = 0;
   const watch = setInterval(() => (peak = Math.max(peak, rssMiB())), 50);
-  const sent = await flood(s.socket, repeat('0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n', 64 * 1024), 128 * MiB);
+  // 384 MiB: far more than any bound below, so holding it (537 MiB for 128 MiB before the fix)
+  // cannot pass. Node 22+ collects the dropped chunks later than Node 20 (about 100 MiB of
+  // garbage whatever the size sent, measured with 128 and 512 MiB under Node 24), hence two bounds.
+  const sent = await flood(s.socket, repeat('0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n', 64 * 1024), 384 * MiB);
   const reply = await s.send('\r\n.\r\n', /^\d{3} .*\r\n/m);
   clearInterval(watch);
-  assert.equal(sent >= 128 * MiB, true, 'the MX reads the whole message to answer it');
+  assert.equal(sent >= 384 * MiB, true, 'the MX reads the whole message to answer it');
   assert.match(reply, new RegExp(`^552 5\\.3\\.4 Message too big: the limit here is ${MESSAGE_SIZE} bytes\\r\\n$`));
   const grown = Math.max(peak, rssMiB()) - base;
-  assert.ok(grown < 48, `RSS grew by ${grown.toFixed(1)} MiB for 128 MiB of DATA`);
+  const bound = Number(process.versions.node.split('.')[0]) >= 22 ? 160 : 48;
+  assert.ok(grown < bound, `RSS grew by ${grown.toFixed(1)} MiB for ${(sent / MiB).toFixed(0)} MiB of DATA (bound ${bound} MiB)`);
   assert.match(await s.send('QUIT\r\n', /^221 .*\r\n/m), /^221 /);
   s.socket.destroy();
   const ok = await smtpConnect(fe.ports.mx!);
