@@ -605,7 +605,10 @@ test('snapshot while open is a consistent, still-encrypted copy that opens with 
   }
 });
 
-test('concurrent MX writers, one killed mid-burst: every id that was returned gets imported', { timeout: 30_000 }, async () => {
+// Each writer fsyncs every file and its folder: about 400 fsyncs in all, under a second when the
+// disk is idle but once over 30 s beside the rest of the suite. A writer that has not ended after
+// 100 s is killed and named, so a real hang is told apart from a slow disk.
+test('concurrent MX writers, one killed mid-burst: every id that was returned gets imported', { timeout: 120_000 }, async () => {
   const { dir, secrets, publicKey } = newMailbox();
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const pub = publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
@@ -632,11 +635,19 @@ test('concurrent MX writers, one killed mid-burst: every id that was returned ge
               const [id, tag, j] = buf.slice(0, nl).split(' ');
               buf = buf.slice(nl + 1);
               reported.set(id!, `child-${tag}-msg-${j}`);
-              if (w.tag === 'victim' && ++lines === 25) child.kill('SIGKILL');
+              lines++;
+              if (w.tag === 'victim' && lines === 25) child.kill('SIGKILL');
             }
           });
+          const stalled = setTimeout(() => {
+            child.kill('SIGKILL');
+            reject(new Error(`writer ${w.tag} still running after 100 s, ${lines} ids printed; stderr: ${stderr}`));
+          }, 100_000);
           child.on('error', reject);
-          child.on('close', (code, signal) => resolve({ tag: w.tag, code, signal, stderr }));
+          child.on('close', (code, signal) => {
+            clearTimeout(stalled);
+            resolve({ tag: w.tag, code, signal, stderr });
+          });
         }),
     ),
   );
