@@ -15,6 +15,7 @@ import { seal } from '../src/crypto/seal.js';
 import { FolderExists, InvalidFlag, InvalidFolderName, MAILBOX_DB, MailStoreError, MailboxStore, NoSuchFolder, WrongMailboxKey } from '../src/store/mailbox-db.js';
 import { mailboxDir } from '../src/store/paths.js';
 import { appendToSpool, isSpoolId, listSpool, newSpoolId, spoolCount, spoolDir, spoolFileName } from '../src/store/spool.js';
+import { QueueStore } from '../src/queue/store.js';
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'store-child.js');
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
@@ -673,6 +674,51 @@ test('concurrent MX writers, one killed mid-burst: every id that was returned ge
   } finally {
     store.close();
   }
+});
+
+// Creation used to race: openers of a missing file each keyed the empty file with a salt of
+// their own, and whoever lost read the winner's pages as a wrong key (seen as "wrong password"
+// for a mailbox, "was the key replaced?" for the queue, and a duplicate ALTER TABLE).
+async function raceOpen(mode: 'open-at' | 'queue-open-at', dir: string, keyHex: string, children: number): Promise<string[]> {
+  const startAt = Date.now() + 400; // all children loaded and spinning by then
+  const outs = await Promise.all(
+    Array.from({ length: children }, () => new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, [CHILD, mode, dir, keyHex, String(startAt)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      child.on('error', reject);
+      child.on('close', () => resolve(out.trim()));
+    })),
+  );
+  return outs;
+}
+
+test('processes that create one mailbox database at the same instant all open it, with one key', { timeout: 120_000 }, async () => {
+  const failures: string[] = [];
+  for (let round = 0; round < 12; round++) {
+    const { dir, secrets } = newMailbox();
+    const outs = await raceOpen('open-at', dir, secrets.masterKey.toString('hex'), 4);
+    failures.push(...outs.filter((o) => o !== 'ok'));
+    const store = MailboxStore.open(dir, secrets);
+    try {
+      assert.equal(store.getFolder('INBOX')!.messages, outs.filter((o) => o === 'ok').length);
+    } finally {
+      store.close();
+    }
+    assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith('.new')), [], 'no build file left');
+  }
+  assert.deepEqual(failures, []);
+});
+
+test('processes that create the queue database and its key at the same instant all open it', { timeout: 120_000 }, async () => {
+  const failures: string[] = [];
+  for (let round = 0; round < 12; round++) {
+    const dataDir = tmp();
+    const outs = await raceOpen('queue-open-at', dataDir, '-', 4);
+    failures.push(...outs.filter((o) => o !== 'ok'));
+    QueueStore.open(dataDir).close(); // the key on disk is the one the database was made with
+  }
+  assert.deepEqual(failures, []);
 });
 
 test('keying and opening an existing mailbox database is cheap (raw key, no KDF)', (t) => {

@@ -12,7 +12,7 @@ import { HandoffFormatError, incomingDir, incomingFile, listIncoming, queueDir, 
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import type { FeConfig } from '../config/schema.js';
 import { TlsResultStore } from '../tlsrpt/results.js';
-import { createPrivateFile, ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
+import { createFileOnce, createPrivateFile, ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
 
 export type RecipientState = 'queued' | 'delivered' | 'bounced' | 'expired';
 
@@ -153,7 +153,18 @@ export class QueueStore {
   static open(dataDir: string, options: { busyTimeoutMs?: number } = {}): QueueStore {
     ensurePrivateDir(queueDir(dataDir));
     const file = QueueStore.file(dataDir);
-    if (!existsSync(file)) createPrivateFile(file); // SQLite would make it 0644
+    // A new queue.db is built aside and linked into place: two processes opening an empty file
+    // at once would each key it with a salt of their own, and one would then fail to read it.
+    if (!existsSync(file)) {
+      createFileOnce(file, (tmp) => {
+        createPrivateFile(tmp); // SQLite would make it 0644
+        QueueStore.openFile(dataDir, tmp, options).close();
+      });
+    }
+    return QueueStore.openFile(dataDir, file, options);
+  }
+
+  private static openFile(dataDir: string, file: string, options: { busyTimeoutMs?: number }): QueueStore {
     const key = serverSecret(dataDir, 'queue-db');
     const db = new Database(file);
     try {
@@ -211,7 +222,10 @@ export class QueueStore {
         CREATE INDEX IF NOT EXISTS recipients_msg ON recipients(msg_id);
       `);
       // Added with TLS-RPT: a queue.db made before it gets the column.
-      if (!(db.prepare('SELECT name FROM pragma_table_info(?)').all('messages') as { name: string }[]).some((c) => c.name === 'tls_report')) db.exec('ALTER TABLE messages ADD COLUMN tls_report INTEGER NOT NULL DEFAULT 0');
+      // Checked and added in one write transaction, so two processes upgrading at once add it once.
+      db.transaction(() => {
+        if (!(db.prepare('SELECT name FROM pragma_table_info(?)').all('messages') as { name: string }[]).some((c) => c.name === 'tls_report')) db.exec('ALTER TABLE messages ADD COLUMN tls_report INTEGER NOT NULL DEFAULT 0');
+      }).immediate();
     } catch (e) {
       db.close();
       if ((e as { code?: string }).code === 'SQLITE_NOTADB') throw new Error(`${file} does not open with the queue key in ${path.join(dataDir, 'secrets')}; was the key replaced?`);

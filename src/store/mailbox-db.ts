@@ -8,7 +8,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { MailboxSecrets } from '../crypto/mailbox-key.js';
 import { isHybrid, SealError, SealKeyMissing } from '../crypto/seal.js';
-import { createPrivateFile, ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
+import { createFileOnce, createPrivateFile, ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
 import { parseMessage, type BodyPart, type Envelope } from './message-parse.js';
 import { FAILED_DIR, SpoolFormatError, type SpoolFolder, decodeSpoolFile, listSpool, removeStaleSpoolTemps, spoolDir, spoolFileName } from './spool.js';
 
@@ -402,12 +402,21 @@ export class MailboxStore {
     const t0 = performance.now();
     ensurePrivateDir(mailboxDir);
     const file = path.join(mailboxDir, MAILBOX_DB);
-    const fresh = !existsSync(file);
-    // SQLite would create the file 0644; WAL and SHM files copy the main file's mode.
-    if (fresh) {
-      createPrivateFile(file);
-      fsyncDir(mailboxDir);
+    // A new database is built aside, schema and all, then linked into place: two processes
+    // opening an empty file at once (a first login beside fe import) would each key it with a
+    // salt of their own, and the loser would read it as a wrong key.
+    if (!existsSync(file)) {
+      createFileOnce(file, (tmp) => {
+        createPrivateFile(tmp); // SQLite would create it 0644; WAL and SHM files copy its mode
+        MailboxStore.openFile(mailboxDir, tmp, secrets, options).close();
+      });
     }
+    const store = MailboxStore.openFile(mailboxDir, file, secrets, options);
+    store.openedInMs = performance.now() - t0;
+    return store;
+  }
+
+  private static openFile(mailboxDir: string, file: string, secrets: MailboxSecrets, options: MailboxStoreOptions): MailboxStore {
     const db = new Database(file);
     let store: MailboxStore | null = null;
     try {
@@ -442,7 +451,6 @@ export class MailboxStore {
       db.close();
       throw e;
     }
-    store.openedInMs = performance.now() - t0;
     return store;
   }
 
@@ -492,12 +500,16 @@ export class MailboxStore {
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
     const current = (this.db.prepare('SELECT coalesce(max(version), 0) AS v FROM schema_version').get() as { v: number }).v;
     if (current > LATEST) throw new MailStoreError(`${this.file} has schema version ${current}; this fe knows up to ${LATEST}`);
+    const applied = this.db.prepare('SELECT 1 FROM schema_version WHERE version = ?');
     for (const m of MIGRATIONS) {
       if (m.version <= current) continue;
+      // IMMEDIATE and checked again inside: a second process upgrading the same file at the same
+      // moment waits for the first, then finds the step done instead of applying it twice.
       this.db.transaction(() => {
+        if (applied.get(m.version)) return;
         m.up(this.db, this);
         this.db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)').run(m.version, this.now());
-      })();
+      }).immediate();
     }
   }
 

@@ -1,6 +1,6 @@
 // Crash-safe file replacement: write a sibling temp file, fsync it, rename over, fsync the folder.
 // A reader (or a crash at any instant) sees either the old content or the new, never a mix.
-import { closeSync, fchmodSync, fchownSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 
@@ -63,5 +63,31 @@ export function createPrivateFile(file: string): void {
     closeSync(fd);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+}
+
+/**
+ * Makes `file` appear fully built or not at all, whoever else is creating it at the same moment:
+ * `build` writes a sibling temp path, which is hard-linked into place (link, unlike rename, fails
+ * when the name exists). Returns false when another process got there first: its file stands and
+ * this one is discarded, so two creators never end up using two different files (or keys).
+ */
+export function createFileOnce(file: string, build: (tmp: string) => void): boolean {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.new`);
+  try {
+    build(tmp);
+    fsyncPath(tmp);
+    try {
+      linkSync(tmp, file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw e;
+    }
+    fsyncDir(dir);
+    return true;
+  } finally {
+    // SQLite leaves -wal/-shm beside a database it built; none of them may outlive the build.
+    for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(tmp + suffix, { force: true });
   }
 }
