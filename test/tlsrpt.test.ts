@@ -20,6 +20,7 @@ import { startServe } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
 import { startPeerMx, type PeerMx } from './helpers/peer-mx.js';
 import { createTestCa, type TestCa } from './helpers/test-ca.js';
+import { pythonDkimVerify } from './helpers/python-dkim.js';
 
 const DAY = 86400_000;
 const PASSWORD = 'correct horse battery staple';
@@ -267,19 +268,7 @@ print(json.dumps({
   assert.match(raw, /^DKIM-Signature:[^]*?d=example\.org/m);
   const signed = /;h=([^;]*)/.exec(/^DKIM-Signature:(?:.*\r\n[ \t].*)*/m.exec(raw)![0].replace(/\s+/g, ''))![1]!.toLowerCase().split(':');
   assert.ok(signed.includes('tls-report-domain') && signed.includes('tls-report-submitter'), `h= names both TLS-Report headers: ${signed.join(':')}`);
-  const verify = `
-import dkim, json, sys
-records = json.loads(sys.argv[1])
-def dnsfunc(name, timeout=5):
-    n = name.decode() if isinstance(name, bytes) else name
-    t = records.get(n.rstrip('.'))
-    return t.encode() if t else None
-msg = sys.stdin.buffer.read()
-sigs = [l for l in msg.split(b'\\r\\n') if l.lower().startswith(b'dkim-signature:')]
-d = dkim.DKIM(msg)
-print(json.dumps([bool(d.verify(idx=i, dnsfunc=dnsfunc)) for i in range(len(sigs))]))
-`;
-  const verdicts = JSON.parse(await python(verify, mails[0]!.raw, [JSON.stringify(dkimRecords)])) as boolean[];
+  const verdicts = await pythonDkimVerify(mails[0]!.raw, dkimRecords);
   assert.ok(verdicts.length >= 1 && verdicts.every(Boolean), `python3-dkim verifies every signature: ${JSON.stringify(verdicts)}`);
 
   // HTTPS: bad.example's second rua and plain.example's only one, which answered 503 at first.

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseConfig } from '../src/config/schema.js';
 import { wantedNames } from '../src/acme/renewal.js';
-import { wkdHash, zBase32 } from '../src/web/wkd.js';
+import { wkdHash, zBase32 } from '../src/pgp/wkd-hash.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { FE_BIN, workspace } from './helpers/fe.js';
 import { createTestCa, type TestCa } from './helpers/test-ca.js';

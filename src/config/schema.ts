@@ -17,6 +17,8 @@ export interface AliasConfig {
   encrypt?: EncryptOptions;
   /** Per-alias protection overrides (`protection: {viruses: off}`); wins over the domain's. */
   protection?: LayerSwitches;
+  /** `encrypt_outbound: wkd`: mail this mailbox sends is encrypted when every outside recipient publishes a key (WKD). */
+  encryptOutbound?: 'wkd';
 }
 
 /** Sending limits one mailbox may set for itself in fe.yml (`limits:` on the alias). */
@@ -141,7 +143,7 @@ export interface FeConfig {
   /** Encrypted backups: on when there is at least one recipient (an age public key). */
   backup: { dir: string; recipients: string[]; schedule: string; keep: number };
   dns: { servers: string[] }; // empty: the system's resolvers
-  outbound: { port: number; mtaStsPort: number };
+  outbound: { port: number; mtaStsPort: number; wkdPort: number };
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Password logins without TLS from 127.0.0.1/::1 (fe dev only; never on a real host). */
   loopbackPlaintextAuth: boolean;
@@ -241,7 +243,7 @@ const BACKUP_KEYS = ['to', 'recipients', 'schedule', 'keep'] as const;
 export const DEFAULT_ACME_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
 const TLS_KEYS = ['cert', 'key'] as const;
 const DNS_KEYS = ['servers'] as const;
-const OUTBOUND_KEYS = ['port', 'mta_sts_port'] as const;
+const OUTBOUND_KEYS = ['port', 'mta_sts_port', 'wkd_port'] as const;
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 // The STARTTLS ports (143, 110) are off unless asked for; the implicit-TLS ones (RFC 8314) are on.
 export const DEFAULT_LISTEN: Record<DaemonName, Listen | null> = {
@@ -257,7 +259,7 @@ export const DEFAULT_LISTEN: Record<DaemonName, Listen | null> = {
   https: null,
 };
 const DOMAIN_KEYS = ['aliases', 'dkim', 'retention_days', 'encrypt', 'protection'] as const;
-const ALIAS_KEYS = ['forward', 'mailbox', 'send_as', 'limits', 'encrypt', 'protection'] as const;
+const ALIAS_KEYS = ['forward', 'mailbox', 'send_as', 'limits', 'encrypt', 'encrypt_outbound', 'protection'] as const;
 const ALIAS_LIMIT_KEYS = ['send_messages_per_hour', 'send_recipients_per_day', 'send_recipients_per_message'] as const;
 const ENCRYPT_KEYS = ['subject'] as const;
 const PROTECTION_KEYS = ['timeout', ...LAYER_NAMES] as const;
@@ -421,7 +423,7 @@ class Validator {
       acme: { directory: DEFAULT_ACME_DIRECTORY, email: null, caFile: null },
       backup: { dir: DEFAULT_BACKUP_DIR, recipients: [], schedule: DEFAULT_BACKUP_SCHEDULE, keep: 14 },
       dns: { servers: [] },
-      outbound: { port: 25, mtaStsPort: 443 },
+      outbound: { port: 25, mtaStsPort: 443, wkdPort: 443 },
       logLevel: 'info',
       loopbackPlaintextAuth: false,
       ports: { ...DEFAULT_PORTS },
@@ -544,7 +546,8 @@ class Validator {
             const port = this.integer(v, `${key}.${k}`, 1, 65535);
             if (port === undefined) continue;
             if (k === 'port') config.outbound.port = port;
-            else config.outbound.mtaStsPort = port; // where MTA-STS policies are fetched (443; tests change it)
+            else if (k === 'mta_sts_port') config.outbound.mtaStsPort = port; // where MTA-STS policies are fetched (443; tests change it)
+            else config.outbound.wkdPort = port; // where correspondents' WKD keys are fetched (443; tests change it)
           }
           break;
         case 'submission':
@@ -752,7 +755,11 @@ class Validator {
         if (k === 'mailbox') alias.mailbox = this.bool(v, `${f}.mailbox`) ?? false;
         else if (k === 'encrypt') alias.encrypt = this.encrypt(v, `${f}.encrypt`);
         else if (k === 'protection') alias.protection = this.layerSwitches(v, `${f}.protection`);
-        else if (k === 'send_as') {
+        else if (k === 'encrypt_outbound') {
+          const s = this.string(v, `${f}.encrypt_outbound`);
+          if (s === 'wkd') alias.encryptOutbound = 'wkd';
+          else if (s !== undefined) this.fail(v, `${f}.encrypt_outbound`, 'must be wkd (encrypt when every outside recipient publishes a key), or leave it out');
+        } else if (k === 'send_as') {
           alias.sendAs = this.stringList(v, `${f}.send_as`).flatMap(({ value: s, node: n }, i) => {
             const parsed = this.sendAsEntry(s, n, `${f}.send_as[${i}]`);
             return parsed ? [parsed] : [];
@@ -774,6 +781,7 @@ class Validator {
       if (!alias.mailbox && alias.forward.length === 0) this.fail(pair, f, 'does nothing: give it "mailbox: true", a "forward:" list, or both');
       if (alias.sendAs.length > 0 && !alias.mailbox) this.fail(pair, `${f}.send_as`, 'only a mailbox logs in to send mail: add "mailbox: true" or remove send_as');
       if (alias.limits && !alias.mailbox) this.fail(pair, `${f}.limits`, 'only a mailbox sends mail: add "mailbox: true" or remove limits');
+      if (alias.encryptOutbound && !alias.mailbox) this.fail(pair, `${f}.encrypt_outbound`, 'only a mailbox sends mail: add "mailbox: true" or remove encrypt_outbound');
       domain.aliases.set(local, alias);
       domain.aliasKeys.set(local, key);
     }

@@ -3,6 +3,7 @@ import { loadConfig } from '../config/file.js';
 import { controllerPassword, spamLearner } from '../protection/rspamd.js';
 import type { DaemonName, FeConfig } from '../config/schema.js';
 import { createResolver, type FeResolver } from '../dns/resolver.js';
+import { WkdLookup } from '../pgp/wkd-lookup.js';
 import { LoginThrottle, type ThrottleOptions } from '../auth/throttle.js';
 import { createPop3Server, isLoopback } from '../pop3/server.js';
 import { createImapServer } from '../imap/server.js';
@@ -64,11 +65,13 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
   const allowPlaintextAuth = (ip: string) => config.loopbackPlaintextAuth && isLoopback(ip);
   // The outbound queue runs where asked for (the fe-queue unit), and in a plain `fe serve`.
   const queue = !opts.only || opts.only.includes('queue') ? new QueueRunner({ config: () => config, resolver: () => resolver, log: log.child('queue'), ...(testing.queueRetryMs ? { backoffMs: () => testing.queueRetryMs! } : {}), ...(testing.tlsReportOffsetMs ? { tlsReportClock: () => Date.now() + testing.tlsReportOffsetMs! } : {}) }) : null;
+  // Correspondents' OpenPGP keys (encrypt_outbound: wkd), one cache for both submission ports.
+  const wkd = new WkdLookup({ resolver: () => resolver, port: () => config.outbound.wkdPort });
   const make = (name: DaemonName): Daemon => {
     switch (name) {
       case 'submission':
       case 'submissions':
-        return createSubmissionServer({ config: () => config, log: log.child(name), throttle, tls, implicitTls: name === 'submissions', allowPlaintextAuth, onQueued: () => queue?.kick() });
+        return createSubmissionServer({ config: () => config, log: log.child(name), throttle, tls, implicitTls: name === 'submissions', allowPlaintextAuth, onQueued: () => queue?.kick(), wkd });
       case 'mx':
         return createMx({ config: () => config, resolver: () => resolver, log: log.child('mx'), srsSecret: serverSecret(config.dataDir, 'srs'), tls });
       case 'imap':

@@ -35,6 +35,11 @@ export async function keyState(armored: string, now: Date = new Date()): Promise
   } catch (e) {
     return { usable: false, fingerprint: '?', reason: `the key in fe.yml cannot be read (${(e as Error).message.split('\n')[0]})` };
   }
+  return keyStateOf(key, now);
+}
+
+/** The same verdict for a key already parsed (one fetched from a correspondent's WKD). */
+export async function keyStateOf(key: Key, now: Date = new Date()): Promise<KeyState> {
   const fingerprint = key.getFingerprint().toUpperCase();
   if (await key.isRevoked(undefined, undefined, now)) return { usable: false, fingerprint, reason: 'it has been revoked by its owner' };
   let encryptionKey;

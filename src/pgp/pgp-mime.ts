@@ -109,8 +109,8 @@ export function pgpMime(outer: Buffer[], armored: Buffer): Buffer {
   ]);
 }
 
-/** The whole message encrypted to `key` (valid at `now`) as a PGP/MIME message. */
-export async function encryptMessage(message: Buffer, key: Key, subject: SubjectMode, now: Date = new Date()): Promise<Buffer> {
+/** The whole message encrypted to `key` (or to each of several; valid at `now`) as a PGP/MIME message. */
+export async function encryptMessage(message: Buffer, key: Key | Key[], subject: SubjectMode, now: Date = new Date()): Promise<Buffer> {
   const { inner, outer } = protectHeaders(message, subject);
   const binary = await openpgp.encrypt({
     message: await openpgp.createMessage({ binary: new Uint8Array(inner.buffer, inner.byteOffset, inner.length) }),

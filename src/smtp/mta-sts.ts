@@ -2,7 +2,7 @@
 // gets its mail only over verified TLS, and only to MX hosts the policy names. Policies are
 // cached for their max_age and refreshed when the _mta-sts TXT id changes.
 import https from 'node:https';
-import type { LookupFunction } from 'node:net';
+import { resolverLookup } from '../dns/lookup.js';
 import { isDnsNotFound, type FeResolver } from '../dns/resolver.js';
 
 export interface MtaStsPolicy {
@@ -42,21 +42,6 @@ export function parsePolicy(text: string, id: string): MtaStsPolicy | null {
   const mx = fields.get('mx') ?? [];
   if (mode !== 'none' && mx.length === 0) return null;
   return { id, mode, mx, maxAge };
-}
-
-/** A `lookup` for node's http(s) and net that asks fe's resolver (A records). */
-export function resolverLookup(resolver: FeResolver): LookupFunction {
-  return (hostname, options, callback) => {
-    resolver.a(hostname).then(
-      (addresses) => {
-        const address = addresses[0];
-        if (!address) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 4);
-        if ((options as { all?: boolean }).all) (callback as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, addresses.map((a) => ({ address: a, family: 4 })));
-        else callback(null, address, 4);
-      },
-      (e: Error) => callback(e as NodeJS.ErrnoException, '', 4),
-    );
-  };
 }
 
 /** Fetches https://mta-sts.DOMAIN/.well-known/mta-sts.txt with a verified certificate and no redirects. */

@@ -13,7 +13,9 @@ import { answerData, domainOf, readAll, SmtpReply, smtpDaemon } from '../smtp/da
 import { activeSigners, dkimRecord, signMessage, type DkimSigner } from '../dkim/sign.js';
 import { handOff, queuePublicKey, type QueueRecipient } from '../queue/handoff.js';
 import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
+import { encryptOutbound } from '../pgp/outbound.js';
 import { protectForMailbox } from '../pgp/store.js';
+import type { WkdLookup } from '../pgp/wkd-lookup.js';
 import { appendToSpool } from '../store/spool.js';
 import type { TlsSource } from '../tls/source.js';
 import type { Logger } from '../util/log.js';
@@ -30,6 +32,8 @@ export interface SubmissionOptions {
   allowPlaintextAuth: (ip: string) => boolean;
   /** Called after a hand-off to the queue (the queue in this process can start at once). */
   onQueued?: () => void;
+  /** Correspondents' keys for mailboxes with `encrypt_outbound: wkd` (absent: nothing is looked up). */
+  wkd?: WkdLookup;
 }
 
 const MAX_LOCAL_HOPS = 5;
@@ -111,8 +115,9 @@ export function createSubmissionServer(opts: SubmissionOptions) {
       log.error('cannot read the DKIM key', { domain: signDomain, reason: (e as Error).message });
       throw new SmtpReply(451, '4.3.0 Temporary local problem (DKIM key); try again later');
     }
-    const signed = signers.length > 0 ? await signMessage(prepared, signDomain, signers) : prepared;
-    if (signers.length > 0) {
+    const sign = async (message: Buffer): Promise<Buffer> => {
+      if (signers.length === 0) return message;
+      const signed = await signMessage(message, signDomain, signers);
       // Our own signature must verify before anything leaves: a broken key or a header we
       // mangled would otherwise reach every recipient as a DKIM failure.
       const check = await authenticate(signed, { ip: '127.0.0.1', helo: config.hostname, mta: config.hostname, sender, resolver: ownKeyResolver(signDomain, signers) });
@@ -123,9 +128,15 @@ export function createSubmissionServer(opts: SubmissionOptions) {
         log.error('our own DKIM signature does not verify; message refused', { domain: signDomain, selectors: failed.map((s) => s.selector).join(','), results: why });
         throw new SmtpReply(451, '4.7.5 Our DKIM signature did not verify; the administrator has been told. Try again later');
       }
-    }
+      return signed;
+    };
     const plan = route(config, session.envelope.rcptTo);
     const receivedAt = new Date();
+    const signed = await sign(prepared);
+    // encrypt_outbound: the copy that leaves may be ciphertext, signed after encrypting; local
+    // copies stay as written (a local mailbox with a key encrypts its own below).
+    const remoteBytes = plan.remote.size > 0 ? await encryptOutbound(config, user, prepared, [...plan.remote.values()].map((r) => r.address), opts.wkd ?? null, log, receivedAt) : prepared;
+    const outgoing = remoteBytes === prepared ? signed : await sign(remoteBytes);
     // OpenPGP encryption (src/pgp) before anything is queued, so a failure there leaves nothing half done.
     const localCopies = await Promise.all([...plan.mailboxes].map(async ([dir, address]) => ({ dir, address, bytes: await protectForMailbox(config, address, signed, log, receivedAt) })));
     const own = config.submission.saveSent !== 'never' ? ownMailboxDir(config, user) : null;
@@ -146,7 +157,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
             requireTls: envelope.requireTLS === true,
             submittedAt: receivedAt,
           },
-          signed,
+          outgoing,
         );
       }
       for (const c of localCopies) appendToSpool(c.dir, sealingPublicKey(c.dir), c.bytes, { receivedAt, envelopeFrom: sender, envelopeTo: c.address });

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import https from 'node:https';
 import { gzipSync } from 'node:zlib';
 import type { FeResolver } from '../dns/resolver.js';
-import { resolverLookup } from '../smtp/mta-sts.js';
+import { resolverLookup } from '../dns/lookup.js';
 import { DAY_MS, type TlsResult } from './results.js';
 
 export interface ReportInput {
