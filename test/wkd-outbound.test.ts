@@ -74,7 +74,7 @@ before(async () => {
       'data_dir: ./data',
       'loopback_plaintext_auth: true',
       'listen:',
-      '  mx: off',
+      '  mx: 127.0.0.1:0',
       '  submission: 127.0.0.1:0',
       '  submissions: off',
       '  imaps: off',
@@ -90,6 +90,10 @@ before(async () => {
   await w.ok(['domain', 'add', 'example.org']);
   await w.ok(['alias', 'add', 'alice@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
   await w.ok(['alias', 'add', 'carl@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
+  // A forward alias that opted in: its target has no key in this fe.yml, only in its WKD.
+  await w.ok(['alias', 'add', 'fwd@example.org', '--forward', 'bob@peer.example']);
+  w.write(w.read().replace('      fwd:\n', '      fwd:\n        encrypt: true\n'));
+  assert.match(w.read(), /fwd:\n        encrypt: true\n/, 'the test edits fe.yml as intended');
   // alice has a key of her own too: what she sends is encrypted to it as well.
   await w.ok(['key', 'add', 'alice@example.org', '-'], { stdin: armored.get('alice@example.org')! });
   w.write(w.read().replace('      alice:\n        mailbox: true\n', '      alice:\n        mailbox: true\n        encrypt_outbound: wkd\n'));
@@ -97,7 +101,7 @@ before(async () => {
   await w.ok(['config', 'check']);
   const ours = JSON.parse(await w.ok(['domain', 'dns', 'example.org', '--json'])) as { records: { name: string; type: string; text?: string }[] };
   dkimRecords = Object.fromEntries(ours.records.filter((r) => r.type === 'TXT' && r.name.includes('._domainkey.')).map((r) => [r.name, r.text!]));
-  fe = await startServe(w.config, [], { FE_TEST_QUEUE_RETRY_MS: '300', NODE_EXTRA_CA_CERTS: ca.caFile }, ['submission']);
+  fe = await startServe(w.config, [], { FE_TEST_QUEUE_RETRY_MS: '300', NODE_EXTRA_CA_CERTS: ca.caFile }, ['submission', 'mx']);
 });
 
 after(async () => {
@@ -165,6 +169,20 @@ test('a mailbox without encrypt_outbound sends as written, even to recipients wi
   const { copies, marker } = await send('carl@example.org', ['bob@peer.example']);
   assert.ok(copies[0]!.includes(`The body ${marker}`));
   assert.doesNotMatch(copies[0]!, /multipart\/encrypted/i);
+});
+
+test('a forward alias with encrypt: true encrypts to the key its target publishes in WKD', async () => {
+  const before = peer.messages.length;
+  const marker = `forwarded-${Date.now()}`;
+  const { stdout } = await run('swaks', ['--server', `127.0.0.1:${fe.ports.mx}`, '--hide-informational', '--from', 'someone@sender.example', '--to', 'fwd@example.org', '--body', `The body ${marker}.`], { timeout: 30_000 });
+  assert.match(stdout, /<- {1,2}250 /);
+  const deadline = Date.now() + 20_000;
+  while (!peer.messages.slice(before).some((m) => m.to.includes('bob@peer.example')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  const got = peer.messages.slice(before).find((m) => m.to.includes('bob@peer.example'));
+  assert.ok(got, `forwarded within 20 s\n${fe.log()}`);
+  const text = got.raw.toString('latin1');
+  assert.ok(!text.includes(`The body ${marker}`), 'not in the clear');
+  assert.ok((await decrypt(text, 'bob@peer.example')).includes(`The body ${marker}`), 'bob decrypts it');
 });
 
 test('encrypt_outbound takes only wkd, and only on a mailbox', async () => {

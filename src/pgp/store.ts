@@ -9,6 +9,7 @@ import type { Logger } from '../util/log.js';
 import { encryptedKind } from './detect.js';
 import { keyState } from './key-state.js';
 import { encryptMessage, type SubjectMode } from './pgp-mime.js';
+import type { WkdLookup } from './wkd-lookup.js';
 
 /** The Subject rule for an address: the alias's `encrypt:`, then the domain's, then hide. */
 export function subjectMode(config: FeConfig, address: string): SubjectMode {
@@ -37,15 +38,19 @@ export async function protectForMailbox(config: FeConfig, address: string, messa
 
 /**
  * The forwarded copy for `target` of an alias with `encrypt:`: encrypted to the key `fe key add`
- * keeps for the target. Without a usable key it goes out as it came, with a WARN.
+ * keeps for the target, else to the one the target's domain publishes (WKD). Without a usable
+ * key it goes out as it came, with a WARN.
  */
-export async function protectForForward(config: FeConfig, target: string, subject: SubjectMode, message: Buffer, log: Logger, now: Date = new Date()): Promise<Buffer> {
+export async function protectForForward(config: FeConfig, target: string, subject: SubjectMode, message: Buffer, log: Logger, wkd: WkdLookup | null, now: Date = new Date()): Promise<Buffer> {
   const address = target.toLowerCase();
-  if (!config.keys.has(address)) {
-    log.warn('forward alias has encrypt: but the target has no OpenPGP key: forwarded WITHOUT OpenPGP', { to: log.addr(target), fix: `fe key add ${target} KEY.asc` });
+  if (config.keys.has(address)) return protect(config, address, subject, message, log, now);
+  if (encryptedKind(message)) return message; // as it came: no need to ask for a key
+  const published = wkd ? await wkd.key(target, now) : null;
+  if (!published?.key) {
+    log.warn('forward alias has encrypt: but the target has no OpenPGP key: forwarded WITHOUT OpenPGP', { to: log.addr(target), ...(published ? { wkd: published.note } : {}), fix: `fe key add ${target} KEY.asc` });
     return message;
   }
-  return protect(config, address, subject, message, log, now);
+  return encryptMessage(message, published.key, subject, now);
 }
 
 async function protect(config: FeConfig, address: string, subject: SubjectMode, message: Buffer, log: Logger, now: Date): Promise<Buffer> {

@@ -11,6 +11,7 @@ import { privateKeyPath } from '../dkim/keys.js';
 import type { FeResolver } from '../dns/resolver.js';
 import { forwardEncryption, protectForForward, storeInMailbox } from '../pgp/store.js';
 import type { SubjectMode } from '../pgp/pgp-mime.js';
+import { WkdLookup } from '../pgp/wkd-lookup.js';
 import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
 import type { Logger } from '../util/log.js';
 import { arcSeal, checkAuth, type AuthVerdict } from './auth-check.js';
@@ -133,6 +134,7 @@ export function createMx(opts: MxOptions) {
   const recentMessages = new Map<string, number[]>(); // ip -> times of MAIL FROM in the last minute
   const inTransaction = new Set<string>(); // sessions between MAIL FROM and the end of DATA: a drain waits for them
   const mtaSts = new MtaStsCache({ resolver: opts.resolver, port: opts.config().outbound.mtaStsPort });
+  const wkd = new WkdLookup({ resolver: opts.resolver, port: () => opts.config().outbound.wkdPort }); // forward targets' keys
   const outbound = (config: FeConfig): OutboundOptions => ({ resolver: opts.resolver(), hostname: config.hostname, port: config.outbound.port, log, mtaSts });
   const srsCache = new Map<string, ReturnType<typeof createSrs>>();
   const srsFor = (domain: string) => {
@@ -155,7 +157,7 @@ export function createMx(opts: MxOptions) {
     for (const g of groups.values()) {
       jobs.push(
         (async () => {
-          const body = g.encrypt ? await protectForForward(config, g.to[0]!, g.encrypt, message, log) : message;
+          const body = g.encrypt ? await protectForForward(config, g.to[0]!, g.encrypt, message, log, wkd) : message;
           const sealed = await sealForForwarding(config, body, verdict, g.via); // ARC seals what goes out: after encrypting
           const from = sender === '' ? '' : srsFor(g.via).forward(sender);
           return deliverToDomain(g.domain, { from, to: g.to }, sealed, outbound(config));
