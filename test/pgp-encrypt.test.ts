@@ -290,6 +290,31 @@ test('submission: the Sent copy is encrypted to the sender\'s key, the local rec
   assert.match(plain, /^DKIM-Signature: /m, 'signed before it was encrypted');
 });
 
+test('a bounce put in a mailbox with a key is encrypted to it (the DSN quotes the message)', async () => {
+  const marker = `bounced-${Date.now()}`;
+  const out = await swaks([
+    '--server', `127.0.0.1:${fe.ports.submission}`, '--tls', '--auth', 'PLAIN', '--auth-user', 'me@example.org', '--auth-password', `${PASSWORD}-me`,
+    '--from', 'me@example.org', '--to', 'refuse@target.example', '--header', 'Subject: will bounce', '--body', marker,
+  ]);
+  assert.match(out, /<- +250 /, out);
+  // The peer refuses the recipient (550): the queue bounces at once, into me@'s INBOX.
+  let dsn: Awaited<ReturnType<typeof newest>> | null = null;
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 300))) {
+    const n = await newest('me@example.org', `${PASSWORD}-me`, 'INBOX', 'postmaster');
+    if (n.found > 0 && /postmaster/i.test(n.envelope)) {
+      dsn = n;
+      break;
+    }
+  }
+  assert.ok(dsn, `a bounce arrived within 30 s\n${fe.log()}`);
+  assert.match(dsn.structure.outer, /multipart\/encrypted/);
+  assert.ok(!dsn.raw.toString('latin1').includes(marker), 'the quoted message is not readable on the server');
+  const plain = await decrypt(dsn);
+  assert.match(plain, /multipart\/report;[^]*report-type="?delivery-status/i);
+  assert.match(plain, /Final-Recipient: rfc822; ?refuse@target\.example/i);
+  assert.match(plain, /Action: failed/);
+});
+
 test('a forward alias with encrypt: true sends the copy encrypted to the target\'s key, ARC-sealed after encrypting', async () => {
   const marker = `forwarded-secret-${Date.now()}`;
   const before = peer.messages.length;

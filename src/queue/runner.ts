@@ -8,7 +8,8 @@ import { isIPv6 } from 'node:net';
 import type { KeyObject } from 'node:crypto';
 import { resolveRecipient } from '../config/resolve.js';
 import type { FeConfig } from '../config/schema.js';
-import { sealingPublicKey, hasMailboxKey } from '../crypto/mailbox-key.js';
+import { hasMailboxKey } from '../crypto/mailbox-key.js';
+import { storeInMailbox } from '../pgp/store.js';
 import type { FeResolver } from '../dns/resolver.js';
 import { buildDsn, dsnWanted, type DsnRecipient } from '../dsn/build.js';
 import { activeSigners, signMessage } from '../dkim/sign.js';
@@ -18,7 +19,6 @@ import { buildReport, gzipReport, postReport, REPORT_SIGNED_HEADERS, reportMessa
 import { DAY_MS, resultOf } from '../tlsrpt/results.js';
 import { MtaStsCache } from '../smtp/mta-sts.js';
 import { mailboxDir } from '../store/paths.js';
-import { appendToSpool } from '../store/spool.js';
 import type { Logger } from '../util/log.js';
 import { classify } from './classify.js';
 import { handOff, incomingDir, queueSealingKeys } from './handoff.js';
@@ -57,6 +57,7 @@ export class QueueRunner {
   private running: Promise<void> | null = null;
   private again = false;
   private stopped = false;
+  private readonly storing = new Set<Promise<void>>();
   private mtaSts: MtaStsCache;
   private lastPurge = 0;
   /** Source address per destination IP, for sending-mta-ip. */
@@ -122,6 +123,7 @@ export class QueueRunner {
     if (this.timer) clearTimeout(this.timer);
     this.watcher?.close();
     await this.running;
+    await Promise.all(this.storing); // DSNs on their way into a mailbox
     this.store?.close();
     this.store = null;
   }
@@ -378,8 +380,15 @@ export class QueueRunner {
       if (r.ok && r.resolution.alias.mailbox && (r.resolution.via === 'exact' || r.resolution.via === 'subaddress')) {
         const dir = mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local);
         if (hasMailboxKey(dir)) {
-          appendToSpool(dir, sealingPublicKey(dir), dsn, { receivedAt: new Date(), envelopeFrom: '', envelopeTo: `${r.resolution.local}@${r.resolution.domain.name}` });
-          this.opts.log.info(`${kind === 'failed' ? 'bounce' : kind === 'delayed' ? 'delay notice' : 'success notice'} put in the sender's mailbox`, { id: msg.id, to: this.opts.log.addr(msg.sender) });
+          // Through the same door as other mail for the mailbox: a mailbox with an OpenPGP key
+          // gets the DSN (which quotes the message) encrypted to it.
+          const address = `${r.resolution.local}@${r.resolution.domain.name}`;
+          const stored = storeInMailbox(config, dir, dsn, { receivedAt: new Date(), envelopeFrom: '', envelopeTo: address }, this.opts.log).then(
+            () => this.opts.log.info(`${kind === 'failed' ? 'bounce' : kind === 'delayed' ? 'delay notice' : 'success notice'} put in the sender's mailbox`, { id: msg.id, to: this.opts.log.addr(msg.sender) }),
+            (e: Error) => this.opts.log.error('could not deliver a DSN', { id: msg.id, reason: e.message }),
+          );
+          this.storing.add(stored);
+          void stored.finally(() => this.storing.delete(stored));
           return;
         }
       }
