@@ -41,6 +41,8 @@ interface Msg {
 class View {
   msgs: (Msg | null)[] = []; // by sequence number - 1; null: told of by EXISTS, not fetched yet
   log: string[] = [];
+  /** What the server told this session, by kind: the run must have exercised each. */
+  told = { EXISTS: 0, EXPUNGE: 0, FETCH: 0 };
   constructor(
     readonly name: string,
     readonly conn: ImapConn,
@@ -54,6 +56,7 @@ class View {
       if (m) {
         const n = Number(m[1]);
         assert.ok(n >= this.msgs.length, `${this.name}: EXISTS ${n} below the ${this.msgs.length} known (${SEED})`);
+        if (n > this.msgs.length) this.told.EXISTS++;
         while (this.msgs.length < n) this.msgs.push(null);
         continue;
       }
@@ -62,6 +65,7 @@ class View {
         const n = Number(m[1]);
         assert.ok(n >= 1 && n <= this.msgs.length, `${this.name}: EXPUNGE ${n} of ${this.msgs.length} (seed ${SEED})`);
         this.msgs.splice(n - 1, 1); // later messages move down by one
+        this.told.EXPUNGE++;
         continue;
       }
       m = /^\* (\d+) FETCH \((.*)\)$/.exec(l);
@@ -72,6 +76,7 @@ class View {
         const flags = /FLAGS \(([^)]*)\)/.exec(m[2]!);
         const modseq = /MODSEQ \((\d+)\)/.exec(m[2]!);
         const known = this.msgs[seq - 1];
+        this.told.FETCH++;
         if (!known) {
           assert.ok(uid, `${this.name}: FETCH without UID for unfetched ${seq}: ${l}`);
           this.msgs[seq - 1] = { uid: Number(uid[1]), flags: '', modseq: 0 };
@@ -230,7 +235,10 @@ test(`${SESSIONS} sessions changing one mailbox at once agree with each other an
       }
     }
   }
-  for (const v of views) v.conn.close();
+  for (const v of views) {
+    v.conn.close();
+    for (const [kind, n] of Object.entries(v.told)) assert.ok(n > 0, `${v.name} was never told ${kind}`);
+  }
   assert.ok(rounds >= 3, `only ${rounds} rounds ran`);
   console.log(`imap stress: ${rounds} rounds, ${SESSIONS} sessions, seed ${SEED}`);
 });
