@@ -68,6 +68,25 @@ class View {
         this.told.EXPUNGE++;
         continue;
       }
+      m = /^\* VANISHED ([\d,:]+)$/.exec(l);
+      if (m) {
+        // QRESYNC (RFC 7162 3.2.10): expunged UIDs as a set, instead of EXPUNGE by number
+        const gone = new Set<number>();
+        for (const part of m[1]!.split(',')) {
+          const [lo, hi = lo] = part.split(':').map(Number) as [number, number?];
+          for (let u = Math.min(lo, hi!); u <= Math.max(lo, hi!); u++) gone.add(u);
+        }
+        const known = this.msgs.filter((x): x is Msg => x !== null);
+        const top = Math.max(0, ...known.map((x) => x.uid));
+        const before = this.msgs.length;
+        this.msgs = this.msgs.filter((x) => x === null || !gone.has(x.uid));
+        // a UID above every fetched one is among those told by EXISTS and not fetched yet (the
+        // unfetched are the last ones, so dropping any of them leaves the same picture)
+        for (const u of gone) if (u > top && this.msgs.at(-1) === null) this.msgs.pop();
+        assert.ok(before - this.msgs.length > 0, `${this.name}: VANISHED ${m[1]} names no message it has (seed ${SEED})`);
+        this.told.EXPUNGE++;
+        continue;
+      }
       m = /^\* (\d+) FETCH \((.*)\)$/.exec(l);
       if (m) {
         const seq = Number(m[1]);
@@ -132,9 +151,9 @@ async function login(): Promise<ImapConn> {
   return c;
 }
 
-async function open(name: string): Promise<View> {
+async function open(name: string, qresync: boolean): Promise<View> {
   const v = new View(name, await login());
-  assert.equal((await v.conn.command('ENABLE CONDSTORE')).status, 'OK');
+  assert.equal((await v.conn.command(qresync ? 'ENABLE QRESYNC' : 'ENABLE CONDSTORE')).status, 'OK');
   const r = await v.command('SELECT S');
   assert.equal(r.status, 'OK', r.text);
   await v.catchUp();
@@ -199,7 +218,8 @@ test(`${SESSIONS} sessions changing one mailbox at once agree with each other an
   }
   setup.close();
   const views: View[] = [];
-  for (let i = 0; i < SESSIONS; i++) views.push(await open(`session ${i + 1}`));
+  // the last session uses QRESYNC: it is told of expunges by VANISHED
+  for (let i = 0; i < SESSIONS; i++) views.push(await open(`session ${i + 1}${i === SESSIONS - 1 ? ' (QRESYNC)' : ''}`, i === SESSIONS - 1));
   const deadline = Date.now() + SECONDS * 1000;
   let rounds = 0;
   while (Date.now() < deadline) {
