@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
-import { imapConnect, type ImapConn } from './helpers/imap-client.js';
+import { imapLogin, type ImapConn } from './helpers/imap-client.js';
 import { loadConfig } from '../src/config/file.js';
 import { openMailbox } from '../src/admin/mailbox.js';
 
@@ -21,12 +21,7 @@ const LIMIT = BIG + 6 + 4;
 let w: ReturnType<typeof workspace>;
 let fe: Daemon;
 
-async function login(user: string): Promise<ImapConn> {
-  const c = await imapConnect(fe.ports.imaps!, { tls: true });
-  const r = await c.command(`LOGIN ${user}@example.org "${PASSWORD}"`);
-  assert.equal(r.status, 'OK', r.text);
-  return c;
-}
+const login = (user: string): Promise<ImapConn> => imapLogin(fe.ports.imaps!, `${user}@example.org`, PASSWORD);
 
 /** A raw TLS connection, logged in, for reading a response as it streams. */
 async function rawLogin(user: string): Promise<tls.TLSSocket> {

@@ -8,7 +8,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
-import { imapConnect, type ImapConn } from './helpers/imap-client.js';
+import { imapLogin, type ImapConn } from './helpers/imap-client.js';
+import { prng } from './helpers/prng.js';
 
 const PASSWORD = 'stress password';
 const SESSIONS = 5;
@@ -18,18 +19,6 @@ const FLAGS = ['\\Seen', '\\Flagged', '\\Answered', '\\Draft', 'kwAlpha', 'kwBet
 
 let w: ReturnType<typeof workspace>;
 let fe: Daemon;
-
-/** mulberry32: small, seedable, good enough to pick operations. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Msg {
   uid: number;
@@ -144,12 +133,7 @@ function normalise(flags: string): string {
     .join(' ');
 }
 
-async function login(): Promise<ImapConn> {
-  const c = await imapConnect(fe.ports.imaps!, { tls: true });
-  const r = await c.command(`LOGIN stress@example.org "${PASSWORD}"`);
-  assert.equal(r.status, 'OK', r.text);
-  return c;
-}
+const login = (): Promise<ImapConn> => imapLogin(fe.ports.imaps!, 'stress@example.org', PASSWORD);
 
 async function open(name: string, qresync: boolean): Promise<View> {
   const v = new View(name, await login());
@@ -209,7 +193,7 @@ after(async () => {
 });
 
 test(`${SESSIONS} sessions changing one mailbox at once agree with each other and with a fresh session at every NOOP (seed from FE_STRESS_SEED)`, async () => {
-  const r = rng(SEED);
+  const r = prng(SEED);
   const setup = await login();
   for (const f of ['S', 'T']) assert.equal((await setup.command(`CREATE ${f}`)).status, 'OK');
   for (let i = 0; i < 12; i++) {
