@@ -922,6 +922,7 @@ export class ImapSession {
     const needsDetails = items.some((i) => !['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'MODSEQ', 'RFC822'].includes(i.name));
     // Details come from the store in batches of 500 (one query each), not one query per message.
     const BATCH = 500;
+    const slice = new TimeSlice();
     let batch = new Map<number, NonNullable<ReturnType<typeof store.getMessage>>>();
     let index = -1;
     const detailsOf = (uid: number) => batch.get(uid);
@@ -1016,6 +1017,7 @@ export class ImapSession {
       if (wantModseq && modseq !== -1) item('MODSEQ', `(${modseq})`);
       this.send(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), ...parts, Buffer.from(')\r\n')]));
       await this.flush();
+      await slice.yield(); // other sessions get their turn during a long FETCH
     }
     if (markSeen.length > 0) {
       for (const c of store.setFlags(sel.name, markSeen, ['\\Seen'], 'add').changed) sel.modseqs.set(c.uid, c.modseq);
