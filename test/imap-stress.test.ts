@@ -3,7 +3,7 @@
 // NOOP, applies what it is told the way a client must (EXPUNGE renumbers, RFC 3501 7.4.1; EXISTS
 // is followed by a FETCH of the new messages) and its view (UIDs in order, flags, MODSEQ per UID)
 // must equal every other session's and a fresh session's FETCH 1:* (UID FLAGS MODSEQ).
-// Seeded: FE_STRESS_SEED=n repeats a run; FE_STRESS_SECONDS (default 30) bounds it.
+// Seeded: FE_STRESS_SEED=n repeats a run; FE_STRESS_SECONDS (default 25) bounds it.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServe, type Daemon } from './helpers/daemon.js';
@@ -14,7 +14,7 @@ import { prng } from './helpers/prng.js';
 const PASSWORD = 'stress password';
 const SESSIONS = 5;
 const SEED = Number(process.env.FE_STRESS_SEED ?? Date.now() % 100_000);
-const SECONDS = Number(process.env.FE_STRESS_SECONDS ?? 30);
+const SECONDS = Number(process.env.FE_STRESS_SECONDS ?? 25);
 const FLAGS = ['\\Seen', '\\Flagged', '\\Answered', '\\Draft', 'kwAlpha', 'kwBeta', '$Label1'];
 
 let w: ReturnType<typeof workspace>;
@@ -32,6 +32,8 @@ class View {
   log: string[] = [];
   /** What the server told this session, by kind: the run must have exercised each. */
   told = { EXISTS: 0, EXPUNGE: 0, FETCH: 0 };
+  /** The last untagged FLAGS: every keyword in use must be in it (RFC 3501 7.2.6). */
+  flagList = new Set<string>();
   constructor(
     readonly name: string,
     readonly conn: ImapConn,
@@ -41,7 +43,12 @@ class View {
     for (const l of lines) {
       this.log.push(l);
       if (this.log.length > 60) this.log.shift();
-      let m = /^\* (\d+) EXISTS$/.exec(l);
+      let m = /^\* FLAGS \(([^)]*)\)$/.exec(l);
+      if (m) {
+        this.flagList = new Set(normalise(m[1]!).split(' '));
+        continue;
+      }
+      m = /^\* (\d+) EXISTS$/.exec(l);
       if (m) {
         const n = Number(m[1]);
         assert.ok(n >= this.msgs.length, `${this.name}: EXISTS ${n} below the ${this.msgs.length} known (${SEED})`);
@@ -168,6 +175,11 @@ async function operate(v: View, r: () => number): Promise<void> {
     const n = v.msgs.length;
     const lo = 1 + Math.floor(r() * n);
     reply = await v.command(`STORE ${lo}:${Math.min(n, lo + Math.floor(r() * 3))} ${r() < 0.5 ? '+' : '-'}FLAGS (${someFlags(r)})`);
+  } else if (pick < 0.6) {
+    // a FETCH by sequence number checks this session's numbering against the server's (UID in each answer)
+    const n = v.msgs.length;
+    const lo = 1 + Math.floor(r() * n);
+    reply = await v.command(`FETCH ${lo}:${Math.min(n, lo + Math.floor(r() * 5))} (UID FLAGS MODSEQ)`);
   } else if (pick < 0.65) reply = await v.command(`UID COPY ${uid} S`);
   else if (pick < 0.72) reply = await v.command(`UID MOVE ${uid} T`);
   else if (pick < 0.8) reply = await v.command(`UID COPY ${uid} T`);
@@ -223,17 +235,20 @@ test(`${SESSIONS} sessions changing one mailbox at once agree with each other an
     }
     const fresh = await login();
     await fresh.command('ENABLE CONDSTORE');
-    await fresh.command('EXAMINE S');
+    const examined = await fresh.command('EXAMINE S');
+    const highest = Number(/HIGHESTMODSEQ (\d+)/.exec(examined.untagged.join('\n'))?.[1]);
     const truth = (await fresh.command('UID FETCH 1:* (UID FLAGS MODSEQ)')).untagged
       .map((l) => /^\* \d+ FETCH \(UID (\d+) FLAGS \(([^)]*)\) MODSEQ \((\d+)\)\)$/.exec(l))
       .filter((m) => m !== null)
       .map((m) => ({ uid: Number(m[1]), flags: normalise(m[2]!), modseq: Number(m[3]) }));
     fresh.close();
+    assert.ok(truth.every((t) => t.modseq <= highest), `a MODSEQ above HIGHESTMODSEQ ${highest} (seed ${SEED})`);
     for (const v of views) {
       const where = `${v.name}, round ${rounds}, seed ${SEED}\nlast lines:\n${v.log.slice(-15).join('\n')}`;
       assert.deepEqual(v.uids(), truth.map((t) => t.uid), `UIDs in order: ${where}`);
       for (let i = 0; i < truth.length; i++) {
         const mine = v.msgs[i]!;
+        for (const f of mine.flags.split(' ')) if (f) assert.ok(v.flagList.has(f), `${f} in use but not in its FLAGS (${[...v.flagList].join(' ')}): ${where}`);
         assert.equal(mine.flags, truth[i]!.flags, `flags of UID ${mine.uid}: ${where}`);
         assert.equal(mine.modseq, truth[i]!.modseq, `MODSEQ of UID ${mine.uid}: ${where}`);
       }
