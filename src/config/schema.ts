@@ -159,6 +159,8 @@ export interface FeConfig {
     imapConnectionsPerIp: number;
     messagesPerIpPerMinute: number;
     idleTimeoutSeconds: number;
+    /** Folders one mailbox may hold (CREATE, RENAME, import); keeps LIST and the folder table bounded. */
+    foldersPerMailbox: number;
     /** Per mailbox, for mail it sends through submission. */
     sendMessagesPerHour: number;
     sendRecipientsPerDay: number;
@@ -282,6 +284,7 @@ const LIMIT_KEYS = [
   'imap_connections_per_ip',
   'messages_per_ip_per_minute',
   'idle_timeout_seconds',
+  'folders_per_mailbox',
   'send_messages_per_hour',
   'send_recipients_per_day',
   'send_recipients_per_message',
@@ -411,6 +414,7 @@ class Validator {
         imapConnectionsPerIp: 50,
         messagesPerIpPerMinute: 60,
         idleTimeoutSeconds: 300,
+        foldersPerMailbox: 5000,
         sendMessagesPerHour: 200,
         sendRecipientsPerDay: 2000,
         sendRecipientsPerMessage: 100,
@@ -474,6 +478,7 @@ class Validator {
             else if (k === 'message_size') config.limits.messageSize = this.size(v, f, 1024, 1024 * 1024 * 1024) ?? config.limits.messageSize;
             else if (k === 'mailbox_quota') config.limits.mailboxQuota = this.size(v, f, 0, 2 ** 50) ?? config.limits.mailboxQuota;
             else if (k === 'imap_connections_per_ip') config.limits.imapConnectionsPerIp = this.integer(v, f, 1, 100_000) ?? config.limits.imapConnectionsPerIp;
+            else if (k === 'folders_per_mailbox') config.limits.foldersPerMailbox = this.integer(v, f, 10, 1_000_000) ?? config.limits.foldersPerMailbox;
             else if (k === 'connections_per_ip') config.limits.connectionsPerIp = this.integer(v, f, 1, 100_000) ?? config.limits.connectionsPerIp;
             else if (k === 'messages_per_ip_per_minute') config.limits.messagesPerIpPerMinute = this.integer(v, f, 1, 1_000_000) ?? config.limits.messagesPerIpPerMinute;
             else if (k === 'send_messages_per_hour') config.limits.sendMessagesPerHour = this.integer(v, f, 1, 1_000_000) ?? config.limits.sendMessagesPerHour;

@@ -7,11 +7,12 @@ import zlib from 'node:zlib';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { LoginThrottle } from '../auth/throttle.js';
 import type { MailboxHandle, MailboxRegistry, ChangeEvent } from '../store/registry.js';
-import { FolderExists, InvalidFlag, InvalidFolderName, MailStoreError, NoSuchFolder, type FolderInfo, type MessageSummary } from '../store/mailbox-db.js';
+import { FolderExists, FolderLimitReached, InvalidFlag, InvalidFolderName, MailStoreError, NoSuchFolder, type FolderInfo, type MessageSummary } from '../store/mailbox-db.js';
 import type { Logger } from '../util/log.js';
 import { asAString, asNumber, CommandReader, decodeMailboxName, ImapSyntaxError, parseDateTime, parseFetchItems, parseRawSequenceSet, resolveSequenceSet, type Command, type FetchItem, type Token } from './parser.js';
 import { formatEsearch, formatSearch, parseSearch, search as runSearch, SearchError } from './search.js';
 import { searchView } from './search-view.js';
+import { TimeSlice } from '../util/time-slice.js';
 import { encodeBodyStructure, encodeEnvelope, encodeFlags, encodeInternalDate, encodeMailbox, encodeSequenceSet, applyPartial, literal8Bytes, literalBytes, binarySection, sectionBytes, sectionLabel } from './encode.js';
 
 export interface SessionOptions {
@@ -248,6 +249,7 @@ export class ImapSession {
       }
     } finally {
       this.busy = false;
+      if (this.closed) this.releaseMailbox(); // the client left during a command: it has ended now
       this.resumeInput();
     }
   }
@@ -263,7 +265,9 @@ export class ImapSession {
       if (e instanceof ImapSyntaxError) return void this.send(`${cmd.tag} BAD ${e.message}`);
       if (e instanceof NoSuchFolder) return void this.send(`${cmd.tag} NO [NONEXISTENT] ${e.message}`);
       if (e instanceof FolderExists) return void this.send(`${cmd.tag} NO [ALREADYEXISTS] ${e.message}`);
-      if (e instanceof InvalidFlag || e instanceof InvalidFolderName) return void this.send(`${cmd.tag} BAD ${e.message}`);
+      if (e instanceof FolderLimitReached) return void this.send(`${cmd.tag} NO [LIMIT] ${e.message}`);
+      if (e instanceof InvalidFolderName) return void this.send(`${cmd.tag} NO ${e.message}`); // a valid astring no folder may have (RFC 3501 5.1.3)
+      if (e instanceof InvalidFlag) return void this.send(`${cmd.tag} BAD ${e.message}`);
       if (e instanceof MailStoreError) return void this.send(`${cmd.tag} NO ${e.message}`);
       this.opts.log.error('IMAP command failed', { command: cmd.command, reason: (e as Error).message });
       this.send(`${cmd.tag} NO [SERVERBUG] internal error; the mailbox is unchanged`);
@@ -585,7 +589,7 @@ export class ImapSession {
   }
 
   /** LIST and LSUB, with LIST-EXTENDED (RFC 5258), SPECIAL-USE (RFC 6154) and LIST-STATUS (RFC 5819). */
-  private list(cmd: Command): string {
+  private async list(cmd: Command): Promise<string> {
     const a = cmd.args;
     let i = 0;
     const selection = new Set<string>();
@@ -634,7 +638,7 @@ export class ImapSession {
     });
     const matches = (name: string) => matchers.some((m) => m(name));
     const store = this.handle!.store;
-    const folders = new Map(store.listFolders().map((f) => [f.name, f]));
+    const folders = new Map(store.listFolderNames().map((f) => [f.name, f]));
     const subscribed = new Set(store.subscriptions());
     const subscribedOnly = cmd.command === 'LSUB' || selection.has('SUBSCRIBED');
     const specialOnly = selection.has('SPECIAL-USE');
@@ -651,7 +655,10 @@ export class ImapSession {
       }
     }
     const order = [...new Set([...names, ...childInfo])].sort((x, y) => (x === 'INBOX' ? -1 : y === 'INBOX' ? 1 : x < y ? -1 : x > y ? 1 : 0));
-    const allNames = [...folders.keys()];
+    // \HasChildren from one pass over the names (linear, not a scan of all names per folder)
+    const parents = new Set<string>();
+    for (const n of folders.keys()) for (let k = n.indexOf('/'); k > 0; k = n.indexOf('/', k + 1)) parents.add(n.slice(0, k));
+    const slice = new TimeSlice();
     const criteria = [...(subscribedOnly ? ['"SUBSCRIBED"'] : []), ...(specialOnly ? ['"SPECIAL-USE"'] : [])].join(' ');
     for (const n of order) {
       if (!matches(n)) continue;
@@ -661,12 +668,16 @@ export class ImapSession {
       const f = folders.get(n);
       const attrs: string[] = [];
       if (!f) attrs.push(cmd.command === 'LSUB' ? '\\Noselect' : '\\NonExistent');
-      else attrs.push(allNames.some((x) => x.startsWith(n + '/')) ? '\\HasChildren' : '\\HasNoChildren');
+      else attrs.push(parents.has(n) ? '\\HasChildren' : '\\HasNoChildren');
       if (subscribed.has(n) && (selection.has('SUBSCRIBED') || returns.has('SUBSCRIBED'))) attrs.push('\\Subscribed');
       if (f?.specialUse && cmd.command === 'LIST') attrs.push(f.specialUse);
       const name = encodeMailbox(n, { utf8: this.utf8 });
       this.send(`* ${cmd.command} (${attrs.join(' ')}) "/" ${name}${viaChild ? ` ("CHILDINFO" (${criteria}))` : ''}`);
-      if (statusItems && f) this.send(this.statusLine(f, statusItems));
+      const info = statusItems && f ? store.getFolder(n) : null;
+      if (info) this.send(this.statusLine(info, statusItems!));
+      await slice.yield();
+      await this.flush();
+      if (this.closed) break;
     }
     return `${cmd.command} completed`;
   }
@@ -911,10 +922,12 @@ export class ImapSession {
     const needsDetails = items.some((i) => !['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'MODSEQ', 'RFC822'].includes(i.name));
     // Details come from the store in batches of 500 (one query each), not one query per message.
     const BATCH = 500;
+    const slice = new TimeSlice();
     let batch = new Map<number, NonNullable<ReturnType<typeof store.getMessage>>>();
     let index = -1;
     const detailsOf = (uid: number) => batch.get(uid);
     for (const [seq, uid] of targets) {
+      if (this.closed) break; // the client left: \Seen goes only on what was handed to its socket
       if (++index % BATCH === 0 && needsDetails) batch = store.getMessages(sel.name, targets.slice(index, index + BATCH).map(([, u]) => u));
       const m = summaries.get(uid);
       if (!m) continue; // expunged by another session; its EXPUNGE is reported later
@@ -1004,6 +1017,7 @@ export class ImapSession {
       if (wantModseq && modseq !== -1) item('MODSEQ', `(${modseq})`);
       this.send(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), ...parts, Buffer.from(')\r\n')]));
       await this.flush();
+      await slice.yield(); // other sessions get their turn during a long FETCH
     }
     if (markSeen.length > 0) {
       for (const c of store.setFlags(sel.name, markSeen, ['\\Seen'], 'add').changed) sel.modseqs.set(c.uid, c.modseq);
@@ -1258,10 +1272,16 @@ export class ImapSession {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    // A command still running keeps the mailbox open until it ends (pump releases it then): the
+    // last session closing must not close the database under its FETCH or STORE.
+    if (!this.busy) this.releaseMailbox();
+    this.opts.onClose();
+  }
+
+  private releaseMailbox(): void {
     this.handle?.events.off('change', this.onChange);
     this.handle?.release();
     this.handle = null;
-    this.opts.onClose();
   }
 
   /** For a draining server: say goodbye now unless a command is running. */

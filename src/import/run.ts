@@ -10,6 +10,7 @@ import { readImap } from './imap.js';
 import { readMaildir } from './maildir.js';
 import { detectMboxFormat, readMbox, type MboxFormat } from './mbox.js';
 import { SourceError, type SourceItem } from './source.js';
+import { FolderLimitReached } from '../store/mailbox-db.js';
 import { ImportWriter, type ImportSummary } from './writer.js';
 
 export type ImportSource =
@@ -108,6 +109,7 @@ export async function runImport(req: ImportRequest): Promise<ImportReport> {
     }
   }
   const opened = openMailbox(req.config, req.address, req.password);
+  opened.store.folderLimit = req.config.limits.foldersPerMailbox;
   try {
     const writer = new ImportWriter(opened.store, opened.store.dir, { defaultFolder: req.folder ?? 'INBOX', onBatch: req.onBatch });
     let items: AsyncIterable<SourceItem>;
@@ -120,7 +122,7 @@ export async function runImport(req: ImportRequest): Promise<ImportReport> {
     } catch (e) {
       // What was read before the failure is kept: commit it, then say what went wrong.
       await writer.flush();
-      if (e instanceof SourceError) throw new UserError(`${e.message}${writer.summary.imported > 0 ? ` (${writer.summary.imported} message(s) imported before that were kept)` : '; nothing was imported'}`);
+      if (e instanceof SourceError || e instanceof FolderLimitReached) throw new UserError(`${e.message}${writer.summary.imported > 0 ? ` (${writer.summary.imported} message(s) imported before that were kept)` : '; nothing was imported'}`);
       throw e;
     }
     await writer.flush();

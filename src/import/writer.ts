@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { canonicalFolderName, type ImportItem, type MailboxStore } from '../store/mailbox-db.js';
+import { FolderLimitReached, newFolderName, parentsOf, type ImportItem, type MailboxStore } from '../store/mailbox-db.js';
 import { spoolDir } from '../store/spool.js';
 import { checkMail, dateHeader, NotMail } from './message.js';
 import type { SourceItem } from './source.js';
@@ -59,6 +59,8 @@ export class ImportWriter {
   private readonly maxMessages: number;
   private readonly maxBytes: number;
   private readonly bySpecialUse: Map<string, string>;
+  /** Folders the mailbox has or this import creates, to stop at limits.folders_per_mailbox before a batch fails. */
+  private readonly folders: Set<string>;
 
   constructor(
     private readonly store: MailboxStore,
@@ -68,7 +70,9 @@ export class ImportWriter {
     this.maxMessages = opts.batchMessages ?? 100;
     this.maxBytes = opts.batchBytes ?? 4 * 1024 * 1024;
     // A source's Sent, Drafts, Junk ... (SPECIAL-USE) go into this mailbox's folder of that use.
-    this.bySpecialUse = new Map(store.listFolders().flatMap((f) => (f.specialUse ? [[f.specialUse, f.name] as [string, string]] : [])));
+    const existing = store.listFolders();
+    this.bySpecialUse = new Map(existing.flatMap((f) => (f.specialUse ? [[f.specialUse, f.name] as [string, string]] : [])));
+    this.folders = new Set(existing.map((f) => f.name));
   }
 
   async add(item: SourceItem): Promise<void> {
@@ -81,10 +85,16 @@ export class ImportWriter {
     try {
       checkMail(item.raw);
       const mapped = item.specialUse ? this.bySpecialUse.get(item.specialUse) : undefined;
-      folder = canonicalFolderName(mapped ?? item.folder ?? this.opts.defaultFolder);
+      folder = mapped ?? item.folder ?? this.opts.defaultFolder;
+      folder = this.folders.has(folder) ? folder : newFolderName(folder);
     } catch (e) {
       this.summary.skipped.push({ where: item.where, reason: e instanceof NotMail ? e.message : `bad folder name: ${(e as Error).message}` });
       return;
+    }
+    if (!this.folders.has(folder)) {
+      const added = [...parentsOf(folder), folder].filter((f) => !this.folders.has(f));
+      if (this.store.folderLimit > 0 && this.folders.size + added.length > this.store.folderLimit) throw new FolderLimitReached(this.store.folderLimit);
+      for (const f of added) this.folders.add(f);
     }
     const date = Number.isNaN(item.internalDate.getTime()) ? (dateHeader(item.raw) ?? new Date()) : item.internalDate;
     this.batch.push({ folder, raw: item.raw, flags: cleanFlags(item.flags), internalDate: date, envelopeFrom: item.envelopeFrom ?? null, specialUse: item.specialUse ?? null });

@@ -37,6 +37,12 @@ export class FolderExists extends MailStoreError {
   }
 }
 export class InvalidFolderName extends MailStoreError {}
+/** CREATE, RENAME or an import would take a mailbox past limits.folders_per_mailbox. */
+export class FolderLimitReached extends MailStoreError {
+  constructor(readonly limit: number) {
+    super(`this mailbox has reached its limit of ${limit} folders (limits.folders_per_mailbox)`);
+  }
+}
 export class InvalidFlag extends MailStoreError {}
 
 export interface MailboxStoreOptions {
@@ -232,7 +238,17 @@ export function canonicalFolderName(name: string): string {
   return parts.join(DELIMITER);
 }
 
-function parentsOf(name: string): string[] {
+/**
+ * A name a new folder may take: canonical, and no level "." or ".." (fe export writes folders as
+ * directories, where those would climb out of the tree or collapse into their parent).
+ */
+export function newFolderName(name: string): string {
+  const canonical = canonicalFolderName(name);
+  if (canonical.split(DELIMITER).some((p) => p === '.' || p === '..')) throw new InvalidFolderName(`a folder name may not have "." or ".." as a level: ${JSON.stringify(canonical)}`);
+  return canonical;
+}
+
+export function parentsOf(name: string): string[] {
   const parts = name.split(DELIMITER);
   const out: string[] = [];
   for (let i = 1; i < parts.length; i++) out.push(parts.slice(0, i).join(DELIMITER));
@@ -378,6 +394,9 @@ export class MailboxStore {
   private masterKey: Buffer;
   private sealingPrivateKey: MailboxSecrets['sealingPrivateKey'];
   private readonly stmts = new Map<string, SqliteStatement>();
+
+  /** Most folders this mailbox may have (limits.folders_per_mailbox); 0: no limit. Set by whoever opens it. */
+  folderLimit = 0;
 
   private constructor(dir: string, file: string, db: DB, secrets: MailboxSecrets) {
     this.dir = dir;
@@ -532,6 +551,18 @@ export class MailboxStore {
       this.now(),
     ).lastInsertRowid;
     return this.stmt('SELECT * FROM folders WHERE id = ?').get(id) as FolderRow;
+  }
+
+  /** Creates `name` and its missing parents, within folderLimit (inside the caller's transaction). */
+  private addFolder(name: string, specialUse: string | null, uidNext = 1, highestModseq = 1): FolderRow {
+    const missing = [...parentsOf(name), name].filter((p) => !this.findFolder(p));
+    if (this.folderLimit > 0 && this.folderCount() + missing.length > this.folderLimit) throw new FolderLimitReached(this.folderLimit);
+    for (const p of missing.slice(0, -1)) this.insertFolderRow(p, null); // RFC 3501 CREATE
+    return this.insertFolderRow(name, specialUse, uidNext, highestModseq);
+  }
+
+  folderCount(): number {
+    return (this.stmt('SELECT count(*) AS n FROM folders').get() as { n: number }).n;
   }
 
   private findFolder(name: string): FolderRow | undefined {
@@ -742,25 +773,41 @@ export class MailboxStore {
     return rows.map((r) => this.folderInfo(r));
   }
 
+  /** Names and special-use of every folder, INBOX first: one query, no counts (LIST). */
+  listFolderNames(): { name: string; specialUse: string | null }[] {
+    const rows = this.stmt(`SELECT name, special_use FROM folders ORDER BY name <> 'INBOX', name`).all() as { name: string; special_use: string | null }[];
+    return rows.map((r) => ({ name: r.name, specialUse: r.special_use }));
+  }
+
   getFolder(name: string): FolderInfo | null {
     const f = this.findFolder(name);
     return f ? this.folderInfo(f) : null;
   }
 
   createFolder(name: string, options: { specialUse?: string | null } = {}): FolderInfo {
-    const canonical = canonicalFolderName(name);
+    const canonical = newFolderName(name);
     const use = options.specialUse ?? null;
     if (use !== null && !SPECIAL_USE.has(use)) throw new MailStoreError(`unknown special-use attribute ${use}`);
     return this.db.transaction(() => {
       if (this.findFolder(canonical)) throw new FolderExists(canonical);
-      for (const p of parentsOf(canonical)) if (!this.findFolder(p)) this.insertFolderRow(p, null); // RFC 3501 CREATE
-      return this.folderInfo(this.insertFolderRow(canonical, use));
+      return this.folderInfo(this.addFolder(canonical, use));
+    })();
+  }
+
+  /** Many folders in one transaction (those that exist are left alone); within folderLimit. */
+  createFolders(names: readonly string[]): void {
+    const canonical = names.map((n) => newFolderName(n));
+    this.db.transaction(() => {
+      const missing = new Set<string>();
+      for (const name of canonical) for (const p of [...parentsOf(name), name]) if (!missing.has(p) && !this.findFolder(p)) missing.add(p);
+      if (this.folderLimit > 0 && this.folderCount() + missing.size > this.folderLimit) throw new FolderLimitReached(this.folderLimit);
+      for (const name of missing) this.insertFolderRow(name, null); // parents come before their children
     })();
   }
 
   renameFolder(from: string, to: string): void {
     const src = canonicalFolderName(from);
-    const dst = canonicalFolderName(to);
+    const dst = newFolderName(to);
     if (src === dst) return;
     if (dst.startsWith(src + DELIMITER)) throw new InvalidFolderName(`cannot move ${src} into itself`);
     this.db.transaction(() => {
@@ -768,8 +815,7 @@ export class MailboxStore {
       if (this.findFolder(dst)) throw new FolderExists(dst);
       if (src === 'INBOX') {
         // RFC 3501: renaming INBOX moves its messages to a new folder and leaves INBOX empty.
-        for (const p of parentsOf(dst)) if (!this.findFolder(p)) this.insertFolderRow(p, null);
-        const target = this.insertFolderRow(dst, null, f.uid_next, f.highest_modseq);
+        const target = this.addFolder(dst, null, f.uid_next, f.highest_modseq);
         this.stmt('UPDATE folders SET recent_uid = ? WHERE id = ?').run(f.recent_uid, target.id);
         const modseq = f.highest_modseq + 1;
         this.stmt('INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) SELECT folder_id, uid, ? FROM messages WHERE folder_id = ?').run(modseq, f.id);
@@ -782,7 +828,9 @@ export class MailboxStore {
         const renamed = dst + c.name.slice(src.length);
         if (this.findFolder(renamed)) throw new FolderExists(renamed);
       }
-      for (const p of parentsOf(dst)) if (!this.findFolder(p)) this.insertFolderRow(p, null);
+      const parents = parentsOf(dst).filter((p) => !this.findFolder(p));
+      if (this.folderLimit > 0 && parents.length > 0 && this.folderCount() + parents.length > this.folderLimit) throw new FolderLimitReached(this.folderLimit);
+      for (const p of parents) this.insertFolderRow(p, null);
       this.stmt('UPDATE folders SET name = ? WHERE id = ?').run(dst, f.id);
       for (const c of children) this.stmt('UPDATE folders SET name = ? WHERE id = ?').run(dst + c.name.slice(src.length), c.id);
       // subscriptions follow the folders they name
@@ -864,9 +912,8 @@ export class MailboxStore {
         if (!t) {
           let f = this.findFolder(p.folder);
           if (!f) {
-            for (const parent of parentsOf(p.folder)) if (!this.findFolder(parent)) this.insertFolderRow(parent, null);
             const use = p.it.specialUse && SPECIAL_USE.has(p.it.specialUse) && !this.folderBySpecialUse(p.it.specialUse) ? p.it.specialUse : null;
-            f = this.insertFolderRow(p.folder, use);
+            f = this.addFolder(newFolderName(p.folder), use);
           }
           t = { f, modseq: f.highest_modseq + 1, used: false };
           targets.set(p.folder, t);

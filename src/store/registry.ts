@@ -78,6 +78,7 @@ export class MailboxRegistry {
       entry = this.entries.get(dir)!;
     } else entry.store.adoptSealingKey(secrets.sealingPrivateKey);
     secrets.masterKey.fill(0);
+    entry.store.folderLimit = config.limits.foldersPerMailbox; // at each login: SIGHUP may change it
     entry.refs++;
     this.importNow(entry);
     const e = entry;

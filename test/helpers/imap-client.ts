@@ -100,3 +100,11 @@ export function imapConnect(port: number, opts: { tls?: boolean } = {}): Promise
     else socket.once('connect', () => void start());
   });
 }
+
+/** A TLS connection logged in as `user` (it must succeed). */
+export async function imapLogin(port: number, user: string, password: string): Promise<ImapConn> {
+  const c = await imapConnect(port, { tls: true });
+  const r = await c.command(`LOGIN ${user} "${password}"`);
+  if (r.status !== 'OK') throw new Error(`LOGIN ${user}: ${r.status} ${r.text}`);
+  return c;
+}
