@@ -315,6 +315,20 @@ test('a bounce put in a mailbox with a key is encrypted to it (the DSN quotes th
   assert.match(plain, /Action: failed/);
 });
 
+test('fe import into a mailbox with a key stores each message encrypted to it; a re-run adds nothing', async () => {
+  const marker = `imported-${Date.now()}`;
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'fe-mbox-')), 'old.mbox');
+  writeFileSync(file, `From alice@old.example Mon Jan  5 10:00:00 2026\nFrom: Alice <alice@old.example>\nTo: me@example.org\nSubject: from the old provider\nMessage-ID: <${marker}@old.example>\nDate: Mon, 5 Jan 2026 10:00:00 +0000\n\nThe body ${marker}.\n`);
+  const first = JSON.parse(await w.ok(['import', 'me@example.org', '--mbox', file, '--password-stdin', '--json'], { stdin: `${PASSWORD}-me\n` })) as { imported: number };
+  assert.equal(first.imported, 1);
+  const got = await newest('me@example.org', `${PASSWORD}-me`, 'INBOX', 'alice@old.example');
+  assert.match(got.structure.outer, /multipart\/encrypted/);
+  assert.ok(!got.raw.toString('latin1').includes(`The body ${marker}`), 'the body is not readable on the server');
+  assert.ok((await decrypt(got)).includes(`The body ${marker}`));
+  const again = JSON.parse(await w.ok(['import', 'me@example.org', '--mbox', file, '--password-stdin', '--json'], { stdin: `${PASSWORD}-me\n` })) as { imported: number; duplicates: number };
+  assert.deepEqual([again.imported, again.duplicates], [0, 1], 'found as a duplicate by the plaintext, though each encryption differs');
+});
+
 test('a forward alias with encrypt: true sends the copy encrypted to the target\'s key, ARC-sealed after encrypting', async () => {
   const marker = `forwarded-secret-${Date.now()}`;
   const before = peer.messages.length;

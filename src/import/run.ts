@@ -12,6 +12,8 @@ import { detectMboxFormat, readMbox, type MboxFormat } from './mbox.js';
 import { SourceError, type SourceItem } from './source.js';
 import { FolderLimitReached } from '../store/mailbox-db.js';
 import { ImportWriter, type ImportSummary } from './writer.js';
+import { protectForMailbox } from '../pgp/store.js';
+import { createLogger } from '../util/log.js';
 
 export type ImportSource =
   | { kind: 'mbox'; path: string; stream?: AsyncIterable<Buffer>; format?: MboxFormat }
@@ -111,7 +113,12 @@ export async function runImport(req: ImportRequest): Promise<ImportReport> {
   const opened = openMailbox(req.config, req.address, req.password);
   opened.store.folderLimit = req.config.limits.foldersPerMailbox;
   try {
-    const writer = new ImportWriter(opened.store, opened.store.dir, { defaultFolder: req.folder ?? 'INBOX', onBatch: req.onBatch });
+    // Imported mail is stored as delivered mail is: encrypted when the mailbox has an OpenPGP key.
+    const log = createLogger(req.config.logLevel, 'import');
+    const keyed = opened.address.toLowerCase();
+    // Encrypted to the key as it is today (the message's own date may predate the key).
+    const protect = req.config.keys.has(keyed) ? (raw: Buffer) => protectForMailbox(req.config, keyed, raw, log) : undefined;
+    const writer = new ImportWriter(opened.store, opened.store.dir, { defaultFolder: req.folder ?? 'INBOX', onBatch: req.onBatch, ...(protect ? { protect } : {}) });
     let items: AsyncIterable<SourceItem>;
     if (src.kind === 'mbox') items = mboxItems(req, src, formats, maxMessage);
     else if (src.kind === 'maildir') items = readMaildir(src.path, { maxMessage, only: req.folder });

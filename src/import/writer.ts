@@ -38,6 +38,8 @@ export interface WriterOptions {
   defaultFolder: string;
   /** Called after each committed batch (progress). */
   onBatch?: (s: ImportSummary) => void;
+  /** The bytes to store for a message (OpenPGP-encrypted for a mailbox with a key); absent: as read. */
+  protect?: (raw: Buffer) => Promise<Buffer>;
 }
 
 /** IMAP flags a store accepts; the rest (\Recent, odd keywords) are dropped. */
@@ -97,8 +99,9 @@ export class ImportWriter {
       for (const f of added) this.folders.add(f);
     }
     const date = Number.isNaN(item.internalDate.getTime()) ? (dateHeader(item.raw) ?? new Date()) : item.internalDate;
-    this.batch.push({ folder, raw: item.raw, flags: cleanFlags(item.flags), internalDate: date, envelopeFrom: item.envelopeFrom ?? null, specialUse: item.specialUse ?? null });
-    this.batchBytes += item.raw.length;
+    const stored = this.opts.protect ? await this.opts.protect(item.raw) : undefined;
+    this.batch.push({ folder, raw: item.raw, flags: cleanFlags(item.flags), internalDate: date, envelopeFrom: item.envelopeFrom ?? null, specialUse: item.specialUse ?? null, ...(stored && stored !== item.raw ? { stored } : {}) });
+    this.batchBytes += (stored ?? item.raw).length;
     if (this.batch.length >= this.maxMessages || this.batchBytes >= this.maxBytes) await this.flush();
   }
 

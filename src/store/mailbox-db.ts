@@ -104,6 +104,8 @@ export interface ImportItem {
   internalDate: Date;
   envelopeFrom?: string | null;
   specialUse?: string | null; // given to the folder when the import creates it
+  /** What to keep instead of `raw` (encrypted to the mailbox's OpenPGP key); duplicates are still found by `raw`. */
+  stored?: Buffer;
 }
 
 export interface ImportBatchResult {
@@ -923,9 +925,10 @@ export class MailboxStore {
           result.duplicates++;
           continue;
         }
-        const bodyId = this.insertBody(p.it.raw, parsed);
+        const kept = p.it.stored ?? p.it.raw;
+        const bodyId = this.insertBody(kept, parsed);
         if (parsed.parseError !== null) result.parseErrors++;
-        const uid = this.insertMessage(t.f, t.modseq, bodyId, p.it.raw.length, p.flags, p.it.internalDate.getTime(), p.it.envelopeFrom ?? null, null);
+        const uid = this.insertMessage(t.f, t.modseq, bodyId, kept.length, p.flags, p.it.internalDate.getTime(), p.it.envelopeFrom ?? null, null);
         t.used = true;
         result.added.push({ folder: t.f.name, uid });
       }
