@@ -1,7 +1,7 @@
 // MX throughput: messages per second accepted into a mailbox (sealed + fsync'd) and forwarded
 // (SRS + ARC + delivery to a peer MX), with 1 and 16 concurrent senders, 10 KB and 1 MB
 // messages, and the fe serve process's peak RSS. Everything runs on loopback.
-import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
@@ -148,6 +148,12 @@ export async function benchProtection(): Promise<void> {
   }
 }
 
+/** CPU seconds (user + system) a process has used so far; Linux clock ticks are 1/100 s. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 /**
  * fe's MX side by side with Postfix's smtpd in one run, both driven by Postfix's smtp-source, one
  * connection per message (its default), 1 and 16 sessions, 10 KB and 1 MB messages. fe runs every
@@ -220,13 +226,17 @@ export async function benchMxPostfix(): Promise<void> {
     // warm-up: JIT, key loading, page cache
     await send(fe.ports.mx!, 10 * 1024, 4, 40);
     await send(postfix.port, 10 * 1024, 4, 40);
-    console.log(['messages'.padEnd(20), 'fe msg/s'.padStart(10), 'postfix msg/s'.padStart(14), 'fe/postfix'.padStart(11)].join(' '));
+    // fe's CPU per message and its share of one core: whether a second core would help at all
+    console.log(['messages'.padEnd(20), 'fe msg/s'.padStart(10), 'postfix msg/s'.padStart(14), 'fe/postfix'.padStart(11), 'fe CPU ms/msg'.padStart(14), 'fe core use'.padStart(12)].join(' '));
     for (const size of [10 * 1024, 1024 * 1024]) {
       for (const sessions of [1, 16]) {
-        const feRate = MESSAGES / (await send(fe.ports.mx!, size, sessions, MESSAGES));
+        const cpu0 = cpuSeconds(fe.child.pid!);
+        const feSeconds = await send(fe.ports.mx!, size, sessions, MESSAGES);
+        const feCpu = cpuSeconds(fe.child.pid!) - cpu0;
+        const feRate = MESSAGES / feSeconds;
         const pfRate = MESSAGES / (await send(postfix.port, size, sessions, MESSAGES));
         const label = `${size > 100_000 ? '1 MB' : '10 KB'} x ${sessions}`;
-        const row = [label.padEnd(20), feRate.toFixed(1).padStart(10), pfRate.toFixed(1).padStart(14), (feRate / pfRate).toFixed(2).padStart(11)].join(' ');
+        const row = [label.padEnd(20), feRate.toFixed(1).padStart(10), pfRate.toFixed(1).padStart(14), (feRate / pfRate).toFixed(2).padStart(11), ((feCpu / MESSAGES) * 1000).toFixed(1).padStart(14), `${((feCpu / feSeconds) * 100).toFixed(0)}%`.padStart(12)].join(' ');
         console.log(row);
         rows.push(row);
       }
