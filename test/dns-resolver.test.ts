@@ -166,3 +166,16 @@ function udpQuery(address: string, msg: Buffer): Promise<Buffer> {
     s.send(msg, Number(port), host);
   });
 }
+
+test('identical lookups in flight together share one query; a later lookup asks again', async () => {
+  dns.set('shared.example.org', { TXT: ['v=spf1 -all'] });
+  const asked = () => dns.queries.filter((q) => q.name === 'shared.example.org' && q.type === 'TXT').length;
+  const before = asked();
+  const answers = await Promise.all([r.txt('shared.example.org'), r.txt('SHARED.example.org'), r.mailauthResolver('shared.example.org', 'TXT'), r.txt('shared.example.org')]);
+  assert.deepEqual(answers[0], ['v=spf1 -all']);
+  assert.deepEqual(answers[2], [['v=spf1 -all']]);
+  assert.equal(asked() - before, 1, 'four lookups at once, one query');
+  dns.set('shared.example.org', { TXT: ['v=spf1 +all'] });
+  assert.deepEqual(await r.txt('shared.example.org'), ['v=spf1 +all'], 'nothing is cached after the answer');
+  assert.equal(asked() - before, 2);
+});

@@ -14,7 +14,7 @@ import { createMailboxKey, sealingPublicKey, unlockMailboxKey, type MailboxSecre
 import { seal } from '../src/crypto/seal.js';
 import { FolderExists, InvalidFlag, InvalidFolderName, MAILBOX_DB, MailStoreError, MailboxStore, NoSuchFolder, WrongMailboxKey } from '../src/store/mailbox-db.js';
 import { mailboxDir } from '../src/store/paths.js';
-import { appendToSpool, isSpoolId, listSpool, newSpoolId, spoolCount, spoolDir, spoolFileName } from '../src/store/spool.js';
+import { appendToSpool, appendToSpoolAsync, isSpoolId, listSpool, newSpoolId, spoolCount, spoolDir, spoolFileName } from '../src/store/spool.js';
 import { QueueStore } from '../src/queue/store.js';
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'store-child.js');
@@ -139,6 +139,27 @@ test('spool files are sealed, 0600, complete, and a marker is in no file under t
     store.close();
   }
   assert.deepEqual(filesContaining(dir, marker), [], 'nor after the checkpoint on close');
+});
+
+test('concurrent async spool writes (what the MX does) each land whole, sealed, 0600, and all import', async () => {
+  const root = tmp();
+  const dir = mailboxDir(root, 'example.org', 'me');
+  createMailboxKey(dir, 'me@example.org', 'correct horse battery staple');
+  const marker = `MARKER-${randomBytes(8).toString('hex')}`;
+  const pub = sealingPublicKey(dir);
+  const ids = await Promise.all(Array.from({ length: 40 }, (_, i) => appendToSpoolAsync(dir, pub, msg(`a${i}`, `${marker} ${i} ${'x'.repeat(i * 1000)}`), meta())));
+  assert.equal(new Set(ids).size, 40);
+  const names = readdirSync(spoolDir(dir));
+  assert.deepEqual(names.sort(), ids.map((id) => `${id}.sealed`).sort(), 'nothing but the final files: no temp files left');
+  for (const n of names) assert.equal(mode(path.join(spoolDir(dir), n)), 0o600);
+  assert.deepEqual(filesContaining(dir, marker), []);
+  const store = MailboxStore.open(dir, unlockMailboxKey(dir, 'correct horse battery staple'));
+  try {
+    assert.equal(store.importSpool().imported, 40);
+    for (let uid = 1; uid <= 40; uid++) assert.match(store.getRaw('INBOX', uid)!.toString(), new RegExp(`${marker} \\d+ x*\\r\\n$`));
+  } finally {
+    store.close();
+  }
 });
 
 test('import is one transaction and idempotent: a crash after commit but before unlinking imports nothing twice', () => {

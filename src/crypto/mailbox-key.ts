@@ -13,7 +13,7 @@ import {
   scryptSync,
   type KeyObject,
 } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ensurePrivateDir, fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
 import { MLKEM_PUBLIC_LEN, mlkemFromSeed, newMlkemSeed, type HybridPrivateKey, type SealOpener, type SealRecipient } from './seal.js';
@@ -212,13 +212,36 @@ export async function unlockMailboxKeyAsync(dir: string, password: string): Prom
   return secretsOf(unwrapInner(file, await kekAsync(password, Buffer.from(file.kdf.salt, 'base64'), { N, r, p })));
 }
 
+// Parsed sealing keys by key file, kept while the file is the same (inode, size, mtime): the MX
+// seals every message, and reading, parsing and importing the key each time was ~5% of its CPU.
+const sealingKeys = new Map<string, { stamp: string; key: SealRecipient }>();
+const MAX_CACHED_KEYS = 10_000;
+
 /** What the MX seals to: X25519 alone for a v1 key, the hybrid for v2. Needs no password. */
 export function sealingPublicKey(dir: string): SealRecipient {
-  const file = readKeyFile(keyFilePath(dir));
+  const file = keyFilePath(dir);
+  let st;
+  try {
+    st = statSync(file, { bigint: true });
+  } catch {
+    return readSealingPublicKey(file); // its own error for a missing or unreadable key file
+  }
+  const stamp = `${st.ino}:${st.size}:${st.mtimeNs}`;
+  const cached = sealingKeys.get(file);
+  if (cached && cached.stamp === stamp) return cached.key;
+  const key = readSealingPublicKey(file);
+  sealingKeys.delete(file);
+  sealingKeys.set(file, { stamp, key });
+  if (sealingKeys.size > MAX_CACHED_KEYS) sealingKeys.delete(sealingKeys.keys().next().value!);
+  return key;
+}
+
+function readSealingPublicKey(keyFile: string): SealRecipient {
+  const file = readKeyFile(keyFile);
   const x25519 = createPublicKey({ key: Buffer.from(file.sealing.publicKey, 'base64'), format: 'der', type: 'spki' });
   if (file.version === 1) return x25519;
   const mlkem = Buffer.from(file.sealing.mlkemPublicKey, 'base64');
-  if (mlkem.length !== MLKEM_PUBLIC_LEN) throw new KeyFileError(`mailbox key ${keyFilePath(dir)}: the ML-KEM public key is ${mlkem.length} bytes, not ${MLKEM_PUBLIC_LEN}`);
+  if (mlkem.length !== MLKEM_PUBLIC_LEN) throw new KeyFileError(`mailbox key ${keyFile}: the ML-KEM public key is ${mlkem.length} bytes, not ${MLKEM_PUBLIC_LEN}`);
   return { x25519, mlkem };
 }
 

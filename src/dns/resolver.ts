@@ -123,7 +123,22 @@ export function createResolver(opts: ResolverOptions = {}): FeResolver {
   const resolver = new Resolver({ timeout: Math.max(50, Math.ceil(timeoutMs / 3)), tries: TRIES });
   if (opts.servers && opts.servers.length > 0) resolver.setServers(opts.servers);
 
-  async function run<T>(hostname: string, rrtype: string, fn: () => Promise<T>): Promise<T> {
+  // Identical lookups in flight at once share one query (16 sessions checking the same sender
+  // ask the same SPF, DKIM and DMARC names together). Nothing is kept after the answer: no cache,
+  // so no answer is ever older than the query that produced it.
+  const inflight = new Map<string, Promise<unknown>>();
+  function run<T>(hostname: string, rrtype: string, fn: () => Promise<T>, kind = 'plain'): Promise<T> {
+    const key = `${kind} ${rrtype} ${hostname.toLowerCase()}`;
+    const pending = inflight.get(key);
+    if (pending) return pending as Promise<T>;
+    const p = ask(hostname, rrtype, fn);
+    inflight.set(key, p);
+    const forget = () => inflight.delete(key);
+    p.then(forget, forget);
+    return p;
+  }
+
+  async function ask<T>(hostname: string, rrtype: string, fn: () => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new DnsLookupError('ETIMEOUT', hostname, rrtype)), timeoutMs);
@@ -182,7 +197,7 @@ export function createResolver(opts: ResolverOptions = {}): FeResolver {
     }
   };
 
-  const validated = <K extends keyof DnssecTypes>(name: string, type: K) => run(name, type, () => lookupValidated(resolver.getServers().map(parseServer), host(name), type, Math.max(100, Math.ceil(timeoutMs / 2))));
+  const validated = <K extends keyof DnssecTypes>(name: string, type: K) => run(name, type, () => lookupValidated(resolver.getServers().map(parseServer), host(name), type, Math.max(100, Math.ceil(timeoutMs / 2))), 'dnssec');
 
   return { ...api, mailauthResolver, validated };
 }

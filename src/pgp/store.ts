@@ -4,7 +4,7 @@
 // longer works is never skipped silently: the message is stored sealed as usual, with a WARN.
 import type { AliasConfig, DomainConfig, FeConfig } from '../config/schema.js';
 import { sealingPublicKey } from '../crypto/mailbox-key.js';
-import { appendToSpool, type SpoolMeta } from '../store/spool.js';
+import { appendToSpoolAsync, type SpoolMeta } from '../store/spool.js';
 import type { Logger } from '../util/log.js';
 import { encryptedKind } from './detect.js';
 import { keyState } from './key-state.js';
@@ -75,8 +75,8 @@ async function protect(config: FeConfig, address: string, subject: SubjectMode, 
   return encryptMessage(message, state.key, subject, now);
 }
 
-/** protectForMailbox, then sealed into the mailbox's spool (`dir`). Spool errors are thrown as appendToSpool throws them. */
+/** protectForMailbox, then sealed into the mailbox's spool (`dir`). Spool errors are thrown as appendToSpoolAsync throws them. */
 export async function storeInMailbox(config: FeConfig, dir: string, message: Buffer, meta: SpoolMeta, log: Logger): Promise<string> {
   const stored = await protectForMailbox(config, meta.envelopeTo, message, log, meta.receivedAt);
-  return appendToSpool(dir, sealingPublicKey(dir), stored, meta);
+  return appendToSpoolAsync(dir, sealingPublicKey(dir), stored, meta);
 }

@@ -19,6 +19,7 @@ import { MtaStsCache } from './mta-sts.js';
 import { protectMessage } from '../protection/pipeline.js';
 import { deliverToDomain, type DeliveryResult, type OutboundOptions } from './outbound.js';
 import { createSrs } from './srs.js';
+import { installPregreet } from './pregreet.js';
 import type { TlsSource } from '../tls/source.js';
 
 export interface MxOptions {
@@ -317,6 +318,7 @@ export function createMx(opts: MxOptions) {
     },
   });
 
+  installPregreet(server, { log });
   return smtpDaemon(server, inTransaction, log, opts.tls);
 }
 

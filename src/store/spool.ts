@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { open as openSealed, sealParts, type SealOpener, type SealRecipient } from '../crypto/seal.js';
-import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
+import { fsyncDir, writeFileAtomic, writeFileAtomicAsync } from '../util/atomic-file.js';
 
 /** Which folder an imported message goes to, by special use (RFC 6154); INBOX when absent. */
 export type SpoolFolder = '\\Sent' | '\\Junk';
@@ -84,8 +84,8 @@ function encodeMeta(id: string, meta: SpoolMeta): Buffer {
   return Buffer.concat([len, json]);
 }
 
-/** Seals one message and makes it durable; returns its id only once a crash can no longer lose it. */
-export function appendToSpool(mailboxDir: string, publicKey: SealRecipient, message: Uint8Array, meta: SpoolMeta): string {
+/** The sealed file for one message: its id, its final path and its bytes (the spool folder is made here). */
+function sealForSpool(mailboxDir: string, publicKey: SealRecipient, message: Uint8Array, meta: SpoolMeta): { id: string; file: string; sealed: Buffer } {
   if (!(meta.receivedAt instanceof Date) || Number.isNaN(meta.receivedAt.getTime())) throw new TypeError('receivedAt must be a valid Date');
   const dir = spoolDir(mailboxDir);
   if (!existsSync(dir)) {
@@ -93,10 +93,22 @@ export function appendToSpool(mailboxDir: string, publicKey: SealRecipient, mess
     fsyncDir(mailboxDir); // the new folder's entry must be durable too
   }
   const id = newSpoolId();
-  const sealed = sealParts([encodeMeta(id, meta), message], publicKey);
+  return { id, file: path.join(dir, spoolFileName(id)), sealed: sealParts([encodeMeta(id, meta), message], publicKey) };
+}
+
+/** Seals one message and makes it durable; returns its id only once a crash can no longer lose it. */
+export function appendToSpool(mailboxDir: string, publicKey: SealRecipient, message: Uint8Array, meta: SpoolMeta): string {
+  const { id, file, sealed } = sealForSpool(mailboxDir, publicKey, message, meta);
   // temp file (0600 from creation) -> fsync -> rename -> fsync folder: a crash leaves either
   // nothing under a final name or the whole file.
-  writeFileAtomic(path.join(dir, spoolFileName(id)), sealed, 0o600);
+  writeFileAtomic(file, sealed, 0o600);
+  return id;
+}
+
+/** appendToSpool for daemons: the same file and guarantees, the disk work off the event loop (see writeFileAtomicAsync). */
+export async function appendToSpoolAsync(mailboxDir: string, publicKey: SealRecipient, message: Uint8Array, meta: SpoolMeta): Promise<string> {
+  const { id, file, sealed } = sealForSpool(mailboxDir, publicKey, message, meta);
+  await writeFileAtomicAsync(file, sealed, 0o600);
   return id;
 }
 

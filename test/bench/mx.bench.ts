@@ -1,27 +1,18 @@
 // MX throughput: messages per second accepted into a mailbox (sealed + fsync'd) and forwarded
 // (SRS + ARC + delivery to a peer MX), with 1 and 16 concurrent senders, 10 KB and 1 MB
 // messages, and the fe serve process's peak RSS. Everything runs on loopback.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
+import { dkimSign } from '../../src/smtp/auth-check.js';
 import { startDnsServer } from '../helpers/dns-server.js';
 import { startServe } from '../helpers/daemon.js';
 import { workspace } from '../helpers/fe.js';
 import { startPeerMx } from '../helpers/peer-mx.js';
 import { smtpConnect } from '../helpers/smtp-client.js';
 import { startClamd } from '../helpers/clamd.js';
-
-function peakRssMiB(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-function resetPeak(pid: number): boolean {
-  try {
-    writeFileSync(`/proc/${pid}/clear_refs`, '5'); // Linux: resets VmHWM to the current RSS
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { freePort, peakRssMiB, postfixLayout, resetPeak, smtpSource, startPrivatePostfix, which } from './postfix.js';
 
 function body(size: number): string {
   const line = 'Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n';
@@ -154,5 +145,110 @@ export async function benchProtection(): Promise<void> {
     await feOn.stop();
     await clamd.stop();
     await dns.close();
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far; Linux clock ticks are 1/100 s. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * fe's MX side by side with Postfix's smtpd in one run, both driven by Postfix's smtp-source, one
+ * connection per message (its default), 1 and 16 sessions, 10 KB and 1 MB messages. fe runs every
+ * authentication check (SPF, DKIM, DMARC, ARC) against the loopback DNS server: the messages are
+ * DKIM-signed by sender.example, which publishes SPF for 127.0.0.1 and DMARC p=reject; each is
+ * sealed to the mailbox key and fsync'd before 250. Postfix (a private instance) checks none of
+ * that and queues each message (fsync'd) before 250, then delivers it to a Maildir (virtual).
+ */
+export async function benchMxPostfix(): Promise<void> {
+  const source = which('smtp-source');
+  const MESSAGES = Number(process.env.FE_BENCH_MX_MESSAGES) || 500;
+  console.log(`\nMX accept rate, fe vs Postfix: smtp-source, one connection per message, ${MESSAGES} messages a run`);
+  if (!source || !which('postfix')) {
+    console.log('skipped: no smtp-source or postfix (apt-get install postfix)');
+    return;
+  }
+  const key = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pub = key.publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+  const dns = await startDnsServer({
+    'sender.example': { TXT: ['v=spf1 ip4:127.0.0.1 -all'] },
+    'bench._domainkey.sender.example': { TXT: [`v=DKIM1; k=rsa; p=${pub}`] },
+    '_dmarc.sender.example': { TXT: ['v=DMARC1; p=reject'] },
+    'mail.sender.example': { A: ['127.0.0.1'], TXT: ['v=spf1 ip4:127.0.0.1 -all'] },
+  });
+  const files = new Map<number, string>();
+  const tmp = path.join(tmpdir(), `fe-bench-mx-${process.pid}`);
+  for (const size of [10 * 1024, 1024 * 1024]) {
+    const signed = await dkimSign(Buffer.from(body(size)), { domain: 'sender.example', selector: 'bench', privateKeyPem: key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string });
+    const file = `${tmp}-${size}.eml`;
+    writeFileSync(file, signed.toString('latin1').replace(/\r\n/g, '\n')); // smtp-source sends CRLF after each line
+    files.set(size, file);
+  }
+  const w = workspace(
+    `hostname: mail.example.org\ndata_dir: ./data\nlog_level: warn\nlisten:\n  mx: 127.0.0.1:0\ndns:\n  servers: ["${dns.address}"]\n` +
+      `limits:\n  message_size: 4000000\n  connections_per_ip: 100\n  messages_per_ip_per_minute: 1000000\n` +
+      `protection: {executables: off, viruses: off, spam: off, phishing: off}\n`,
+  );
+  await w.ok(['domain', 'add', 'example.org']);
+  await w.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: 'correct horse battery staple\n' });
+  // FE_BENCH_CPU_PROF=DIR: fe serve writes a V8 CPU profile there when it stops (node --cpu-prof).
+  const prof = process.env.FE_BENCH_CPU_PROF;
+  const fe = await startServe(w.config, ['--only', 'mx'], {}, ['mx'], prof ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(prof)}`] : []);
+  const layout = postfixLayout();
+  const mail = path.join(layout.dir, 'mail');
+  const pfPort = await freePort();
+  const postfix = await startPrivatePostfix(
+    layout,
+    pfPort,
+    [
+      'myhostname = mx.postfix.example',
+      'virtual_mailbox_domains = example.org',
+      `virtual_mailbox_base = ${mail}`,
+      'virtual_mailbox_maps = inline:{ me@example.org=me/ }',
+      `virtual_uid_maps = static:${layout.uid}`,
+      `virtual_gid_maps = static:${layout.gid}`,
+      'message_size_limit = 4000000',
+      'smtpd_client_connection_rate_limit = 0',
+    ],
+    [`127.0.0.1:${pfPort} inet n - n - - smtpd`],
+  ).catch(async (e: Error) => {
+    await fe.stop();
+    throw e;
+  });
+  const rows: string[] = [];
+  try {
+    mkdirSync(mail, { recursive: true });
+    chownSync(mail, layout.uid, layout.gid);
+    const send = (port: number, size: number, sessions: number, messages: number) =>
+      smtpSource(source, port, { sessions, messages, from: 'bench@sender.example', to: 'me@example.org', helo: 'mail.sender.example', file: files.get(size)! });
+    // warm-up: JIT, key loading, page cache
+    await send(fe.ports.mx!, 10 * 1024, 4, 40);
+    await send(postfix.port, 10 * 1024, 4, 40);
+    // fe's CPU per message and its share of one core: whether a second core would help at all
+    console.log(['messages'.padEnd(20), 'fe msg/s'.padStart(10), 'postfix msg/s'.padStart(14), 'fe/postfix'.padStart(11), 'fe CPU ms/msg'.padStart(14), 'fe core use'.padStart(12)].join(' '));
+    for (const size of [10 * 1024, 1024 * 1024]) {
+      for (const sessions of [1, 16]) {
+        const cpu0 = cpuSeconds(fe.child.pid!);
+        const feSeconds = await send(fe.ports.mx!, size, sessions, MESSAGES);
+        const feCpu = cpuSeconds(fe.child.pid!) - cpu0;
+        const feRate = MESSAGES / feSeconds;
+        const pfRate = MESSAGES / (await send(postfix.port, size, sessions, MESSAGES));
+        const label = `${size > 100_000 ? '1 MB' : '10 KB'} x ${sessions}`;
+        const row = [label.padEnd(20), feRate.toFixed(1).padStart(10), pfRate.toFixed(1).padStart(14), (feRate / pfRate).toFixed(2).padStart(11), ((feCpu / MESSAGES) * 1000).toFixed(1).padStart(14), `${((feCpu / feSeconds) * 100).toFixed(0)}%`.padStart(12)].join(' ');
+        console.log(row);
+        rows.push(row);
+      }
+    }
+    console.log(`fe: fe serve --only mx, one process, ${process.version}, SPF+DKIM (RSA-2048)+DMARC+ARC checks on the loopback DNS server, sealed + fsync'd before 250, content protection layers off; ` +
+      `postfix ${postfix.version}: smtpd with default restrictions, no SPF/DKIM/DMARC, queue file fsync'd before 250, then virtual(8) to a Maildir`);
+    const warnings = fe.log().split('\n').filter((l) => /warn|error/i.test(l));
+    if (warnings.length > 0) console.log(`fe logged: ${[...new Set(warnings)].slice(0, 5).join(' | ')}`);
+  } finally {
+    await fe.stop();
+    await postfix.stop();
+    await dns.close();
+    for (const f of files.values()) rmSync(f, { force: true });
   }
 }

@@ -3,13 +3,14 @@
 import { benchBackup } from './backup.bench.js';
 import { benchExport } from './export.bench.js';
 import { benchImap } from './imap.bench.js';
-import { benchMx, benchProtection } from './mx.bench.js';
+import { benchMx, benchMxPostfix, benchProtection } from './mx.bench.js';
 import { benchPgp } from './pgp.bench.js';
 import { benchSeal } from './seal.bench.js';
 import { benchSubmission } from './submission.bench.js';
 
 const benches: [string, () => Promise<void>][] = [
   ['mx', benchMx],
+  ['mx-postfix', benchMxPostfix],
   ['protection', benchProtection],
   ['submission', benchSubmission],
   ['imap', benchImap],

@@ -10,15 +10,15 @@
 // sasldb (sasl2-bin's saslpasswd2), DKIM signing by an opendkim milter (Debian's opendkim) when
 // that is installed, and relayhost = the sink. Both sides get the same messages from the same
 // client below. Everything runs on 127.0.0.0/8; every wait is bounded.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { startDnsServer } from '../helpers/dns-server.js';
 import { startServe } from '../helpers/daemon.js';
 import { workspace } from '../helpers/fe.js';
+import { freePort, peakRssMiB, postfixLayout, resetPeak, run, startPrivatePostfix, startSink, treeRssMiB, waitListening, which, type Sink } from './postfix.js';
 
 const MESSAGES = Number(process.env.FE_BENCH_SUBMISSION_MESSAGES) || 400;
 const SIZE = 10 * 1024;
@@ -27,71 +27,6 @@ const USER = 'bench@example.org';
 const PASSWORD = 'correct horse battery staple';
 const RCPT_DOMAIN = 'sink.example';
 const WAIT_MS = 300_000; // the longest any one scenario may take to reach the sink
-
-// ---------------------------------------------------------------------------------------------
-// Small helpers.
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function which(name: string): string | null {
-  for (const dir of [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin']) {
-    if (dir && existsSync(path.join(dir, name))) return path.join(dir, name);
-  }
-  return null;
-}
-
-function run(cmd: string, args: string[], input = ''): { code: number; out: string } {
-  const r = spawnSync(cmd, args, { input, encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? r.error.message : ''}` };
-}
-
-function peakRssMiB(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-function resetPeak(pid: number): boolean {
-  try {
-    writeFileSync(`/proc/${pid}/clear_refs`, '5'); // Linux: resets VmHWM to the current RSS
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Resident memory of a process and all its descendants, in MiB (Postfix runs one process per job). */
-function treeRssMiB(root: number): number {
-  const children = new Map<number, number[]>();
-  const rss = new Map<number, number>();
-  const ps = run('ps', ['-eo', 'pid=,ppid=,rss=']);
-  for (const line of ps.out.split('\n')) {
-    const [pid, ppid, kb] = line.trim().split(/\s+/).map(Number);
-    if (!pid || ppid === undefined || kb === undefined) continue;
-    children.set(ppid, [...(children.get(ppid) ?? []), pid]);
-    rss.set(pid, kb);
-  }
-  let total = 0;
-  const stack = [root];
-  while (stack.length > 0) {
-    const p = stack.pop()!;
-    total += rss.get(p) ?? 0;
-    stack.push(...(children.get(p) ?? []));
-  }
-  return total / 1024;
-}
 
 /** A 10 KB message without Message-ID and Date: both servers add them, as they do for clients. */
 function message(i: number, size: number): Buffer {
@@ -186,61 +121,6 @@ class Session {
 }
 
 // ---------------------------------------------------------------------------------------------
-// smtp-sink: counts completed DATA commands ("mesg=N" on its -c counter line).
-
-interface Sink {
-  port: number;
-  count(): number;
-  /** Resolves once the sink has seen n messages in all; rejects after timeoutMs. */
-  reach(n: number, timeoutMs: number): Promise<void>;
-  stop(): Promise<void>;
-}
-
-async function startSink(binary: string): Promise<Sink> {
-  const port = await freePort();
-  const args = ['-c', ...(process.getuid?.() === 0 ? ['-u', 'postfix'] : []), `127.0.0.1:${port}`, '256'];
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let count = 0;
-  let out = '';
-  const waiters: { n: number; resolve: () => void }[] = [];
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  const onData = (d: Buffer) => {
-    out = (out + d.toString('latin1')).slice(-4096);
-    const all = [...out.matchAll(/mesg=(\d+)/g)];
-    if (all.length > 0) count = Number(all[all.length - 1]![1]);
-    for (const w of [...waiters]) if (count >= w.n) (waiters.splice(waiters.indexOf(w), 1), w.resolve());
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  // Ready once it accepts a connection (bounded).
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`smtp-sink exited: ${out}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    });
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error(`smtp-sink did not listen on ${port}: ${out}`);
-    await sleep(50);
-  }
-  return {
-    port,
-    count: () => count,
-    reach: (n, timeoutMs) =>
-      new Promise<void>((resolve, reject) => {
-        if (count >= n) return resolve();
-        const timer = setTimeout(() => reject(new Error(`smtp-sink has ${count} of ${n} messages after ${timeoutMs / 1000} s`)), timeoutMs);
-        waiters.push({ n, resolve: () => (clearTimeout(timer), resolve()) });
-      }),
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
 // The two servers.
 
 interface Target {
@@ -304,25 +184,10 @@ async function startFe(sinkPort: number): Promise<Target> {
   };
 }
 
-/** Postfix prints its fatal errors to syslog, or to a terminal; run it on a pseudo-terminal to see them. */
-function postfixSays(args: string[]): string {
-  const r = which('script') ? run('script', ['-qec', ['postfix', ...args].join(' '), '/dev/null']) : run('postfix', args);
-  return r.out.trim();
-}
-
 async function startPostfix(sinkPort: number): Promise<Target> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'fe-bench-postfix-'));
-  chmodSync(dir, 0o755); // Postfix's processes run as the postfix user and must reach their files
-  const etc = path.join(dir, 'etc');
-  const queue = path.join(dir, 'queue');
-  const data = path.join(dir, 'data');
-  const log = path.join(dir, 'maillog');
-  for (const d of [etc, path.join(etc, 'sasl'), queue, data]) mkdirSync(d, { recursive: true });
-  const postfixUser = run('id', ['-u', 'postfix']);
-  if (postfixUser.code !== 0) throw new Error('there is no postfix user (install Debian\'s postfix package)');
-  const uid = Number(postfixUser.out.trim());
-  const gid = Number(run('id', ['-g', 'postfix']).out.trim());
-  chownSync(data, uid, gid);
+  const layout = postfixLayout();
+  const { dir, etc, uid, gid } = layout;
+  mkdirSync(path.join(etc, 'sasl'));
   const port = await freePort();
   const notes: string[] = [];
 
@@ -381,55 +246,21 @@ async function startPostfix(sinkPort: number): Promise<Target> {
     let out = '';
     opendkim.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     opendkim.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (opendkim.exitCode !== null) throw new Error(`opendkim exited: ${out}`);
-      const ok = await new Promise<boolean>((resolve) => {
-        const s = net.connect(milterSocket, () => (s.destroy(), resolve(true)));
-        s.once('error', () => resolve(false));
-      });
-      if (ok) break;
-      if (Date.now() > deadline) throw new Error(`opendkim did not listen: ${out}`);
-      await sleep(50);
-    }
+    await waitListening(milterSocket, 10_000, () => (opendkim!.exitCode !== null ? `opendkim exited: ${out}` : null));
   } else notes.push('no opendkim (apt-get install opendkim): Postfix sends unsigned mail');
 
-  writeFileSync(
-    path.join(etc, 'main.cf'),
-    [
-      'compatibility_level = 3.6',
-      `queue_directory = ${queue}`,
-      `data_directory = ${data}`,
-      'mail_owner = postfix',
-      'setgid_group = postdrop',
-      'command_directory = /usr/sbin',
-      'daemon_directory = /usr/lib/postfix/sbin',
-      'shlib_directory = /usr/lib/postfix',
-      'meta_directory = /etc/postfix',
-      // The log file must sit under one of maillog_file_prefixes, or `postfix start` exits 1
-      // with the reason sent to a syslog that may not exist.
-      `maillog_file = ${log}`,
-      `maillog_file_prefixes = ${dir}`,
-      'myhostname = mail.example.org',
-      'mydomain = example.org',
-      'myorigin = example.org',
-      'mydestination =',
-      'local_recipient_maps =',
-      'alias_maps =',
-      'alias_database =',
-      'inet_interfaces = 127.0.0.1',
-      'inet_protocols = ipv4',
-      'mynetworks = 127.0.0.0/8',
-      `relayhost = [127.0.0.1]:${sinkPort}`,
-      'smtp_tls_security_level = may',
-      `smtpd_tls_cert_file = ${etc}/cert.pem`,
-      `smtpd_tls_key_file = ${etc}/key.pem`,
-      'smtpd_sasl_path = smtpd',
-      `smtpd_sender_login_maps = inline:{ ${USER}=${USER} }`,
-      'milter_default_action = tempfail',
-      '',
-    ].join('\n'),
-  );
+  const mainCf = [
+    'myhostname = mail.example.org',
+    'mydomain = example.org',
+    'myorigin = example.org',
+    `relayhost = [127.0.0.1]:${sinkPort}`,
+    'smtp_tls_security_level = may',
+    `smtpd_tls_cert_file = ${etc}/cert.pem`,
+    `smtpd_tls_key_file = ${etc}/key.pem`,
+    'smtpd_sasl_path = smtpd',
+    `smtpd_sender_login_maps = inline:{ ${USER}=${USER} }`,
+    'milter_default_action = tempfail',
+  ];
   const submission = [
     `127.0.0.1:${port} inet n - n - - smtpd`,
     '  -o syslog_name=postfix/submission',
@@ -439,50 +270,15 @@ async function startPostfix(sinkPort: number): Promise<Target> {
       : ['  -o smtpd_relay_restrictions=permit_mynetworks,reject']),
     ...(milterSocket ? [`  -o smtpd_milters=unix:${milterSocket}`] : []),
   ];
-  // The services a submission-to-relay path uses, none chrooted (the files are in the temp folder).
-  const services = [
-    'pickup unix n - n 60 1 pickup',
-    'cleanup unix n - n - 0 cleanup',
-    'qmgr unix n - n 300 1 qmgr',
-    'tlsmgr unix - - n 1000? 1 tlsmgr',
-    'rewrite unix - - n - - trivial-rewrite',
-    'bounce unix - - n - 0 bounce',
-    'defer unix - - n - 0 bounce',
-    'trace unix - - n - 0 bounce',
-    'verify unix - - n - 1 verify',
-    'flush unix n - n 1000? 0 flush',
-    'proxymap unix - - n - - proxymap',
-    'smtp unix - - n - - smtp',
-    'relay unix - - n - - smtp',
-    'showq unix n - n - - showq',
-    'error unix - - n - - error',
-    'retry unix - - n - - error',
-    'discard unix - - n - - discard',
-    'anvil unix - - n - 1 anvil',
-    'scache unix - - n - 1 scache',
-    'postlog unix-dgram n - n - 1 postlogd',
-  ];
-  writeFileSync(path.join(etc, 'master.cf'), [...submission, ...services, ''].join('\n'));
-
-  const logText = () => (existsSync(log) ? readFileSync(log, 'utf8') : '');
-  const start = run('postfix', ['-c', etc, 'start']);
-  if (start.code !== 0) {
-    opendkim?.kill('SIGTERM');
-    throw new Error(`postfix -c ${etc} start exited ${start.code}: ${start.out.trim() || postfixSays(['-c', etc, 'check']) || '(no output)'}\n${logText()}`);
-  }
-  const pidFile = path.join(queue, 'pid', 'master.pid');
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    });
-    if (ok && existsSync(pidFile)) break;
-    if (Date.now() > deadline) throw new Error(`postfix did not answer on ${port}:\n${logText()}`);
-    await sleep(100);
-  }
-  const masterPid = Number(readFileSync(pidFile, 'utf8').trim());
-  const version = run('postconf', ['-c', etc, '-h', 'mail_version']).out.trim();
+  const stopMilter = async () => {
+    if (opendkim && opendkim.exitCode === null) {
+      const gone = new Promise((r) => opendkim!.once('exit', r));
+      opendkim.kill('SIGTERM');
+      await gone;
+    }
+  };
+  const postfix = await startPrivatePostfix(layout, port, mainCf, submission, stopMilter);
+  const { masterPid, version } = postfix;
   notes.unshift(
     `Postfix ${version}, a private instance (postfix -c DIR start: its own queue_directory, data_directory and maillog_file, 127.0.0.1 only; master pid ${masterPid}); ` +
       `submission with STARTTLS required${sasl ? ', AUTH PLAIN from a Cyrus sasldb (a plaintext compare, no password hash), reject_sender_login_mismatch on MAIL FROM' : ''}` +
@@ -496,19 +292,7 @@ async function startPostfix(sinkPort: number): Promise<Target> {
     memory: () => treeRssMiB(masterPid) + (opendkim?.pid ? treeRssMiB(opendkim.pid) : 0),
     resetMemory: () => undefined,
     notes,
-    async stop() {
-      run('postfix', ['-c', etc, 'stop']);
-      const until = Date.now() + 15_000;
-      while (existsSync(`/proc/${masterPid}`) && Date.now() < until) await sleep(100);
-      if (opendkim && opendkim.exitCode === null) {
-        const gone = new Promise((r) => opendkim!.once('exit', r));
-        opendkim.kill('SIGTERM');
-        await gone;
-      }
-      const problems = logText().split('\n').filter((l) => /warning|error|fatal|panic/.test(l) && !/not owned by/.test(l));
-      if (problems.length > 0) console.log(`postfix logged: ${[...new Set(problems.map((l) => l.replace(/^\w{3} \d+ [\d:]+ \S+ /, '').replace(/\[\d+\]/g, '')))].slice(0, 5).join(' | ')}`);
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop: () => postfix.stop(),
   };
 }
 
