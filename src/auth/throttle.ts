@@ -103,10 +103,6 @@ export class LoginThrottle {
     return 0;
   }
 
-  /**
-   * Runs one login attempt from `ip`: `check` resolves with the account (or null for bad
-   * credentials); `alive` tells whether the client is still connected.
-   */
   /** Whether an attempt from `ip` would be tried now, and after what delay (attempts in flight count as failures). */
   check(ip: string): { allowed: true; delayMs: number } | { allowed: false; retryAfterMs: number; busy: boolean } {
     const prefix = prefixOf(ip);
@@ -121,9 +117,11 @@ export class LoginThrottle {
 
   /**
    * Runs one login attempt from `ip`: `check` resolves with the account (or null for bad
-   * credentials); `alive` tells whether the client is still connected.
+   * credentials); `alive` tells whether the client is still connected. `quick`, when given, is
+   * tried first, after the same gate and delay: a non-null answer (an in-memory verifier's hit)
+   * needs no password-check slot; null falls through to `check`, so a miss costs what it did.
    */
-  async login<T>(ip: string, alive: () => boolean, check: () => Promise<T | null>): Promise<LoginOutcome<T>> {
+  async login<T>(ip: string, alive: () => boolean, check: () => Promise<T | null>, quick?: () => T | null): Promise<LoginOutcome<T>> {
     const gate = this.check(ip);
     if (!gate.allowed) return gate.busy ? { kind: 'busy' } : { kind: 'blocked', retryAfterMs: gate.retryAfterMs };
     const good = this.isKnownGood(ip);
@@ -134,6 +132,11 @@ export class LoginThrottle {
       if (!alive()) {
         this.failure(ip); // an abandoned guess still counts
         return { kind: 'gone' };
+      }
+      const known = quick?.() ?? null;
+      if (known !== null) {
+        this.success(ip);
+        return { kind: 'ok', value: known };
       }
       if (!(await this.slot(good, alive))) {
         this.failure(ip);

@@ -499,7 +499,7 @@ export class ImapSession {
   private async login(user: string, pass: string): Promise<string> {
     const ip = this.socket.remoteAddress ?? '';
     if (!this.secure && !this.opts.allowPlaintextAuth(ip)) throw new No('use TLS (STARTTLS or port 993) before logging in', 'PRIVACYREQUIRED');
-    const r = await this.opts.throttle.login(ip, () => !this.closed, () => this.opts.registry.login(user, pass));
+    const r = await this.opts.throttle.login(ip, () => !this.closed, () => this.opts.registry.login(user, pass), () => this.opts.registry.quickLogin(user, pass));
     if (r.kind === 'blocked') throw new No(`too many failed logins from your address; try again in ${Math.ceil(r.retryAfterMs / 60000)} minutes`, 'UNAVAILABLE');
     if (r.kind === 'busy' || r.kind === 'gone') throw new No('too many logins waiting; try again in a moment', 'UNAVAILABLE');
     const handle = r.kind === 'ok' ? r.value : null;
