@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import { TLSSocket, type SecureContext } from 'node:tls';
+import { FlagTable } from './flag-table.js';
 import type { LoginThrottle } from '../auth/throttle.js';
 import type { MailboxHandle, MailboxRegistry, ChangeEvent } from '../store/registry.js';
 import { FolderExists, InvalidFlag, InvalidFolderName, MailStoreError, NoSuchFolder, type FolderInfo, type MessageSummary } from '../store/mailbox-db.js';
@@ -58,7 +59,7 @@ interface Selected {
   name: string;
   readOnly: boolean;
   uids: number[]; // sequence number - 1 -> UID
-  flags: Map<number, string>; // uid -> flags as last told to the client
+  flags: FlagTable; // uid -> flags as last told to the client
   uidValidity: number;
   dirty: boolean;
   /** Changes up to this MODSEQ have been told to the client (new mail, flags). */
@@ -768,7 +769,7 @@ export class ImapSession {
     // EXAMINE sees recent mail without taking \Recent away from the next session that selects
     const recentFrom = store.recentFrom(f.name, !readOnly);
     const recent = new Set(messages.filter((m) => m.uid >= recentFrom).map((m) => m.uid));
-    this.selected = { name: f.name, readOnly, uids: messages.map((m) => m.uid), flags: new Map(messages.map((m) => [m.uid, m.flags.join(' ')])), uidValidity: f.uidValidity, dirty: false, seenModseq: f.highestModseq, expungedModseq: f.highestModseq, recent, keywords: new Map(), modseqs: new Map() };
+    this.selected = { name: f.name, readOnly, uids: messages.map((m) => m.uid), flags: FlagTable.from(messages.map((m) => [m.uid, m.flags.join(' ')] as const)), uidValidity: f.uidValidity, dirty: false, seenModseq: f.highestModseq, expungedModseq: f.highestModseq, recent, keywords: new Map(), modseqs: new Map() };
     this.state = 'selected';
     const firstUnseen = messages.findIndex((m) => !m.flags.includes('\\Seen'));
     for (const k of store.folderKeywords(f.name)) this.selected.keywords.set(k.toLowerCase(), k);
