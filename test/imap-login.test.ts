@@ -141,3 +141,11 @@ test('fe alias passwd while the mailbox stays open: the old password is refused 
   const still = await holder.command('NOOP');
   assert.equal(still.status, 'OK', 'the session that held the mailbox open carries on');
 });
+
+test('password checks at once: one per core, at least 2, never the whole libuv pool', async () => {
+  const { defaultCheckConcurrency } = await import('../src/auth/throttle.js');
+  assert.equal(defaultCheckConcurrency(2, 4), 2);
+  assert.equal(defaultCheckConcurrency(1, 4), 2);
+  assert.equal(defaultCheckConcurrency(16, 4), 3, 'the pool also serves file I/O');
+  assert.equal(defaultCheckConcurrency(16, 32), 16);
+});

@@ -5,6 +5,15 @@
 // waiting ones whose client has gone are dropped, and addresses that logged in before wait in
 // their own lane, ahead of strangers.
 import net from 'node:net';
+import { availableParallelism } from 'node:os';
+
+/**
+ * Password checks at once by default: one per core, but never all of libuv's thread pool (async
+ * scrypt runs there, beside file I/O): at least 2, at most the pool's size less one.
+ */
+export function defaultCheckConcurrency(cores = availableParallelism(), pool = Number(process.env.UV_THREADPOOL_SIZE) || 4): number {
+  return Math.max(2, Math.min(cores, pool - 1));
+}
 
 export interface ThrottleOptions {
   windowMs?: number; // failures older than this are forgotten
@@ -73,7 +82,7 @@ export class LoginThrottle {
       blockAfter: 10,
       blockMs: 15 * 60_000,
       prefixBlockAfter: 50,
-      concurrency: 2,
+      concurrency: defaultCheckConcurrency(),
       maxQueued: 64,
       knownGoodMs: 30 * 24 * 3600_000,
       now: Date.now,
