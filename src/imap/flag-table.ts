@@ -43,7 +43,7 @@ export class FlagTable {
 
   private grow(min: number): void {
     if (min <= this.uids.length) return;
-    const size = Math.max(min, Math.ceil(this.uids.length * 1.5), 16);
+    const size = Math.max(min, this.uids.length + Math.ceil(this.uids.length / 8), 16); // mail arrives a few at a time
     const uids = new Uint32Array(size);
     uids.set(this.uids.subarray(0, this.n));
     const ids = this.ids instanceof Uint16Array ? new Uint16Array(size) : new Uint32Array(size);

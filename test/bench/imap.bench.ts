@@ -394,8 +394,8 @@ interface Target {
   password: string;
   restart(): Promise<void>;
   memory(): Memory;
-  /** Lets the server collect its garbage (fe: a forced full GC) so memory figures are stable. */
-  settle(): Promise<void>;
+  /** Lets the server collect its garbage (fe: a forced full GC) so memory figures are stable; resolves with what it said about its memory, if anything. */
+  settle(): Promise<string | null>;
   /** Delivery as mail arrives (fe: its MX over SMTP; Dovecot: dovecot-lda); resolves on acceptance. */
   deliver: { label: string; open(): Promise<{ send(raw: Buffer): Promise<void>; close(): void }> } | null;
   /** What the server logged that a reader of the figures should know. */
@@ -467,8 +467,10 @@ async function startFe(): Promise<Target> {
     },
     memory: () => memoryOf([fe.child.pid!]),
     async settle() {
+      const seen = fe.log().length;
       fe.signal('SIGUSR2');
       await sleep(1000);
+      return /^gc: .*$/m.exec(fe.log().slice(seen))?.[0] ?? null;
     },
     deliver: {
       label: 'SMTP to fe\'s MX, from the 250 after DATA',
@@ -670,7 +672,7 @@ async function startDovecot(binary: string): Promise<Target> {
       await start();
     },
     memory: () => memoryOf(processTree(child.pid!)),
-    settle: async () => void (await sleep(1000)), // C, one process per connection: nothing to collect
+    settle: () => sleep(1000).then(() => null), // C, one process per connection: nothing to collect
     deliver: lda
       ? {
           label: 'dovecot-lda, from its exit',
@@ -884,8 +886,9 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
     if (hits !== expected) notes.push(`${command}: ${hits} hits, the corpus has ${expected}`);
   }
   // The server with this one mailbox open, fetched and searched, after its garbage is collected.
-  await t.settle();
+  const heap = await t.settle();
   set('mem.open', t.memory().rssKiB);
+  if (heap) notes.push(`one mailbox open, ${heap}`);
   await c.ok('LOGOUT').catch(() => undefined);
   c.close();
   log(`${t.name}: SEARCH done`);
@@ -955,8 +958,9 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
     await Promise.all(Array.from({ length: 8 }, worker));
     set('open500', (performance.now() - t0) / 1000);
     await sleep(1000);
-    await t.settle();
+    const heap500 = await t.settle();
     const after = t.memory();
+    if (heap500) notes.push(`${IDLE_CONNECTIONS} idle, ${heap500}`);
     set('mem.rss', (after.rssKiB - before.rssKiB) / IDLE_CONNECTIONS);
     set('mem.pss', (after.pssKiB - before.pssKiB) / IDLE_CONNECTIONS);
     notes.push(
