@@ -1,4 +1,5 @@
-// The compact per-session flag table behaves like the Map it replaces, under random operations.
+// The compact per-session flag table behaves like the Map it replaces, under random operations,
+// and its UID view is the ascending list of what it holds (a session's sequence numbers).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FlagTable } from '../src/imap/flag-table.js';
@@ -20,6 +21,7 @@ test('FlagTable agrees with a Map through 20,000 random sets, deletes, and looku
     } else if (op === 1) assert.equal(table.delete(uid), model.delete(uid), `delete ${uid}`);
     assert.equal(table.has(uid), model.has(uid), `has ${uid} after op ${k}`);
     assert.equal(table.get(uid), model.get(uid), `get ${uid} after op ${k}`);
+    if (k % 1000 === 0) assert.deepEqual([...table.uidView()], [...model.keys()].sort((a, b) => a - b), 'the UID view is the sequence list');
   }
   assert.equal(table.size, model.size);
   for (const [uid, f] of model) assert.equal(table.get(uid), f);

@@ -1,17 +1,15 @@
-// What a session last told its client about each message's flags, kept compact: a sorted
-// Uint32Array of UIDs beside an array of small ids into this table's own list of distinct flag
-// strings (a mailbox has a handful of flag combinations, not one per message). A Map of 10,000
-// UIDs to strings costs each selected session ~0.5 MB; this costs ~60 KB, so 500 sessions idling
-// on a big INBOX stay small. The interface is the subset of Map the session uses.
-
-const GONE = 0; // id 0: deleted (kept in place until enough accumulate to compact)
+// What a selected session knows of its folder, kept compact: the UIDs it has told the client of,
+// ascending (so slot i is sequence number i + 1), in a Uint32Array, beside small ids into this
+// table's own list of distinct flag strings (a folder has a handful of flag combinations, not one
+// per message). A number[] of 10,000 UIDs plus a Map of them to strings cost each session ~0.6 MB;
+// this costs ~60 KB, so 500 sessions idling on a big INBOX stay small. The flag lookups are the
+// subset of Map the session uses; uidView() is the sequence -> UID list without a copy.
 
 export class FlagTable {
   private uids = new Uint32Array(0);
   private ids: Uint16Array | Uint32Array = new Uint16Array(0);
-  private n = 0; // slots in use (live and deleted)
-  private dead = 0;
-  private names: string[] = ['']; // id -> flags; index 0 unused (GONE)
+  private n = 0;
+  private names: string[] = []; // id -> flags
   private index = new Map<string, number>(); // flags -> id
 
   /** From (uid, flags) pairs; UIDs in any order. */
@@ -66,21 +64,27 @@ export class FlagTable {
     return -lo - 1;
   }
 
+  /**
+   * The UIDs in order, sharing this table's memory: valid until the next set() of a new UID or
+   * delete(), after which the caller takes a new view.
+   */
+  uidView(): Uint32Array {
+    return this.uids.subarray(0, this.n);
+  }
+
   has(uid: number): boolean {
-    const i = this.find(uid);
-    return i >= 0 && this.ids[i] !== GONE;
+    return this.find(uid) >= 0;
   }
 
   get(uid: number): string | undefined {
     const i = this.find(uid);
-    return i >= 0 && this.ids[i] !== GONE ? this.names[this.ids[i]!] : undefined;
+    return i >= 0 ? this.names[this.ids[i]!] : undefined;
   }
 
   set(uid: number, flags: string): this {
     const id = this.idOf(flags);
     let i = this.find(uid);
     if (i >= 0) {
-      if (this.ids[i] === GONE) this.dead--;
       this.ids[i] = id;
       return this;
     }
@@ -97,26 +101,17 @@ export class FlagTable {
     return this;
   }
 
+  /** Removes `uid`; the slots above it move down one (their sequence numbers drop by one). */
   delete(uid: number): boolean {
     const i = this.find(uid);
-    if (i < 0 || this.ids[i] === GONE) return false;
-    this.ids[i] = GONE;
-    if (++this.dead > 64 && this.dead * 2 > this.n) this.compact();
+    if (i < 0) return false;
+    this.uids.copyWithin(i, i + 1, this.n);
+    this.ids.copyWithin(i, i + 1, this.n);
+    this.n--;
     return true;
   }
 
   get size(): number {
-    return this.n - this.dead;
-  }
-
-  private compact(): void {
-    let w = 0;
-    for (let r = 0; r < this.n; r++) {
-      if (this.ids[r] === GONE) continue;
-      this.uids[w] = this.uids[r]!;
-      this.ids[w++] = this.ids[r]!;
-    }
-    this.n = w;
-    this.dead = 0;
+    return this.n;
   }
 }

@@ -58,7 +58,7 @@ class No extends Error {
 interface Selected {
   name: string;
   readOnly: boolean;
-  uids: Uint32Array; // sequence number - 1 -> UID (4 octets a message: 500 sessions on a big INBOX add up)
+  uids: Uint32Array; // sequence number - 1 -> UID: flags.uidView(), taken again after UIDs come or go
   flags: FlagTable; // uid -> flags as last told to the client
   uidValidity: number;
   dirty: boolean;
@@ -769,7 +769,8 @@ export class ImapSession {
     // EXAMINE sees recent mail without taking \Recent away from the next session that selects
     const recentFrom = store.recentFrom(f.name, !readOnly);
     const recent = new Set(messages.filter((m) => m.uid >= recentFrom).map((m) => m.uid));
-    this.selected = { name: f.name, readOnly, uids: Uint32Array.from(messages, (m) => m.uid), flags: FlagTable.from(messages.map((m) => [m.uid, m.flags.join(' ')] as const)), uidValidity: f.uidValidity, dirty: false, seenModseq: f.highestModseq, expungedModseq: f.highestModseq, recent, keywords: new Map(), modseqs: new Map() };
+    const known = FlagTable.from(messages.map((m) => [m.uid, m.flags.join(' ')] as const));
+    this.selected = { name: f.name, readOnly, uids: known.uidView(), flags: known, uidValidity: f.uidValidity, dirty: false, seenModseq: f.highestModseq, expungedModseq: f.highestModseq, recent, keywords: new Map(), modseqs: new Map() };
     this.state = 'selected';
     const firstUnseen = messages.findIndex((m) => !m.flags.includes('\\Seen'));
     for (const k of store.folderKeywords(f.name)) this.selected.keywords.set(k.toLowerCase(), k);
@@ -1194,17 +1195,17 @@ export class ImapSession {
       if (uids.length === 0) return;
       this.send(`* VANISHED ${encodeSequenceSet(uids)}`);
       for (const u of uids) this.forget(u);
-      sel.uids = sel.uids.filter((u) => !gone.has(u));
+      sel.uids = sel.flags.uidView();
       return;
     }
-    // highest first: removing a message does not renumber those below it
+    // highest first: removing a message renumbers only those above it, already told
     for (let i = sel.uids.length - 1; i >= 0; i--) {
       if (gone.has(sel.uids[i]!)) {
         this.send(`* ${i + 1} EXPUNGE`);
         this.forget(sel.uids[i]!);
       }
     }
-    sel.uids = sel.uids.filter((u) => !gone.has(u));
+    sel.uids = sel.flags.uidView();
   }
 
   /**
@@ -1246,10 +1247,7 @@ export class ImapSession {
         }
       }
       if (added.length > 0) {
-        const grown = new Uint32Array(sel.uids.length + added.length);
-        grown.set(sel.uids);
-        grown.set(added, sel.uids.length);
-        sel.uids = grown;
+        sel.uids = sel.flags.uidView();
         // The first session told of new mail has it \Recent (a read-write one takes it for itself)
         const from = store.recentFrom(sel.name, !sel.readOnly);
         for (const u of added) if (u >= from) sel.recent.add(u);
