@@ -5,6 +5,15 @@
 // waiting ones whose client has gone are dropped, and addresses that logged in before wait in
 // their own lane, ahead of strangers.
 import net from 'node:net';
+import { availableParallelism } from 'node:os';
+
+/**
+ * Password checks at once by default: one per core, but never all of libuv's thread pool (async
+ * scrypt runs there, beside file I/O): at least 2, at most the pool's size less one.
+ */
+export function defaultCheckConcurrency(cores = availableParallelism(), pool = Number(process.env.UV_THREADPOOL_SIZE) || 4): number {
+  return Math.max(2, Math.min(cores, pool - 1));
+}
 
 export interface ThrottleOptions {
   windowMs?: number; // failures older than this are forgotten
@@ -73,7 +82,7 @@ export class LoginThrottle {
       blockAfter: 10,
       blockMs: 15 * 60_000,
       prefixBlockAfter: 50,
-      concurrency: 2,
+      concurrency: defaultCheckConcurrency(),
       maxQueued: 64,
       knownGoodMs: 30 * 24 * 3600_000,
       now: Date.now,
@@ -103,10 +112,6 @@ export class LoginThrottle {
     return 0;
   }
 
-  /**
-   * Runs one login attempt from `ip`: `check` resolves with the account (or null for bad
-   * credentials); `alive` tells whether the client is still connected.
-   */
   /** Whether an attempt from `ip` would be tried now, and after what delay (attempts in flight count as failures). */
   check(ip: string): { allowed: true; delayMs: number } | { allowed: false; retryAfterMs: number; busy: boolean } {
     const prefix = prefixOf(ip);
@@ -121,9 +126,11 @@ export class LoginThrottle {
 
   /**
    * Runs one login attempt from `ip`: `check` resolves with the account (or null for bad
-   * credentials); `alive` tells whether the client is still connected.
+   * credentials); `alive` tells whether the client is still connected. `quick`, when given, is
+   * tried first, after the same gate and delay: a non-null answer (an in-memory verifier's hit)
+   * needs no password-check slot; null falls through to `check`, so a miss costs what it did.
    */
-  async login<T>(ip: string, alive: () => boolean, check: () => Promise<T | null>): Promise<LoginOutcome<T>> {
+  async login<T>(ip: string, alive: () => boolean, check: () => Promise<T | null>, quick?: () => T | null): Promise<LoginOutcome<T>> {
     const gate = this.check(ip);
     if (!gate.allowed) return gate.busy ? { kind: 'busy' } : { kind: 'blocked', retryAfterMs: gate.retryAfterMs };
     const good = this.isKnownGood(ip);
@@ -134,6 +141,11 @@ export class LoginThrottle {
       if (!alive()) {
         this.failure(ip); // an abandoned guess still counts
         return { kind: 'gone' };
+      }
+      const known = quick?.() ?? null;
+      if (known !== null) {
+        this.success(ip);
+        return { kind: 'ok', value: known };
       }
       if (!(await this.slot(good, alive))) {
         this.failure(ip);

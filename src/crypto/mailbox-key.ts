@@ -207,9 +207,19 @@ export function unlockMailboxKey(dir: string, password: string): MailboxSecrets 
 
 /** As unlockMailboxKey, with the key derivation off the event loop (daemons: logins must not stall others). */
 export async function unlockMailboxKeyAsync(dir: string, password: string): Promise<MailboxSecrets> {
+  return (await unlockMailboxKeyWithSalt(dir, password)).secrets;
+}
+
+/** As unlockMailboxKeyAsync, with the salt of the very file the password opened (what a verifier binds to). */
+export async function unlockMailboxKeyWithSalt(dir: string, password: string): Promise<{ secrets: MailboxSecrets; salt: string }> {
   const file = readKeyFile(keyFilePath(dir));
   const { N, r, p } = file.kdf;
-  return secretsOf(unwrapInner(file, await kekAsync(password, Buffer.from(file.kdf.salt, 'base64'), { N, r, p })));
+  return { secrets: secretsOf(unwrapInner(file, await kekAsync(password, Buffer.from(file.kdf.salt, 'base64'), { N, r, p }))), salt: file.kdf.salt };
+}
+
+/** The key file's current salt: a new one each time the key is re-wrapped (a password change). */
+export function mailboxKeySalt(dir: string): string {
+  return readKeyFile(keyFilePath(dir)).kdf.salt;
 }
 
 // Parsed sealing keys by key file, kept while the file is the same (inode, size, mtime): the MX

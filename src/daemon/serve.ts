@@ -71,7 +71,7 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
     switch (name) {
       case 'submission':
       case 'submissions':
-        return createSubmissionServer({ config: () => config, log: log.child(name), throttle, tls, implicitTls: name === 'submissions', allowPlaintextAuth, onQueued: () => queue?.kick(), wkd });
+        return createSubmissionServer({ config: () => config, log: log.child(name), throttle, openMailboxes: registry, tls, implicitTls: name === 'submissions', allowPlaintextAuth, onQueued: () => queue?.kick(), wkd });
       case 'mx':
         return createMx({ config: () => config, resolver: () => resolver, log: log.child('mx'), srsSecret: serverSecret(config.dataDir, 'srs'), tls });
       case 'imap':

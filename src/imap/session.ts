@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import { TLSSocket, type SecureContext } from 'node:tls';
+import { FlagTable } from './flag-table.js';
 import type { LoginThrottle } from '../auth/throttle.js';
 import type { MailboxHandle, MailboxRegistry, ChangeEvent } from '../store/registry.js';
 import { FolderExists, FolderLimitReached, InvalidFlag, InvalidFolderName, MailStoreError, NoSuchFolder, type FolderInfo, type MessageSummary } from '../store/mailbox-db.js';
@@ -58,8 +59,8 @@ class No extends Error {
 interface Selected {
   name: string;
   readOnly: boolean;
-  uids: number[]; // sequence number - 1 -> UID
-  flags: Map<number, string>; // uid -> flags as last told to the client
+  uids: Uint32Array; // sequence number - 1 -> UID: flags.uidView(), taken again after UIDs come or go
+  flags: FlagTable; // uid -> flags as last told to the client
   uidValidity: number;
   dirty: boolean;
   /** Changes up to this MODSEQ have been told to the client (new mail, flags). */
@@ -80,7 +81,7 @@ const MAX_LEARN_PER_COMMAND = 50;
 const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
 
 /** Sequence number of a UID in the ascending UID list (binary search). */
-function seqOfUid(uids: readonly number[], uid: number): number {
+function seqOfUid(uids: ArrayLike<number>, uid: number): number {
   let lo = 0;
   let hi = uids.length - 1;
   while (lo <= hi) {
@@ -503,7 +504,7 @@ export class ImapSession {
   private async login(user: string, pass: string): Promise<string> {
     const ip = this.socket.remoteAddress ?? '';
     if (!this.secure && !this.opts.allowPlaintextAuth(ip)) throw new No('use TLS (STARTTLS or port 993) before logging in', 'PRIVACYREQUIRED');
-    const r = await this.opts.throttle.login(ip, () => !this.closed, () => this.opts.registry.login(user, pass));
+    const r = await this.opts.throttle.login(ip, () => !this.closed, () => this.opts.registry.login(user, pass), () => this.opts.registry.quickLogin(user, pass));
     if (r.kind === 'blocked') throw new No(`too many failed logins from your address; try again in ${Math.ceil(r.retryAfterMs / 60000)} minutes`, 'UNAVAILABLE');
     if (r.kind === 'busy' || r.kind === 'gone') throw new No('too many logins waiting; try again in a moment', 'UNAVAILABLE');
     const handle = r.kind === 'ok' ? r.value : null;
@@ -779,7 +780,8 @@ export class ImapSession {
     // EXAMINE sees recent mail without taking \Recent away from the next session that selects
     const recentFrom = store.recentFrom(f.name, !readOnly);
     const recent = new Set(messages.filter((m) => m.uid >= recentFrom).map((m) => m.uid));
-    this.selected = { name: f.name, readOnly, uids: messages.map((m) => m.uid), flags: new Map(messages.map((m) => [m.uid, m.flags.join(' ')])), uidValidity: f.uidValidity, dirty: false, seenModseq: f.highestModseq, expungedModseq: f.highestModseq, recent, keywords: new Map(), modseqs: new Map() };
+    const known = FlagTable.from(messages.map((m) => [m.uid, m.flags.join(' ')] as const));
+    this.selected = { name: f.name, readOnly, uids: known.uidView(), flags: known, uidValidity: f.uidValidity, dirty: false, seenModseq: f.highestModseq, expungedModseq: f.highestModseq, recent, keywords: new Map(), modseqs: new Map() };
     this.state = 'selected';
     const firstUnseen = messages.findIndex((m) => !m.flags.includes('\\Seen'));
     for (const k of store.folderKeywords(f.name)) this.selected.keywords.set(k.toLowerCase(), k);
@@ -868,7 +870,7 @@ export class ImapSession {
     if (raw === '$') throw new No('saved search results are not supported', null, 'BAD');
     const uids = this.selected!.uids;
     const ranges = resolveSequenceSet(raw, uids.length ? uids[uids.length - 1]! : 0);
-    return uids.filter((u) => ranges.some(([lo, hi]) => u >= lo && u <= hi));
+    return Array.from(uids.filter((u) => ranges.some(([lo, hi]) => u >= lo && u <= hi)));
   }
 
   /** [seq, uid] pairs named by a sequence set (or a UID set for UID commands). */
@@ -876,7 +878,9 @@ export class ImapSession {
     const sel = this.selected!;
     if (byUid) {
       const wanted = new Set(this.uidSet(tok));
-      return sel.uids.flatMap((u, i) => (wanted.has(u) ? [[i + 1, u] as [number, number]] : []));
+      const out: [number, number][] = [];
+      sel.uids.forEach((u, i) => void (wanted.has(u) && out.push([i + 1, u])));
+      return out;
     }
     const text = atom(tok);
     if (text === null) throw new No('missing sequence set', null, 'BAD');
@@ -1144,8 +1148,8 @@ export class ImapSession {
     // read once per SEARCH, and only if a key asks: header search text, MIME structures for BODY/TEXT
     let index: ReturnType<typeof store.searchIndex> | null = null;
     let structures: ReturnType<typeof store.getMessages> | null = null;
-    const shared = { headerIndex: () => (index ??= store.searchIndex(sel.name)), structures: () => (structures ??= store.getMessages(sel.name, sel.uids)) };
-    const views = sel.uids.flatMap((uid, i) => {
+    const shared = { headerIndex: () => (index ??= store.searchIndex(sel.name)), structures: () => (structures ??= store.getMessages(sel.name, Array.from(sel.uids))) };
+    const views = Array.from(sel.uids).flatMap((uid, i) => {
       const m = summaries.get(uid);
       if (!m) return [];
       return [searchView(store, sel.name, sel.recent.has(uid) ? { ...m, flags: this.sessionFlags(uid, m.flags) } : m, i + 1, shared)];
@@ -1201,20 +1205,21 @@ export class ImapSession {
     const sel = this.selected!;
     if (this.qresync) {
       // RFC 7162 3.2.10: one VANISHED response by UID instead of EXPUNGE by sequence number
-      const uids = sel.uids.filter((u) => gone.has(u));
+      const uids = Array.from(sel.uids.filter((u) => gone.has(u)));
       if (uids.length === 0) return;
       this.send(`* VANISHED ${encodeSequenceSet(uids)}`);
       for (const u of uids) this.forget(u);
-      sel.uids = sel.uids.filter((u) => !gone.has(u));
+      sel.uids = sel.flags.uidView();
       return;
     }
+    // highest first: removing a message renumbers only those above it, already told
     for (let i = sel.uids.length - 1; i >= 0; i--) {
       if (gone.has(sel.uids[i]!)) {
         this.send(`* ${i + 1} EXPUNGE`);
         this.forget(sel.uids[i]!);
-        sel.uids.splice(i, 1);
       }
     }
+    sel.uids = sel.flags.uidView();
   }
 
   /**
@@ -1244,8 +1249,7 @@ export class ImapSession {
       for (const m of store.listMessages(sel.name, { changedSince: sel.seenModseq })) {
         const flags = m.flags.join(' ');
         if (m.uid > last) {
-          sel.uids.push(m.uid); // UIDs only grow, so new mail goes at the end
-          sel.flags.set(m.uid, flags);
+          sel.flags.set(m.uid, flags); // UIDs only grow, so new mail goes at the end (of uids, below)
           this.noteKeywords(m.flags);
           added.push(m.uid);
         } else if (sel.flags.has(m.uid) && (sel.flags.get(m.uid) !== flags || (this.condstore && (sel.modseqs.get(m.uid) ?? 0) < m.modseq))) {
@@ -1257,6 +1261,7 @@ export class ImapSession {
         }
       }
       if (added.length > 0) {
+        sel.uids = sel.flags.uidView();
         // The first session told of new mail has it \Recent (a read-write one takes it for itself)
         const from = store.recentFrom(sel.name, !sel.readOnly);
         for (const u of added) if (u >= from) sel.recent.add(u);

@@ -491,7 +491,7 @@ export function createPop3Server(opts: Pop3Options) {
       }
       let handle: MailboxHandle | null;
       try {
-        const r = await throttle.login(this.ip, () => !this.isClosed(), () => registry.login(username, password));
+        const r = await throttle.login(this.ip, () => !this.isClosed(), () => registry.login(username, password), () => registry.quickLogin(username, password));
         if (r.kind === 'busy' || r.kind === 'blocked') return this.reply('-ERR [SYS/TEMP] Too many logins waiting; try again in a moment');
         if (r.kind === 'gone') return;
         handle = r.kind === 'ok' ? r.value : null;

@@ -1,12 +1,14 @@
 // The one place a daemon process opens mailboxes. A login unwraps the mailbox key with the
 // password (off the event loop), opens the encrypted database once however many sessions use
 // it, imports the sealed spool, and keeps importing while sessions are open so IDLE sees new mail.
-// The key leaves memory when the last session ends.
+// The key leaves memory when the last session ends. While a mailbox is open, logins with the
+// password that opened it are checked by an in-memory verifier instead of scrypt (auth/verifier.ts).
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, watch, type FSWatcher } from 'node:fs';
 import { resolveRecipient } from '../config/resolve.js';
 import type { FeConfig } from '../config/schema.js';
-import { decoyUnlockAsync, hasMailboxKey, unlockMailboxKeyAsync, WrongPassword } from '../crypto/mailbox-key.js';
+import { PasswordVerifier } from '../auth/verifier.js';
+import { decoyUnlockAsync, hasMailboxKey, mailboxKeySalt, unlockMailboxKeyWithSalt, WrongPassword } from '../crypto/mailbox-key.js';
 import type { Logger } from '../util/log.js';
 import { MailboxStore } from './mailbox-db.js';
 import { mailboxDir } from './paths.js';
@@ -41,19 +43,54 @@ interface Entry {
 export class MailboxRegistry {
   private entries = new Map<string, Entry>();
   private opening = new Map<string, Promise<void>>();
+  private verifier = new PasswordVerifier();
 
   constructor(private opts: { config: () => FeConfig; log: Logger }) {}
 
-  /** A handle, or null for any bad credential (unknown user and wrong password look the same). */
-  async login(username: string, password: string): Promise<MailboxHandle | null> {
+  /** The mailbox a login name stands for (an exact alias with a mailbox), or null. */
+  private mailboxOf(username: string): { dir: string; address: string } | null {
     const config = this.opts.config();
     const r = resolveRecipient(config, username.trim());
-    const dir = r.ok && r.resolution.via === 'exact' && r.resolution.alias.mailbox ? mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local) : null;
-    if (!r.ok || !dir || !hasMailboxKey(dir)) return decoyUnlockAsync(password).then(() => null); // as slow as a wrong password
-    const address = `${r.resolution.local}@${r.resolution.domain.name}`;
-    let secrets;
+    if (!r.ok || r.resolution.via !== 'exact' || !r.resolution.alias.mailbox) return null;
+    return { dir: mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local), address: `${r.resolution.local}@${r.resolution.domain.name}` };
+  }
+
+  /** The open mailbox `password` is known to open, without scrypt; null means "not known here", not "wrong". */
+  private known(username: string, password: string): Entry | null {
+    const m = this.mailboxOf(username);
+    const entry = m ? this.entries.get(m.dir) : undefined;
+    if (!m || !entry) return null;
+    let salt: string;
     try {
-      secrets = await unlockMailboxKeyAsync(dir, password);
+      salt = mailboxKeySalt(m.dir);
+    } catch {
+      return null; // unreadable key file: let the full check say why
+    }
+    return this.verifier.matches(m.dir, salt, password) ? entry : null;
+  }
+
+  /**
+   * A handle without scrypt when the mailbox is open here and the password is the one that last
+   * opened it; otherwise null, and the caller runs the full login (which may still succeed).
+   */
+  quickLogin(username: string, password: string): MailboxHandle | null {
+    const entry = this.known(username, password);
+    return entry ? this.acquire(entry) : null;
+  }
+
+  /** The canonical address when quickLogin would succeed (for submission, which opens nothing). */
+  quickCheck(username: string, password: string): string | null {
+    return this.known(username, password)?.address ?? null;
+  }
+
+  /** A handle, or null for any bad credential (unknown user and wrong password look the same). */
+  async login(username: string, password: string): Promise<MailboxHandle | null> {
+    const m = this.mailboxOf(username);
+    if (!m || !hasMailboxKey(m.dir)) return decoyUnlockAsync(password).then(() => null); // as slow as a wrong password
+    const { dir, address } = m;
+    let secrets, salt: string;
+    try {
+      ({ secrets, salt } = await unlockMailboxKeyWithSalt(dir, password));
     } catch (e) {
       if (e instanceof WrongPassword) return null;
       throw e;
@@ -78,13 +115,17 @@ export class MailboxRegistry {
       entry = this.entries.get(dir)!;
     } else entry.store.adoptSealingKey(secrets.sealingPrivateKey);
     secrets.masterKey.fill(0);
-    entry.store.folderLimit = config.limits.foldersPerMailbox; // at each login: SIGHUP may change it
-    entry.refs++;
-    this.importNow(entry);
-    const e = entry;
+    this.verifier.remember(dir, salt, password);
+    return this.acquire(entry);
+  }
+
+  private acquire(e: Entry): MailboxHandle {
+    e.store.folderLimit = this.opts.config().limits.foldersPerMailbox; // at each login: SIGHUP may change it
+    e.refs++;
+    this.importNow(e);
     let released = false;
     return {
-      address,
+      address: e.address,
       store: e.store,
       events: e.events,
       changed: (folder, origin) => e.events.emit('change', { folder, origin } satisfies ChangeEvent),
@@ -135,6 +176,7 @@ export class MailboxRegistry {
     entry.watcher?.close();
     if (entry.pending) clearTimeout(entry.pending);
     this.entries.delete(entry.dir);
+    this.verifier.forget(entry.dir);
     entry.store.close();
   }
 

@@ -26,6 +26,8 @@ export interface SubmissionOptions {
   config: () => FeConfig;
   log: Logger;
   throttle: LoginThrottle;
+  /** Mailboxes this process has open (IMAP/POP3): a password that opened one is checked without scrypt. */
+  openMailboxes?: { quickCheck(username: string, password: string): string | null };
   tls: TlsSource | null;
   implicitTls: boolean;
   /** Password logins without TLS from loopback (fe dev only). */
@@ -84,7 +86,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
   async function onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession): Promise<string> {
     if (!session.secure && !opts.allowPlaintextAuth(session.remoteAddress)) throw new SmtpReply(538, '5.7.11 Encryption required: use STARTTLS first (or port 465)');
     const config = opts.config();
-    const r = await opts.throttle.login(session.remoteAddress, () => true, () => checkPassword(config, auth.username ?? '', auth.password ?? ''));
+    const r = await opts.throttle.login(session.remoteAddress, () => true, () => checkPassword(config, auth.username ?? '', auth.password ?? ''), opts.openMailboxes ? () => opts.openMailboxes!.quickCheck(auth.username ?? '', auth.password ?? '') : undefined);
     if (r.kind === 'blocked') throw new SmtpReply(454, `4.7.0 Too many failed logins from your address; try again in ${Math.ceil(r.retryAfterMs / 60_000)} minutes`);
     if (r.kind === 'busy' || r.kind === 'gone') throw new SmtpReply(454, '4.7.0 Too many logins waiting; try again in a moment');
     const user = r.kind === 'ok' ? r.value : null;

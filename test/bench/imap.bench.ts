@@ -26,7 +26,8 @@ const MESSAGES = Number(process.env.FE_BENCH_IMAP_MESSAGES) || 10_000;
 const IDLE_CONNECTIONS = Number(process.env.FE_BENCH_IMAP_CONNECTIONS) || 500;
 // Dovecot's mailbox format: maildir (the usual one) unless FE_BENCH_DOVECOT_FORMAT says sdbox or mdbox.
 const DOVECOT_FORMAT = ['maildir', 'sdbox', 'mdbox'].includes(process.env.FE_BENCH_DOVECOT_FORMAT ?? '') ? process.env.FE_BENCH_DOVECOT_FORMAT! : 'maildir';
-const PER_SOURCE_ADDRESS = 25; // fe's IMAP server takes at most 50 connections per client address
+const PER_SOURCE_ADDRESS = 25;
+const LOGIN_BURST = 50; // clients of one open mailbox logging in at once // fe's IMAP server takes at most 50 connections per client address
 const USER = 'bench@example.org';
 const PASSWORD = 'correct horse battery staple';
 const SUBJECT_WORD = 'invoice';
@@ -382,6 +383,8 @@ interface Target {
   password: string;
   restart(): Promise<void>;
   memory(): Memory;
+  /** Lets the server collect its garbage (fe: a forced full GC) so memory figures are stable; resolves with what it said about its memory, if anything. */
+  settle(): Promise<string | null>;
   /** Delivery as mail arrives (fe: its MX over SMTP; Dovecot: dovecot-lda); resolves on acceptance. */
   deliver: { label: string; open(): Promise<{ send(raw: Buffer): Promise<void>; close(): void }> } | null;
   /** What the server logged that a reader of the figures should know. */
@@ -439,7 +442,8 @@ async function startFe(): Promise<Target> {
   );
   await w.ok(['domain', 'add', 'example.org']);
   await w.ok(['alias', 'add', USER, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
-  const start = () => startServe(w.config, ['--only', 'mx,imap'], {}, ['mx', 'imap']);
+  // --expose-gc: SIGUSR2 then forces a full GC (fe serve installs that only under this flag)
+  const start = () => startServe(w.config, ['--only', 'mx,imap'], {}, ['mx', 'imap'], ['--expose-gc']);
   let fe: Daemon = await start();
   return {
     name: 'fe',
@@ -451,6 +455,12 @@ async function startFe(): Promise<Target> {
       fe = await start();
     },
     memory: () => memoryOf([fe.child.pid!]),
+    async settle() {
+      const seen = fe.log().length;
+      fe.signal('SIGUSR2');
+      await sleep(1000);
+      return /^gc: .*$/m.exec(fe.log().slice(seen))?.[0] ?? null;
+    },
     deliver: {
       label: 'SMTP to fe\'s MX, from the 250 after DATA',
       async open() {
@@ -651,6 +661,7 @@ async function startDovecot(binary: string): Promise<Target> {
       await start();
     },
     memory: () => memoryOf(processTree(child.pid!)),
+    settle: () => sleep(1000).then(() => null), // C, one process per connection: nothing to collect
     deliver: lda
       ? {
           label: 'dovecot-lda, from its exit',
@@ -800,6 +811,29 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
   set('open.warm.select', median(warm.map((o) => o.select)));
   log(`${t.name}: login + SELECT done`);
 
+  // 1b. Fifty clients of the mailbox, which one session holds open, send LOGIN at the same moment
+  // (connected and greeted first, 25 per source address as in section 5).
+  {
+    const holder = await login(t);
+    await selectInbox(holder);
+    const clients = await Promise.all(Array.from({ length: LOGIN_BURST }, (_, i) => Imap.connect(t.port(), `127.0.1.${1 + Math.floor(i / PER_SOURCE_ADDRESS)}`)));
+    const times = await Promise.all(
+      clients.map(async (cl) => {
+        const t0 = performance.now();
+        const r = await cl.send(`LOGIN "${t.user}" "${t.password}"`, { timeoutMs: 300_000 });
+        return r.status === 'OK' ? performance.now() - t0 : NaN;
+      }),
+    );
+    for (const cl of clients) cl.close();
+    holder.close();
+    const refused = times.filter((x) => !Number.isFinite(x)).length;
+    if (refused > 0) notes.push(`LOGIN x${LOGIN_BURST}: ${refused} refused`);
+    const ok = times.filter((x) => Number.isFinite(x));
+    set('login50.avg', ok.reduce((a, b) => a + b, 0) / ok.length);
+    set('login50.max', Math.max(...ok));
+    log(`${t.name}: ${LOGIN_BURST} logins at once done`);
+  }
+
   // 2. FETCH 1:* (FLAGS ENVELOPE), and 3. SEARCH, on one selected connection.
   const c = await login(t);
   await selectInbox(c);
@@ -840,6 +874,10 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
     set(`search.${key}.hits`, hits);
     if (hits !== expected) notes.push(`${command}: ${hits} hits, the corpus has ${expected}`);
   }
+  // The server with this one mailbox open, fetched and searched, after its garbage is collected.
+  const heap = await t.settle();
+  set('mem.open', t.memory().rssKiB);
+  if (heap) notes.push(`one mailbox open, ${heap}`);
   await c.ok('LOGOUT').catch(() => undefined);
   c.close();
   log(`${t.name}: SEARCH done`);
@@ -849,7 +887,7 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
   const idler = await login(t);
   const count = { n: await selectInbox(idler) };
   const stopIdle = await idler.idle();
-  const appender = await login(t);
+  let appender = await login(t);
   const okToExists: number[] = [];
   const sentToExists: number[] = [];
   for (let k = 0; k < 10; k++) {
@@ -888,9 +926,14 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
   log(`${t.name}: IDLE done`);
 
   // 5. Memory per idle connection: 500 connections, each logged in, INBOX selected, in IDLE. The
-  // appender stays connected throughout, so the mailbox is open before and after.
+  // server starts afresh, so memory freed by the FETCH and SEARCH above (which a process keeps for
+  // reuse) does not hide what the connections take; the appender stays connected throughout, so
+  // the mailbox is open before and after.
+  appender.close();
+  await t.restart();
+  appender = await login(t);
   const probe = await login(t);
-  await sleep(1000);
+  await t.settle();
   const before = t.memory();
   const conns: Imap[] = [];
   const counts: { n: number }[] = [];
@@ -908,14 +951,26 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
   try {
     await Promise.all(Array.from({ length: 8 }, worker));
     set('open500', (performance.now() - t0) / 1000);
-    await sleep(2000);
+    await sleep(1000);
+    const heap500 = await t.settle();
     const after = t.memory();
+    if (heap500) notes.push(`${IDLE_CONNECTIONS} idle, ${heap500}`);
     set('mem.rss', (after.rssKiB - before.rssKiB) / IDLE_CONNECTIONS);
     set('mem.pss', (after.pssKiB - before.pssKiB) / IDLE_CONNECTIONS);
     notes.push(
       `memory: ${(before.rssKiB / 1024).toFixed(0)} MiB RSS in ${before.processes} process(es) before, ${(after.rssKiB / 1024).toFixed(0)} MiB in ${after.processes} after ${IDLE_CONNECTIONS} idle connections`,
     );
     log(`${t.name}: ${IDLE_CONNECTIONS} idle connections open`);
+
+    // A NOOP on another connection while the 500 only idle (median of 10).
+    const noops: number[] = [];
+    for (let k = 0; k < 10; k++) {
+      const n0 = performance.now();
+      await probe.ok('NOOP');
+      noops.push(performance.now() - n0);
+      await sleep(50);
+    }
+    set('idle500.noop', median(noops));
 
     // With all of them idling: how long until the last one hears of an APPEND, how long the
     // APPEND itself takes, and whether a NOOP on yet another connection is answered meanwhile.
@@ -952,6 +1007,8 @@ const ROWS: [key: string, label: string, unit: 'ms' | 's' | 'KiB' | 'B'][] = [
   ['open.warm.total', 'connect + LOGIN + SELECT, again (median of 5)', 'ms'],
   ['open.warm.login', '  of which LOGIN', 'ms'],
   ['open.warm.select', '  of which SELECT', 'ms'],
+  ['login50.avg', `LOGIN x${LOGIN_BURST} at once, mailbox open: average`, 'ms'],
+  ['login50.max', `LOGIN x${LOGIN_BURST} at once, mailbox open: slowest`, 'ms'],
   ['fetch.first', 'FETCH 1:* (FLAGS ENVELOPE), 1st', 'ms'],
   ['fetch.again', 'FETCH 1:* (FLAGS ENVELOPE), median of next 3', 'ms'],
   ['fetch.bytes', 'FETCH 1:* (FLAGS ENVELOPE), received', 'B'],
@@ -966,9 +1023,11 @@ const ROWS: [key: string, label: string, unit: 'ms' | 's' | 'KiB' | 'B'][] = [
   ['idle.append.ok', 'IDLE: APPEND tagged OK -> EXISTS (median of 10)*', 'ms'],
   ['idle.append.sent', 'IDLE: APPEND sent -> EXISTS (median of 10)', 'ms'],
   ['idle.deliver', 'IDLE: delivery accepted -> EXISTS (median of 10)', 'ms'],
+  ['mem.open', `server RSS, one ${MESSAGES}-message mailbox open (after GC)`, 'KiB'],
   ['open500', `open ${IDLE_CONNECTIONS} connections (LOGIN, SELECT, IDLE)`, 's'],
   ['mem.rss', 'memory per idle connection, RSS', 'KiB'],
-  ['mem.pss', 'memory per idle connection, PSS', 'KiB'],
+  ['mem.pss', 'memory per idle connection, PSS (after GC)', 'KiB'],
+  ['idle500.noop', `NOOP on another connection, ${IDLE_CONNECTIONS} idle (median of 10)`, 'ms'],
   ['fanout.median', `IDLE x${IDLE_CONNECTIONS}: APPEND sent -> EXISTS, median connection`, 'ms'],
   ['fanout', `IDLE x${IDLE_CONNECTIONS}: APPEND sent -> EXISTS, last connection`, 'ms'],
   ['fanout.append', `IDLE x${IDLE_CONNECTIONS}: APPEND round trip`, 'ms'],
@@ -978,7 +1037,7 @@ const ROWS: [key: string, label: string, unit: 'ms' | 's' | 'KiB' | 'B'][] = [
 function format(v: number | undefined, unit: string): string {
   if (v === undefined || !Number.isFinite(v)) return 'n/a';
   if (unit === 'B') return `${(v / 1024).toFixed(0)} KiB`;
-  if (unit === 'KiB') return `${v.toFixed(0)} KiB`;
+  if (unit === 'KiB') return v >= 10_240 ? `${(v / 1024).toFixed(0)} MiB` : `${v.toFixed(0)} KiB`;
   if (unit === 's') return `${v.toFixed(1)} s`;
   if (unit === 'ms') return `${v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)} ms`;
   return String(v);

@@ -19,9 +19,11 @@ export interface ImapConn {
   closed: Promise<void>;
 }
 
-export function imapConnect(port: number, opts: { tls?: boolean } = {}): Promise<ImapConn> {
+/** `localAddress`: the loopback address to connect from (throttle tests give each case its own). */
+export function imapConnect(port: number, opts: { tls?: boolean; localAddress?: string } = {}): Promise<ImapConn> {
   return new Promise((resolve, reject) => {
-    const socket: net.Socket = opts.tls ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : net.connect(port, '127.0.0.1');
+    const from = opts.localAddress ? { localAddress: opts.localAddress } : {};
+    const socket: net.Socket = opts.tls ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, ...from }) : net.connect({ port, host: '127.0.0.1', ...from });
     let buf = Buffer.alloc(0);
     const lines: string[] = [];
     let waiter: (() => void) | null = null;
