@@ -18,6 +18,7 @@ import { MtaStsCache } from './mta-sts.js';
 import { protectMessage } from '../protection/pipeline.js';
 import { deliverToDomain, type DeliveryResult, type OutboundOptions } from './outbound.js';
 import { createSrs } from './srs.js';
+import { smtpSessionLimits } from './session-limits.js';
 import type { TlsSource } from '../tls/source.js';
 
 export interface MxOptions {
@@ -241,7 +242,8 @@ export function createMx(opts: MxOptions) {
     return `2.0.0 Ok: queued as ${id}`;
   }
 
-  const server = new SMTPServer({
+  const guard = smtpSessionLimits(() => server, () => opts.config().limits, log);
+  const server: SMTPServer = new SMTPServer({
     name: opts.config().hostname,
     banner: 'fe ESMTP',
     size: opts.config().limits.messageSize,
@@ -253,10 +255,12 @@ export function createMx(opts: MxOptions) {
     logger: false,
     socketTimeout: opts.config().limits.idleTimeoutSeconds * 1000, // RFC 5321 4.5.3.2.7 suggests 5 minutes
     closeTimeout: 30_000,
-    maxClients: 2000,
+    maxClients: 0, // limits.max_connections, counted by the guard (read at each connection)
 
     onConnect(session, callback) {
       const config = opts.config();
+      const refused = guard.admit(session);
+      if (refused) return callback(refused);
       const n = (perIp.get(session.remoteAddress) ?? 0) + 1;
       if (n > config.limits.connectionsPerIp) {
         log.info('too many connections', { ip: session.remoteAddress });
@@ -268,6 +272,7 @@ export function createMx(opts: MxOptions) {
     },
 
     onClose(session) {
+      guard.closed(session);
       inTransaction.delete(session.id);
       if (!counted.delete(session.id)) return;
       const n = (perIp.get(session.remoteAddress) ?? 1) - 1;
@@ -311,6 +316,7 @@ export function createMx(opts: MxOptions) {
     },
 
     onData(stream, session, callback) {
+      guard.dataStarted(session, stream);
       answerData(onData(stream, session).finally(() => inTransaction.delete(session.id)), callback, log, 'a message');
     },
   });

@@ -19,6 +19,7 @@ import type { TlsSource } from '../tls/source.js';
 import type { Logger } from '../util/log.js';
 import { fromAddresses, prepareOutgoing, splitHeader } from './headers.js';
 import { maySendAs, SendLimits, sendLimitsFor } from './policy.js';
+import { smtpSessionLimits } from '../smtp/session-limits.js';
 
 export interface SubmissionOptions {
   config: () => FeConfig;
@@ -164,7 +165,8 @@ export function createSubmissionServer(opts: SubmissionOptions) {
   }
 
   const config0 = opts.config();
-  const server = new SMTPServer({
+  const guard = smtpSessionLimits(() => server, () => opts.config().limits, log);
+  const server: SMTPServer = new SMTPServer({
     name: config0.hostname,
     banner: 'fe ESMTP submission',
     secure: opts.implicitTls,
@@ -183,6 +185,10 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     socketTimeout: config0.limits.idleTimeoutSeconds * 1000,
     closeTimeout: 30_000,
 
+    onConnect(session, callback) {
+      callback(guard.admit(session) ?? undefined);
+    },
+
     onAuth(auth, session, callback) {
       onAuth(auth, session).then(
         (user) => callback(null, { user }),
@@ -195,6 +201,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     },
 
     onClose(session) {
+      guard.closed(session);
       inTransaction.delete(session.id);
     },
 
@@ -228,6 +235,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     },
 
     onData(stream, session, callback) {
+      guard.dataStarted(session, stream);
       answerData(onData(stream, session).finally(() => inTransaction.delete(session.id)), callback, log, 'a submitted message');
     },
   });
