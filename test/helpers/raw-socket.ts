@@ -14,12 +14,14 @@ export interface RawConn {
   closed: Promise<void>;
 }
 
-export function rawConnect(port: number, localAddress: string, until: RegExp): Promise<RawConn> {
+/** `halfOpen`: the client never closes its end when the server closes its own (a hostile client's way). */
+export function rawConnect(port: number, localAddress: string, until: RegExp, opts: { halfOpen?: boolean } = {}): Promise<RawConn> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1', localAddress });
+    const socket = net.connect({ port, host: '127.0.0.1', localAddress, allowHalfOpen: opts.halfOpen ?? false });
     let seen = '';
     let waiting: { re: RegExp; done: (s: string) => void } | null = null;
-    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    // with halfOpen, the server's FIN ('end') is as far as "closed" goes
+    const closed = new Promise<void>((r) => (socket.once('close', () => r()), socket.once('end', () => r())));
     socket.on('error', reject);
     socket.on('data', (d: Buffer) => {
       seen += d.toString('latin1');
