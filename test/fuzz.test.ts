@@ -1,7 +1,7 @@
 // Mutation fuzzing of the MX, IMAP and POP3 against one real `fe serve`: valid sessions, mutated
 // (test/helpers/fuzz.ts), played for a bounded time per protocol. After each protocol: the
 // process is alive, its log has no error and no crash, and a normal client is served.
-// In CI FE_FUZZ_SECONDS defaults to 10 per protocol; `npm run fuzz` runs longer (5 minutes per
+// In CI FE_FUZZ_SECONDS defaults to 8 per protocol; `npm run fuzz` runs longer (5 minutes per
 // protocol unless FE_FUZZ_SECONDS says). FE_FUZZ_SEED replays a run's seed.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +14,7 @@ import { smtpConnect } from './helpers/smtp-client.js';
 import { fuzzFor } from './helpers/fuzz.js';
 
 const PASSWORD = 'correct horse battery staple';
-const SECONDS = Number(process.env.FE_FUZZ_SECONDS) || 10;
+const SECONDS = Number(process.env.FE_FUZZ_SECONDS) || 8;
 const SEED = Number(process.env.FE_FUZZ_SEED) || Math.floor(Math.random() * 2 ** 31);
 const CONCURRENCY = Number(process.env.FE_FUZZ_CONCURRENCY) || 4;
 let dns: DnsServer;

@@ -270,6 +270,9 @@ export class ImapSession {
       if (e instanceof FolderExists) return void this.send(`${cmd.tag} NO [ALREADYEXISTS] ${e.message}`);
       if (e instanceof InvalidFlag || e instanceof InvalidFolderName) return void this.send(`${cmd.tag} BAD ${e.message}`);
       if (e instanceof MailStoreError) return void this.send(`${cmd.tag} NO ${e.message}`);
+      // The client left while the command waited on it (a FETCH held back by backpressure):
+      // its mailbox is closed under the command, and there is nobody to answer.
+      if (this.closed) return;
       this.opts.log.error('IMAP command failed', { command: cmd.command, reason: (e as Error).message });
       this.send(`${cmd.tag} NO [SERVERBUG] internal error; the mailbox is unchanged`);
     }

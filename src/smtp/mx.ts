@@ -255,7 +255,7 @@ export function createMx(opts: MxOptions) {
     logger: false,
     socketTimeout: opts.config().limits.idleTimeoutSeconds * 1000, // RFC 5321 4.5.3.2.7 suggests 5 minutes
     closeTimeout: 30_000,
-    maxClients: 0, // limits.max_connections, counted by the guard (read at each connection)
+    maxClients: 10_000, // a backstop only (sockets still in a TLS handshake): limits.max_connections is the guard's
 
     onConnect(session, callback) {
       const config = opts.config();
