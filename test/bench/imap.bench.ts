@@ -19,6 +19,7 @@ import { startDnsServer, type DnsServer } from '../helpers/dns-server.js';
 import { startServe, type Daemon } from '../helpers/daemon.js';
 import { workspace } from '../helpers/fe.js';
 import { smtpConnect, type SmtpSession } from '../helpers/smtp-client.js';
+import { prng } from '../helpers/prng.js';
 
 // The sizes; smaller ones through the environment for a quick look while working on fe.
 const MESSAGES = Number(process.env.FE_BENCH_IMAP_MESSAGES) || 10_000;
@@ -45,18 +46,6 @@ interface Corpus {
   messages: BenchMessage[];
   bytes: number;
   expect: { subject: number; from: number; body: number; unseen: number };
-}
-
-/** mulberry32: a small deterministic PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const WORDS = (

@@ -4,18 +4,7 @@
 // in one write or in pieces. Seeded: a failing case names its seed, and replaying that seed alone
 // (FE_FUZZ_SEED=N FE_FUZZ_CONCURRENCY=1) sends the same bytes.
 import net from 'node:net';
-
-/** mulberry32: small, fast and good enough to pick mutations reproducibly. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from './prng.js';
 
 type Rand = () => number;
 const int = (r: Rand, n: number) => Math.floor(r() * n);
