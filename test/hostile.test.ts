@@ -15,6 +15,7 @@ import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
 import { imapConnect } from './helpers/imap-client.js';
 import { smtpConnect } from './helpers/smtp-client.js';
+import { rawConnect } from './helpers/raw-socket.js';
 
 const PASSWORD = 'correct horse battery staple';
 const MiB = 1024 * 1024;
@@ -50,32 +51,6 @@ async function peakRssMiB(ms: number): Promise<number> {
     peak = Math.max(peak, rssMiB());
   }
   return peak;
-}
-
-/** A raw connection from `localAddress` that reads until `until` matches, then never reads again. */
-function rawConnect(port: number, localAddress: string, until: RegExp): Promise<{ socket: net.Socket; seen: string; send(line: string, until: RegExp): Promise<string> }> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1', localAddress });
-    let seen = '';
-    let waiting: { re: RegExp; done: (s: string) => void } | null = null;
-    socket.on('error', reject);
-    socket.on('data', (d: Buffer) => {
-      seen += d.toString('latin1');
-      if (waiting && waiting.re.test(seen)) {
-        const w = waiting;
-        waiting = null;
-        const got = seen;
-        seen = '';
-        w.done(got);
-      }
-    });
-    const send = (line: string, re: RegExp) =>
-      new Promise<string>((done) => {
-        waiting = { re, done };
-        if (line) socket.write(line);
-      });
-    void send('', until).then((got) => resolve({ socket, seen: got, send }));
-  });
 }
 
 /** Writes `chunk` until `total` octets are out or the peer stops reading (no drain for 1.5 s). */

@@ -161,6 +161,22 @@ export interface FeConfig {
     idleTimeoutSeconds: number;
     /** Folders one mailbox may hold (CREATE, RENAME, import); keeps LIST and the folder table bounded. */
     foldersPerMailbox: number;
+    /** Connections each daemon (MX, submission, IMAP, POP3) holds at once; the last tenth is kept for networks holding none. */
+    maxConnections: number;
+    /** Connections one /24 (IPv4) or /64 (IPv6) may hold on each daemon. */
+    connectionsPerPrefix: number;
+    /** SMTP: from the greeting to EHLO/HELO. */
+    greetingTimeoutSeconds: number;
+    /** SMTP: from DATA to the final dot. */
+    dataTimeoutSeconds: number;
+    /** SMTP: a whole session. */
+    sessionTimeoutSeconds: number;
+    /** IMAP, POP3: from connecting to a successful login. */
+    loginTimeoutSeconds: number;
+    /** IMAP, POP3: from a command's first octet to its last (IMAP literals get one more second per 64 KiB). */
+    commandTimeoutSeconds: number;
+    /** On SIGTERM: how long sessions under way may finish before the rest are closed and the process exits. */
+    shutdownDrainSeconds: number;
     /** Per mailbox, for mail it sends through submission. */
     sendMessagesPerHour: number;
     sendRecipientsPerDay: number;
@@ -285,6 +301,14 @@ const LIMIT_KEYS = [
   'messages_per_ip_per_minute',
   'idle_timeout_seconds',
   'folders_per_mailbox',
+  'max_connections',
+  'connections_per_prefix',
+  'greeting_timeout_seconds',
+  'data_timeout_seconds',
+  'session_timeout_seconds',
+  'login_timeout_seconds',
+  'command_timeout_seconds',
+  'shutdown_drain_seconds',
   'send_messages_per_hour',
   'send_recipients_per_day',
   'send_recipients_per_message',
@@ -415,6 +439,14 @@ class Validator {
         messagesPerIpPerMinute: 60,
         idleTimeoutSeconds: 300,
         foldersPerMailbox: 5000,
+        maxConnections: 1000,
+        connectionsPerPrefix: 100,
+        greetingTimeoutSeconds: 60,
+        dataTimeoutSeconds: 600,
+        sessionTimeoutSeconds: 1800,
+        loginTimeoutSeconds: 120,
+        commandTimeoutSeconds: 60,
+        shutdownDrainSeconds: 30,
         sendMessagesPerHour: 200,
         sendRecipientsPerDay: 2000,
         sendRecipientsPerMessage: 100,
@@ -481,6 +513,14 @@ class Validator {
             else if (k === 'folders_per_mailbox') config.limits.foldersPerMailbox = this.integer(v, f, 10, 1_000_000) ?? config.limits.foldersPerMailbox;
             else if (k === 'connections_per_ip') config.limits.connectionsPerIp = this.integer(v, f, 1, 100_000) ?? config.limits.connectionsPerIp;
             else if (k === 'messages_per_ip_per_minute') config.limits.messagesPerIpPerMinute = this.integer(v, f, 1, 1_000_000) ?? config.limits.messagesPerIpPerMinute;
+            else if (k === 'max_connections') config.limits.maxConnections = this.integer(v, f, 10, 1_000_000) ?? config.limits.maxConnections;
+            else if (k === 'connections_per_prefix') config.limits.connectionsPerPrefix = this.integer(v, f, 1, 1_000_000) ?? config.limits.connectionsPerPrefix;
+            else if (k === 'greeting_timeout_seconds') config.limits.greetingTimeoutSeconds = this.integer(v, f, 1, 3600) ?? config.limits.greetingTimeoutSeconds;
+            else if (k === 'data_timeout_seconds') config.limits.dataTimeoutSeconds = this.integer(v, f, 1, 86_400) ?? config.limits.dataTimeoutSeconds;
+            else if (k === 'session_timeout_seconds') config.limits.sessionTimeoutSeconds = this.integer(v, f, 1, 86_400) ?? config.limits.sessionTimeoutSeconds;
+            else if (k === 'login_timeout_seconds') config.limits.loginTimeoutSeconds = this.integer(v, f, 1, 3600) ?? config.limits.loginTimeoutSeconds;
+            else if (k === 'command_timeout_seconds') config.limits.commandTimeoutSeconds = this.integer(v, f, 1, 3600) ?? config.limits.commandTimeoutSeconds;
+            else if (k === 'shutdown_drain_seconds') config.limits.shutdownDrainSeconds = this.integer(v, f, 0, 3600) ?? config.limits.shutdownDrainSeconds;
             else if (k === 'send_messages_per_hour') config.limits.sendMessagesPerHour = this.integer(v, f, 1, 1_000_000) ?? config.limits.sendMessagesPerHour;
             else if (k === 'send_recipients_per_day') config.limits.sendRecipientsPerDay = this.integer(v, f, 1, 10_000_000) ?? config.limits.sendRecipientsPerDay;
             else if (k === 'send_recipients_per_message') config.limits.sendRecipientsPerMessage = this.integer(v, f, 1, 1000) ?? config.limits.sendRecipientsPerMessage;

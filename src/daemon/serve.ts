@@ -25,7 +25,8 @@ export { DAEMONS, SERVICES, type ServiceName } from './services.js';
 interface Daemon {
   listen(port: number, host: string): Promise<void>;
   address(): { address: string; port: number };
-  close(): Promise<void>;
+  /** Lets sessions under way finish for `drainMs`, closes what is left, and then resolves. */
+  close(drainMs?: number): Promise<void>;
 }
 
 /** Test knobs, read from the environment so tests can drive the real `fe serve` quickly. */
@@ -44,6 +45,10 @@ export interface Running {
   addresses: Partial<Record<DaemonName, { address: string; port: number }>>;
   /** Re-reads fe.yml; a broken file is reported and the running config kept. */
   reload(): { ok: true } | { ok: false; error: string };
+  /**
+   * Stops: listeners at once, sessions under way get limits.shutdown_drain_seconds, then whatever
+   * is left is closed. Resolves within that and a few seconds more, whatever clients do.
+   */
   close(): Promise<void>;
 }
 
@@ -76,10 +81,10 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
         return createMx({ config: () => config, resolver: () => resolver, log: log.child('mx'), srsSecret: serverSecret(config.dataDir, 'srs'), tls });
       case 'imap':
       case 'imaps':
-        return createImapServer({ registry, log: log.child(name), throttle, tls, implicitTls: name === 'imaps', allowPlaintextAuth, hostname: config.hostname, appendLimit: config.limits.messageSize, quota: () => config.limits.mailboxQuota, maxConnectionsPerIp: () => config.limits.imapConnectionsPerIp, learn: spamLearn, ...(testing.idleTimeoutMs ? { idleTimeoutMs: testing.idleTimeoutMs } : {}) });
+        return createImapServer({ registry, log: log.child(name), throttle, tls, implicitTls: name === 'imaps', allowPlaintextAuth, hostname: config.hostname, appendLimit: config.limits.messageSize, quota: () => config.limits.mailboxQuota, maxConnectionsPerIp: () => config.limits.imapConnectionsPerIp, limits: () => config.limits, learn: spamLearn, ...(testing.idleTimeoutMs ? { idleTimeoutMs: testing.idleTimeoutMs } : {}) });
       case 'pop3':
       case 'pop3s':
-        return createPop3Server({ registry, throttle, tls, allowPlaintextAuth, log: log.child(name), implicitTls: name === 'pop3s', connectionsPerIp: () => config.limits.connectionsPerIp, idleTimeoutMs: testing.idleTimeoutMs });
+        return createPop3Server({ registry, throttle, tls, allowPlaintextAuth, log: log.child(name), implicitTls: name === 'pop3s', connectionsPerIp: () => config.limits.connectionsPerIp, limits: () => config.limits, idleTimeoutMs: testing.idleTimeoutMs });
       case 'http':
         return createWebServer({ config: () => config, log: log.child('http'), secure: false, challenges: new ChallengeFiles(challengeDir(config.dataDir)) });
       case 'https':
@@ -132,11 +137,16 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
       }
     },
     async close() {
+      const drainMs = config.limits.shutdownDrainSeconds * 1000;
       renewal?.stop();
-      await schedule?.stop();
-      await queue?.stop();
       tls.close();
-      await Promise.all(started.map((s) => s.daemon.close()));
+      const stopping = Promise.all([schedule?.stop(), queue?.stop(), ...started.map((s) => s.daemon.close(drainMs))]);
+      // The daemons bound their own drain; this is the backstop for anything that hangs past it.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), drainMs + 5000)));
+      const outcome = await Promise.race([stopping.then(() => 'done' as const), late]);
+      clearTimeout(timer);
+      if (outcome === 'late') log.warn('stop deadline passed; exiting with work still open', { drain_seconds: drainMs / 1000 });
       registry.closeAll();
       log.info('stopped');
     },

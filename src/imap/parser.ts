@@ -189,6 +189,11 @@ export class CommandReader {
     return this.state.s === 'line' && this.parts.length === 0 && this.lineLen === 0;
   }
 
+  /** The announced size of the literal being read (0 outside one): a command's deadline grows with it. */
+  get literalSize(): number {
+    return this.state.s === 'literal' ? this.state.size : 0;
+  }
+
   /**
    * Octets queued but not yet read, removed from the reader: after STARTTLS or COMPRESS the
    * following octets belong to the new layer. Only between commands.

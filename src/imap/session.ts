@@ -27,6 +27,8 @@ export interface SessionOptions {
   /** Storage limit of each mailbox in octets, 0 for none (read per use: SIGHUP may change it). */
   quota: () => number;
   idleTimeoutMs: number;
+  /** Deadlines no input extends (limits.login_timeout_seconds, limits.command_timeout_seconds). */
+  deadlines?: () => { loginMs: number; commandMs: number };
   /** The session said BYE: its connection no longer counts against the client's limit. */
   onLogout?: () => void;
   /**
@@ -123,6 +125,7 @@ export class ImapSession {
   private utf8 = false; // ENABLE UTF8=ACCEPT (RFC 6855): UTF-8 in strings and mailbox names
   private readonly onChange = (e: ChangeEvent) => this.changed(e);
   private timer: NodeJS.Timeout | null = null;
+  private deadlines: SessionDeadlines;
   private idleUpdateQueued = false;
   /** Where responses go: the socket, or the deflate stream in front of it after COMPRESS. */
   private out: Writable;
@@ -141,6 +144,7 @@ export class ImapSession {
     socket.on('close', () => this.cleanup());
     socket.on('error', () => undefined);
     this.armTimer();
+    this.deadlines = new SessionDeadlines(this, opts.deadlines?.() ?? null);
     this.send(`* OK [CAPABILITY ${this.capabilities()}] ${opts.hostname} fe IMAP ready`);
   }
 
@@ -241,6 +245,7 @@ export class ImapSession {
           continue;
         }
         const ev = this.reader.next();
+        this.deadlines.commandProgress(this.reader.idle);
         if (!ev) break;
         if (ev.kind === 'continue') this.send('+ Ready for literal data');
         else if (ev.kind === 'error') this.send(`${ev.tag ?? '*'} ${ev.status} ${ev.code ? `[${ev.code}] ` : ''}${ev.text}`);
@@ -270,6 +275,9 @@ export class ImapSession {
       if (e instanceof InvalidFolderName) return void this.send(`${cmd.tag} NO ${e.message}`); // a valid astring no folder may have (RFC 3501 5.1.3)
       if (e instanceof InvalidFlag) return void this.send(`${cmd.tag} BAD ${e.message}`);
       if (e instanceof MailStoreError) return void this.send(`${cmd.tag} NO ${e.message}`);
+      // The client left while the command waited on it (a FETCH held back by backpressure):
+      // its mailbox is closed under the command, and there is nobody to answer.
+      if (this.closed) return;
       this.opts.log.error('IMAP command failed', { command: cmd.command, reason: (e as Error).message });
       this.send(`${cmd.tag} NO [SERVERBUG] internal error; the mailbox is unchanged`);
     }
@@ -1277,6 +1285,7 @@ export class ImapSession {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    this.deadlines.stop();
     // A command still running keeps the mailbox open until it ends (pump releases it then): the
     // last session closing must not close the database under its FETCH or STORE.
     if (!this.busy) this.releaseMailbox();
@@ -1289,10 +1298,84 @@ export class ImapSession {
     this.handle = null;
   }
 
+  /** What SessionDeadlines looks at and does. */
+  get loggedIn(): boolean {
+    return this.state !== 'notauth';
+  }
+  get readingCommand(): { literalSize: number } | null {
+    return this.closed || this.busy || this.reader.idle ? null : { literalSize: this.reader.literalSize };
+  }
+  /** A deadline passed: BYE, and the connection goes even if the client never closes its end. */
+  cut(text: string): void {
+    if (this.closed) return;
+    this.opts.log.info('session cut', { reason: text });
+    this.send(`* BYE ${text}`);
+    this.out.end();
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
+  /** For a server past its drain: the connection goes now. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
   /** For a draining server: say goodbye now unless a command is running. */
   bye(): void {
     if (this.closed) return;
     this.send('* BYE server shutting down');
     this.out.end();
+  }
+}
+
+/**
+ * A session's deadlines that input does not extend (a byte every few seconds restarts the idle
+ * timer, not these): logging in within loginMs of connecting, and each command line with its
+ * literals within commandMs of its first octet, plus a second per 64 KiB of literal announced.
+ */
+class SessionDeadlines {
+  private login: NodeJS.Timeout | null = null;
+  private command: NodeJS.Timeout | null = null;
+  private commandStarted = 0;
+
+  constructor(
+    private readonly session: ImapSession,
+    private readonly limits: { loginMs: number; commandMs: number } | null,
+  ) {
+    if (!limits) return;
+    this.login = setTimeout(() => {
+      if (!session.loggedIn) session.cut(`login not completed within ${limits.loginMs / 1000} s`);
+    }, limits.loginMs);
+    this.login.unref();
+  }
+
+  /** After each read of the command reader: `idle` when no command is partly read. */
+  commandProgress(idle: boolean): void {
+    if (!this.limits) return;
+    if (idle) return this.clearCommand();
+    if (this.command) return;
+    this.commandStarted = Date.now();
+    this.armCommand(this.limits.commandMs);
+  }
+
+  private armCommand(ms: number): void {
+    this.command = setTimeout(() => {
+      this.command = null;
+      const reading = this.session.readingCommand;
+      if (!reading) return; // done, or the server is the slow one (commandProgress re-arms)
+      const due = this.commandStarted + this.limits!.commandMs + Math.ceil(reading.literalSize / 65536) * 1000;
+      if (Date.now() < due) return this.armCommand(due - Date.now());
+      this.session.cut(`command not completed within ${(due - this.commandStarted) / 1000} s`);
+    }, ms);
+    this.command.unref();
+  }
+
+  private clearCommand(): void {
+    if (this.command) clearTimeout(this.command);
+    this.command = null;
+  }
+
+  stop(): void {
+    this.clearCommand();
+    if (this.login) clearTimeout(this.login);
   }
 }

@@ -26,6 +26,8 @@ import type { MailboxHandle, MailboxRegistry } from '../store/registry.js';
 import type { TlsSource } from '../tls/source.js';
 import type { Logger } from '../util/log.js';
 import { boundAddress, listenOn } from '../daemon/listen.js';
+import { ConnectionGate } from '../daemon/connection-gate.js';
+import type { FeConfig } from '../config/schema.js';
 
 export interface Pop3Options {
   registry: MailboxRegistry;
@@ -44,6 +46,8 @@ export interface Pop3Options {
   connectionsPerIp?: () => number;
   /** Failed logins in one session before it is closed. */
   maxAuthFailures?: number;
+  /** limits: (read per connection): the connection caps, the login and command deadlines. Absent: none. */
+  limits?: () => FeConfig['limits'];
 }
 
 const CRLF = Buffer.from('\r\n');
@@ -90,6 +94,8 @@ export function createPop3Server(opts: Pop3Options) {
   if (opts.implicitTls && !source) throw new Error('POP3S needs TLS material');
   const sessions = new Set<Session>();
   const perIp = new Map<string, number>();
+  const limits = opts.limits;
+  const gate = limits ? new ConnectionGate(() => ({ maxConnections: limits().maxConnections, perPrefix: limits().connectionsPerPrefix })) : null;
   let closing = false;
 
   class Session {
@@ -118,7 +124,7 @@ export function createPop3Server(opts: Pop3Options) {
     };
     private readonly onError = (e: Error) => log.debug('connection error', { ip: this.ip, reason: e.message });
 
-    constructor(sock: Socket, raw: Socket, secure: boolean) {
+    constructor(sock: Socket, raw: Socket, secure: boolean, private readonly releaseSlot: () => void) {
       this.sock = sock;
       this.raw = raw;
       this.secure = secure;
@@ -149,7 +155,38 @@ export function createPop3Server(opts: Pop3Options) {
 
     start(): void {
       this.armIdleTimer();
+      const l = limits?.();
+      if (l) {
+        // Deadlines no input extends: a byte now and then restarts only the idle timer.
+        this.loginTimer = setTimeout(() => {
+          if (this.state === 'authorization') this.cut(`login not completed within ${l.loginTimeoutSeconds} s`);
+        }, l.loginTimeoutSeconds * 1000).unref();
+        this.commandMs = l.commandTimeoutSeconds * 1000;
+      }
       void this.reply('+OK fe POP3 server ready');
+    }
+
+    private loginTimer: NodeJS.Timeout | null = null;
+    private commandTimer: NodeJS.Timeout | null = null;
+    private commandMs = 0;
+
+    /** After input: a line partly read must be complete within commandMs of its first octet. */
+    private watchLine(): void {
+      if (this.commandMs === 0) return;
+      if (this.partialBytes === 0 && !this.discarding) {
+        if (this.commandTimer) clearTimeout(this.commandTimer);
+        this.commandTimer = null;
+      } else if (!this.commandTimer) {
+        this.commandTimer = setTimeout(() => this.cut(`command line not completed within ${this.commandMs / 1000} s`), this.commandMs).unref();
+      }
+    }
+
+    /** A deadline passed: said, and the connection goes whatever the client does; nothing is deleted. */
+    private cut(text: string): void {
+      if (this.isClosed()) return;
+      log.info('session cut', { ip: this.ip, reason: text });
+      void this.reply(`-ERR [SYS/TEMP] ${text}`).then(() => this.end());
+      setTimeout(() => this.destroy(), 2000).unref();
     }
 
     // ---- input ----
@@ -189,6 +226,7 @@ export function createPop3Server(opts: Pop3Options) {
           this.partialBytes += rest.length;
         }
       }
+      this.watchLine();
       if (this.queuedBytes > MAX_QUEUED_BYTES || this.queue.length > 1000) {
         this.pausedForQueue = true;
         this.sock.pause();
@@ -594,6 +632,9 @@ export function createPop3Server(opts: Pop3Options) {
 
     private cleanup(): void {
       if (this.idleTimer) clearTimeout(this.idleTimer);
+      if (this.loginTimer) clearTimeout(this.loginTimer);
+      if (this.commandTimer) clearTimeout(this.commandTimer);
+      this.releaseSlot();
       this.release();
       this.state = 'closed';
       this.queue = [];
@@ -610,7 +651,16 @@ export function createPop3Server(opts: Pop3Options) {
     const ip = raw.remoteAddress ?? '';
     const limit = opts.connectionsPerIp?.() ?? Infinity;
     const n = (perIp.get(ip) ?? 0) + 1;
+    const admitted = closing ? null : (gate?.admit(ip) ?? { ok: true as const, release: () => undefined });
+    if (admitted && !admitted.ok) {
+      sock.on('error', () => undefined);
+      log.info('connection refused', { ip, reason: admitted.reason });
+      sock.end(admitted.reason === 'prefix' ? `-ERR [SYS/TEMP] Too many connections from your network (limit ${admitted.limit})\r\n` : '-ERR [SYS/TEMP] Too many connections; try again later\r\n');
+      setTimeout(() => raw.destroy(), 2000).unref();
+      return;
+    }
     if (closing || n > limit) {
+      admitted?.release();
       sock.on('error', () => undefined);
       sock.end(closing ? '-ERR [SYS/TEMP] Server shutting down; try again shortly\r\n' : `-ERR [SYS/TEMP] Too many connections from your address (limit ${limit})\r\n`);
       setTimeout(() => raw.destroy(), 2000).unref();
@@ -618,7 +668,7 @@ export function createPop3Server(opts: Pop3Options) {
       return;
     }
     perIp.set(ip, n);
-    const session = new Session(sock, raw, secure);
+    const session = new Session(sock, raw, secure, admitted!.release);
     sessions.add(session);
     session.start();
   }

@@ -38,6 +38,12 @@ export function answerData(work: Promise<string>, callback: (err: Error | null, 
     (msg) => callback(null, msg),
     (e: unknown) => {
       if (e instanceof SmtpReply) return callback(e);
+      // The client hung up (or was cut at a deadline) before the final dot: nothing was stored
+      // and there is nobody to answer.
+      if ((e as NodeJS.ErrnoException).code === 'ECONNECTION') {
+        log.debug(`connection closed in the middle of ${what}`);
+        return callback(new SmtpReply(451, '4.3.0 Incomplete message; nothing was stored'));
+      }
       log.error(`unexpected failure handling ${what}`, { reason: (e as Error).message });
       callback(new SmtpReply(451, '4.3.0 Temporary local problem; try again later'));
     },

@@ -20,6 +20,7 @@ import { protectMessage } from '../protection/pipeline.js';
 import { deliverToDomain, type DeliveryResult, type OutboundOptions } from './outbound.js';
 import { createSrs } from './srs.js';
 import { installPregreet } from './pregreet.js';
+import { smtpSessionLimits } from './session-limits.js';
 import type { TlsSource } from '../tls/source.js';
 
 export interface MxOptions {
@@ -244,7 +245,8 @@ export function createMx(opts: MxOptions) {
     return `2.0.0 Ok: queued as ${id}`;
   }
 
-  const server = new SMTPServer({
+  const guard = smtpSessionLimits(() => server, () => opts.config().limits, log);
+  const server: SMTPServer = new SMTPServer({
     name: opts.config().hostname,
     banner: 'fe ESMTP',
     size: opts.config().limits.messageSize,
@@ -256,10 +258,12 @@ export function createMx(opts: MxOptions) {
     logger: false,
     socketTimeout: opts.config().limits.idleTimeoutSeconds * 1000, // RFC 5321 4.5.3.2.7 suggests 5 minutes
     closeTimeout: 30_000,
-    maxClients: 2000,
+    maxClients: 10_000, // a backstop only (sockets still in a TLS handshake): limits.max_connections is the guard's
 
     onConnect(session, callback) {
       const config = opts.config();
+      const refused = guard.admit(session);
+      if (refused) return callback(refused);
       const n = (perIp.get(session.remoteAddress) ?? 0) + 1;
       if (n > config.limits.connectionsPerIp) {
         log.info('too many connections', { ip: session.remoteAddress });
@@ -271,6 +275,7 @@ export function createMx(opts: MxOptions) {
     },
 
     onClose(session) {
+      guard.closed(session);
       inTransaction.delete(session.id);
       if (!counted.delete(session.id)) return;
       const n = (perIp.get(session.remoteAddress) ?? 1) - 1;
@@ -314,6 +319,7 @@ export function createMx(opts: MxOptions) {
     },
 
     onData(stream, session, callback) {
+      guard.dataStarted(session, stream);
       answerData(onData(stream, session).finally(() => inTransaction.delete(session.id)), callback, log, 'a message');
     },
   });

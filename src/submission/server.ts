@@ -21,6 +21,7 @@ import type { TlsSource } from '../tls/source.js';
 import type { Logger } from '../util/log.js';
 import { fromAddresses, prepareOutgoing, splitHeader } from './headers.js';
 import { maySendAs, SendLimits, sendLimitsFor } from './policy.js';
+import { smtpSessionLimits } from '../smtp/session-limits.js';
 
 export interface SubmissionOptions {
   config: () => FeConfig;
@@ -177,7 +178,8 @@ export function createSubmissionServer(opts: SubmissionOptions) {
   }
 
   const config0 = opts.config();
-  const server = new SMTPServer({
+  const guard = smtpSessionLimits(() => server, () => opts.config().limits, log);
+  const server: SMTPServer = new SMTPServer({
     name: config0.hostname,
     banner: 'fe ESMTP submission',
     secure: opts.implicitTls,
@@ -196,6 +198,10 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     socketTimeout: config0.limits.idleTimeoutSeconds * 1000,
     closeTimeout: 30_000,
 
+    onConnect(session, callback) {
+      callback(guard.admit(session) ?? undefined);
+    },
+
     onAuth(auth, session, callback) {
       onAuth(auth, session).then(
         (user) => callback(null, { user }),
@@ -208,6 +214,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     },
 
     onClose(session) {
+      guard.closed(session);
       inTransaction.delete(session.id);
     },
 
@@ -241,6 +248,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     },
 
     onData(stream, session, callback) {
+      guard.dataStarted(session, stream);
       answerData(onData(stream, session).finally(() => inTransaction.delete(session.id)), callback, log, 'a submitted message');
     },
   });

@@ -46,6 +46,9 @@ export async function runUntilStopped(running: Running): Promise<void> {
   });
   process.off('SIGHUP', onHup);
   await running.close();
+  // Whatever still holds the event loop (a file watch, a socket a client never closed) must
+  // not keep a stopped server alive: close() has drained and closed everything that matters.
+  process.exit(0);
 }
 
 export function registerServe(program: Command): void {
@@ -58,7 +61,7 @@ export function registerServe(program: Command): void {
       `
 Signals: SIGHUP re-reads fe.yml without dropping connections (a broken file is reported and
 the running configuration kept); SIGTERM or SIGINT stops accepting, lets sessions in progress
-finish, and exits. Logs go to standard error and never contain message content or passwords.`,
+finish for up to limits.shutdown_drain_seconds (default 30), closes the rest, and exits. Logs go to standard error and never contain message content or passwords.`,
     )
     .action(async (opts: { only?: string }, cmd: Command) => {
       const { serve } = await import('../../daemon/serve.js'); // loaded only when serving: other commands stay small
