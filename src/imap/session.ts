@@ -10,8 +10,9 @@ import type { MailboxHandle, MailboxRegistry, ChangeEvent } from '../store/regis
 import { FolderExists, InvalidFlag, InvalidFolderName, MailStoreError, NoSuchFolder, type FolderInfo, type MessageSummary } from '../store/mailbox-db.js';
 import type { Logger } from '../util/log.js';
 import { asAString, asNumber, CommandReader, decodeMailboxName, ImapSyntaxError, parseDateTime, parseFetchItems, parseRawSequenceSet, resolveSequenceSet, type Command, type FetchItem, type Token } from './parser.js';
-import { formatEsearch, formatSearch, parseSearch, search as runSearch, SearchError } from './search.js';
+import { formatEsearch, formatSearch, parseSearch, search as runSearch, SearchError, type SearchContext, type SearchKey } from './search.js';
 import { searchView } from './search-view.js';
+import { candidateSql, toSql } from './search-sql.js';
 import { encodeBodyStructure, encodeEnvelope, encodeFlags, encodeInternalDate, encodeMailbox, encodeSequenceSet, applyPartial, literal8Bytes, literalBytes, binarySection, sectionBytes, sectionLabel } from './encode.js';
 
 export interface SessionOptions {
@@ -1125,18 +1126,8 @@ export class ImapSession {
     }
     if (parsed.returns?.includes('SAVE')) throw new No('SEARCHRES (SAVE) is not supported', null, 'BAD');
     const sel = this.selected!;
-    const store = this.handle!.store;
-    const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
-    // read once per SEARCH, and only if a key asks: header search text, MIME structures for BODY/TEXT
-    let index: ReturnType<typeof store.searchIndex> | null = null;
-    let structures: ReturnType<typeof store.getMessages> | null = null;
-    const shared = { headerIndex: () => (index ??= store.searchIndex(sel.name)), structures: () => (structures ??= store.getMessages(sel.name, sel.uids)) };
-    const views = sel.uids.flatMap((uid, i) => {
-      const m = summaries.get(uid);
-      if (!m) return [];
-      return [searchView(store, sel.name, sel.recent.has(uid) ? { ...m, flags: this.sessionFlags(uid, m.flags) } : m, i + 1, shared)];
-    });
-    const found = runSearch(parsed.key, views, { maxSeq: sel.uids.length, maxUid: sel.uids.at(-1) ?? 0 });
+    const ctx = { maxSeq: sel.uids.length, maxUid: sel.uids.at(-1) ?? 0 };
+    const found = this.searchMatches(parsed.key, ctx);
     const nums = found.map((m) => (byUid ? m.uid : m.seq));
     if (parsed.usesModseq) this.enableCondstore();
     // RFC 4731 3.2: with only MIN and/or MAX asked, the MODSEQ is that of the message(s) returned
@@ -1149,6 +1140,46 @@ export class ImapSession {
     const highest = parsed.usesModseq ? Math.max(0, ...reported.map((m) => m.modseq)) : null;
     this.send(parsed.returns ? formatEsearch(cmd.tag, byUid, parsed.returns, nums, highest) : formatSearch(nums, highest));
     return `${cmd.command} completed`;
+  }
+
+  /** The selected messages matching `key`, in sequence order: in SQL when it can, else per message. */
+  private searchMatches(key: SearchKey, ctx: SearchContext): { uid: number; seq: number; modseq: number }[] {
+    const sel = this.selected!;
+    const store = this.handle!.store;
+    const inSession = (rows: { uid: number; modseq: number }[]) =>
+      rows.flatMap((r) => {
+        const seq = seqOfUid(sel.uids, r.uid); // not yet announced here: not in this session's view
+        return seq > 0 ? [{ uid: r.uid, seq, modseq: r.modseq }] : [];
+      });
+    const exact = toSql(key, ctx);
+    if (exact) return inSession(store.queryMessages(sel.name, exact));
+    const candidates = candidateSql(key, ctx);
+    const only = candidates ? new Set(store.queryMessages(sel.name, candidates).map((r) => r.uid)) : null;
+    const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
+    // read once per SEARCH, and only if a key asks: header search text, MIME structures for BODY/TEXT
+    let index: ReturnType<typeof store.searchIndex> | null = null;
+    let structures: ReturnType<typeof store.getMessages> | null = null;
+    const fullText = new Map<string, ReturnType<typeof store.searchText>>();
+    const shared = {
+      headerIndex: () => (index ??= store.searchIndex(sel.name)),
+      structures: () => (structures ??= store.getMessages(sel.name, sel.uids)),
+      fullText: (kind: 'body' | 'text', value: string, uid: number) => {
+        if (kind === 'text' && /[\r\n]/.test(value)) return null; // could span header and body: per message
+        let r = fullText.get(`${kind} ${value}`);
+        if (!r) {
+          r = store.searchText(sel.name, kind, value);
+          fullText.set(`${kind} ${value}`, r);
+          if (r.unindexed.size > 0) store.buildFullText(); // older mail: index it for next time
+        }
+        return r.unindexed.has(uid) ? null : r.hits.has(uid);
+      },
+    };
+    const views = sel.uids.flatMap((uid, i) => {
+      const m = summaries.get(uid);
+      if (!m || (only && !only.has(uid))) return [];
+      return [searchView(store, sel.name, sel.recent.has(uid) ? { ...m, flags: this.sessionFlags(uid, m.flags) } : m, i + 1, shared)];
+    });
+    return runSearch(key, views, ctx);
   }
 
   // ---- other sessions' changes ----

@@ -10,6 +10,8 @@ import type { MailboxSecrets } from '../crypto/mailbox-key.js';
 import { isHybrid, SealError, SealKeyMissing } from '../crypto/seal.js';
 import { createPrivateFile, ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
 import { parseMessage, type BodyPart, type Envelope } from './message-parse.js';
+import { fold, FULLTEXT_SCHEMA, FullText, type FullTextHits } from './fulltext.js';
+import { encodeEnvelope } from '../imap/encode.js';
 import { FAILED_DIR, SpoolFormatError, type SpoolFolder, decodeSpoolFile, listSpool, removeStaleSpoolTemps, spoolDir, spoolFileName } from './spool.js';
 
 type DB = SqliteDb;
@@ -80,6 +82,8 @@ export interface MessageDetails extends MessageSummary {
   envelopeFrom: string | null;
   envelopeTo: string | null;
   parseError: string | null;
+  /** encodeEnvelope(envelope) as stored at delivery (without UTF8=ACCEPT); null before schema v4 filled it. */
+  envelopeWire: string | null;
 }
 
 export interface ImportResult {
@@ -341,6 +345,20 @@ const MIGRATIONS: { version: number; up: (db: DB, store: MailboxStore) => void }
       `);
     },
   },
+  {
+    // Speed (issue 15): the ENVELOPE in IMAP wire form (without UTF8=ACCEPT), so FETCH ENVELOPE
+    // copies a string instead of parsing JSON and encoding; and the full-text index for SEARCH
+    // BODY/TEXT (see fulltext.ts), which existing bodies get in the background, on first use.
+    version: 4,
+    up(db) {
+      db.exec('ALTER TABLE bodies ADD COLUMN envelope_wire TEXT');
+      const set = db.prepare('UPDATE bodies SET envelope_wire = ? WHERE id = ?');
+      for (const r of db.prepare('SELECT id, envelope FROM bodies').iterate() as Iterable<{ id: number; envelope: string }>) {
+        set.run(encodeEnvelope(JSON.parse(r.envelope) as Envelope), r.id);
+      }
+      db.exec(FULLTEXT_SCHEMA);
+    },
+  },
 ];
 const LATEST = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
@@ -378,11 +396,18 @@ export class MailboxStore {
   private masterKey: Buffer;
   private sealingPrivateKey: MailboxSecrets['sealingPrivateKey'];
   private readonly stmts = new Map<string, SqliteStatement>();
+  private readonly fullText: FullText;
 
   private constructor(dir: string, file: string, db: DB, secrets: MailboxSecrets) {
     this.dir = dir;
     this.file = file;
     this.db = db;
+    this.fullText = new FullText(db, (bodyId) => {
+      const r = this.stmt('SELECT b.structure, r.raw FROM bodies b JOIN body_raw r ON r.body_id = b.id WHERE b.id = ?').get(bodyId) as { structure: string; raw: Buffer } | undefined;
+      return r ? { raw: r.raw, structure: JSON.parse(r.structure) as BodyPart } : null;
+    });
+    // SEARCH's substring match (search.ts) as an SQL function, for the header keys run as SQL
+    db.function('fe_contains', { deterministic: true }, (hay: unknown, needle: unknown) => (fold(String(hay ?? '')).includes(String(needle)) ? 1 : 0));
     this.masterKey = Buffer.from(secrets.masterKey); // own copy: callers wipe theirs
     this.sealingPrivateKey = secrets.sealingPrivateKey;
   }
@@ -432,6 +457,7 @@ export class MailboxStore {
       db.pragma('journal_size_limit = 1048576'); // the WAL shrinks back after checkpoints (the MX counts it against the quota)
       store = new MailboxStore(mailboxDir, file, db, secrets);
       store.migrate();
+      store.fullText.ensure(); // again when someone dropped the index: it refills on use
       if (tables === 0) {
         // Belt and braces on creation: the pages on disk must be encrypted.
         db.pragma('wal_checkpoint(TRUNCATE)');
@@ -549,8 +575,8 @@ export class MailboxStore {
     const p = parseMessage(raw);
     if (out) out.parseError = p.error;
     const id = this.stmt(
-      `INSERT INTO bodies (size, header_size, sent_at, message_id, envelope, structure, search_subject, search_from, search_to, search_cc, search_bcc, parse_error)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO bodies (size, header_size, sent_at, message_id, envelope, structure, search_subject, search_from, search_to, search_cc, search_bcc, parse_error, envelope_wire)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       raw.length,
       p.headerSize,
@@ -564,8 +590,10 @@ export class MailboxStore {
       p.search.cc,
       p.search.bcc,
       p.error,
+      encodeEnvelope(p.envelope),
     ).lastInsertRowid as number;
     this.stmt('INSERT INTO body_raw (body_id, raw) VALUES (?, ?)').run(id, raw);
+    this.fullText.add(id, raw, p.structure);
     return id;
   }
 
@@ -906,9 +934,18 @@ export class MailboxStore {
   getMessages(folder: string, uids: readonly number[]): Map<number, MessageDetails> {
     const f = this.folder(folder);
     const rows = this.stmt(
-      `SELECT m.*, b.header_size, b.sent_at, b.envelope, b.structure, b.parse_error
+      `SELECT m.*, b.header_size, b.sent_at, b.envelope, b.structure, b.parse_error, b.envelope_wire
        FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.folder_id = ? AND m.uid IN (SELECT value FROM json_each(?))`,
-    ).all(f.id, JSON.stringify(uids)) as (MessageRow & { header_size: number; sent_at: number | null; envelope: string; structure: string; parse_error: string | null; envelope_from: string | null; envelope_to: string | null })[];
+    ).all(f.id, JSON.stringify(uids)) as (MessageRow & {
+      header_size: number;
+      sent_at: number | null;
+      envelope: string;
+      structure: string;
+      parse_error: string | null;
+      envelope_from: string | null;
+      envelope_to: string | null;
+      envelope_wire: string | null;
+    })[];
     const out = new Map<number, MessageDetails>();
     for (const r of rows) {
       let envelope: Envelope | undefined;
@@ -926,6 +963,7 @@ export class MailboxStore {
         envelopeFrom: r.envelope_from,
         envelopeTo: r.envelope_to,
         parseError: r.parse_error,
+        envelopeWire: r.envelope_wire,
       });
     }
     return out;
@@ -1042,6 +1080,44 @@ export class MailboxStore {
        FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.folder_id = ?`,
     ).all(f.id) as { uid: number; subject: string; from: string; to: string; cc: string; bcc: string }[];
     return new Map(rows.map((r) => [r.uid, { subject: r.subject, from: r.from, to: r.to, cc: r.cc, bcc: r.bcc }]));
+  }
+
+  /**
+   * UIDs and MODSEQs of the folder's messages matching an SQL condition over `messages m` (and
+   * `bodies b` when `joinBodies`), in UID order: SEARCH keys that SQL answers (search-sql.ts).
+   */
+  queryMessages(folder: string, filter: { where: string; params: readonly (string | number)[]; joinBodies: boolean }): { uid: number; modseq: number }[] {
+    const f = this.folder(folder);
+    const from = filter.joinBodies ? 'messages m JOIN bodies b ON b.id = m.body_id' : 'messages m';
+    return this.stmt(`SELECT m.uid, m.modseq FROM ${from} WHERE m.folder_id = ? AND (${filter.where}) ORDER BY m.uid`).all(f.id, ...filter.params) as { uid: number; modseq: number }[];
+  }
+
+  /** SEARCH BODY/TEXT through the full-text index; bodies not indexed yet come back as `unindexed`. */
+  searchText(folder: string, kind: 'body' | 'text', value: string): FullTextHits {
+    return this.fullText.search(this.folder(folder).id, kind, value);
+  }
+
+  /** Indexes the bodies the full-text index lacks, in the background (a few hundred per turn). */
+  buildFullText(): void {
+    this.fullText.scheduleBuild(() => !this.db.open);
+  }
+
+  /** Indexes up to `limit` bodies the full-text index lacks, now; returns how many. */
+  buildFullTextNow(limit = Number.MAX_SAFE_INTEGER): number {
+    return this.fullText.buildSome(limit);
+  }
+
+  /** Bodies with and without a full-text row. */
+  fullTextStatus(): { indexed: number; missing: number } {
+    const r = this.stmt('SELECT count(*) AS n, sum(NOT EXISTS (SELECT 1 FROM body_text t WHERE t.rowid = b.id)) AS missing FROM bodies b').get() as { n: number; missing: number | null };
+    return { indexed: r.n - (r.missing ?? 0), missing: r.missing ?? 0 };
+  }
+
+  /** Drops the full-text index and starts an empty one (it refills on use), e.g. after corruption. */
+  resetFullText(): void {
+    this.stmts.clear();
+    this.db.exec('DROP TABLE IF EXISTS body_text');
+    this.fullText.ensure();
   }
 
   /** QRESYNC VANISHED (EARLIER): UIDs expunged after `modseq`. */
