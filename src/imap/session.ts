@@ -13,6 +13,7 @@ import { asAString, asNumber, CommandReader, decodeMailboxName, ImapSyntaxError,
 import { formatEsearch, formatSearch, parseSearch, search as runSearch, SearchError, type SearchContext, type SearchKey } from './search.js';
 import { searchView } from './search-view.js';
 import { candidateSql, toSql } from './search-sql.js';
+import { FetchChunk } from './fetch-chunk.js';
 import { encodeBodyStructure, encodeEnvelope, encodeFlags, encodeInternalDate, encodeMailbox, encodeSequenceSet, applyPartial, literal8Bytes, literalBytes, binarySection, sectionBytes, sectionLabel } from './encode.js';
 
 export interface SessionOptions {
@@ -915,96 +916,102 @@ export class ImapSession {
     let batch = new Map<number, NonNullable<ReturnType<typeof store.getMessage>>>();
     let index = -1;
     const detailsOf = (uid: number) => batch.get(uid);
-    for (const [seq, uid] of targets) {
-      if (++index % BATCH === 0 && needsDetails) batch = store.getMessages(sel.name, targets.slice(index, index + BATCH).map(([, u]) => u));
-      const m = summaries.get(uid);
-      if (!m) continue; // expunged by another session; its EXPUNGE is reported later
-      if (changedSince !== null && m.modseq <= changedSince) continue;
-      const parts: Buffer[] = [];
-      const add = (s: string | Buffer) => parts.push(typeof s === 'string' ? Buffer.from(s, 'utf8') : s);
-      let first = true;
-      const item = (name: string, value: string | Buffer) => {
-        add(`${first ? '' : ' '}${name} `);
-        add(value);
-        first = false;
-      };
-      const details = needsDetails ? (detailsOf(uid) ?? null) : null;
-      if (needsDetails && !details) continue; // expunged by another session meanwhile; reported later
-      let raw: Buffer | null = null;
-      const getRaw = () => (raw ??= store.getRaw(sel.name, uid) ?? Buffer.alloc(0));
-      let seenNow = false;
-      if (byUid) item('UID', String(uid));
-      for (const it of items) {
-        switch (it.name) {
-          case 'UID':
-            if (!byUid) item('UID', String(uid));
-            break;
-          case 'FLAGS':
-            break; // added last, after \Seen may have been set
-          case 'INTERNALDATE':
-            item('INTERNALDATE', encodeInternalDate(m.internalDate));
-            break;
-          case 'RFC822.SIZE':
-            item('RFC822.SIZE', String(m.size));
-            break;
-          case 'MODSEQ':
-            break;
-          case 'ENVELOPE':
-            item('ENVELOPE', encodeEnvelope(details!.envelope, { utf8: this.utf8 }));
-            break;
-          case 'BODYSTRUCTURE':
-            item('BODYSTRUCTURE', encodeBodyStructure(details!.structure, true, { utf8: this.utf8 }));
-            break;
-          case 'BODY':
-            item('BODY', encodeBodyStructure(details!.structure, false, { utf8: this.utf8 }));
-            break;
-          case 'RFC822':
-            item('RFC822', literalBytes(getRaw()));
-            seenNow = true;
-            break;
-          case 'RFC822.HEADER':
-            item('RFC822.HEADER', literalBytes(sectionBytes(getRaw(), details!.structure, { path: [], text: 'HEADER', fields: [] })));
-            break;
-          case 'RFC822.TEXT':
-            item('RFC822.TEXT', literalBytes(sectionBytes(getRaw(), details!.structure, { path: [], text: 'TEXT', fields: [] })));
-            seenNow = true;
-            break;
-          case 'BODY[]':
-            item(sectionLabel(it.section, it.partial), literalBytes(sectionBytes(getRaw(), details!.structure, it.section, it.partial)));
-            if (!it.peek) seenNow = true;
-            break;
-          case 'BINARY[]':
-          case 'BINARY.SIZE[]': {
-            const bin = binarySection(getRaw(), details!.structure, it.path);
-            if (bin === 'unknown-cte') throw new No(`part ${it.path.join('.')} has a transfer encoding fe cannot decode; fetch it with BODY[]`, 'UNKNOWN-CTE');
-            const label = it.path.join('.');
-            if (it.name === 'BINARY.SIZE[]') {
-              item(`BINARY.SIZE[${label}]`, String(bin?.length ?? 0));
+    // Responses go out in chunks of about 64 KiB, not one write (and one await) per message.
+    const chunk = new FetchChunk((b) => this.send(b));
+    try {
+      for (const [seq, uid] of targets) {
+        if (++index % BATCH === 0 && needsDetails) batch = store.getMessages(sel.name, targets.slice(index, index + BATCH).map(([, u]) => u));
+        const m = summaries.get(uid);
+        if (!m) continue; // expunged by another session; its EXPUNGE is reported later
+        if (changedSince !== null && m.modseq <= changedSince) continue;
+        const parts: (string | Buffer)[] = [];
+        const add = (s: string | Buffer) => parts.push(s);
+        let first = true;
+        const item = (name: string, value: string | Buffer) => {
+          add(`${first ? '' : ' '}${name} `);
+          add(value);
+          first = false;
+        };
+        const details = needsDetails ? (detailsOf(uid) ?? null) : null;
+        if (needsDetails && !details) continue; // expunged by another session meanwhile; reported later
+        let raw: Buffer | null = null;
+        const getRaw = () => (raw ??= store.getRaw(sel.name, uid) ?? Buffer.alloc(0));
+        let seenNow = false;
+        if (byUid) item('UID', String(uid));
+        for (const it of items) {
+          switch (it.name) {
+            case 'UID':
+              if (!byUid) item('UID', String(uid));
+              break;
+            case 'FLAGS':
+              break; // added last, after \Seen may have been set
+            case 'INTERNALDATE':
+              item('INTERNALDATE', encodeInternalDate(m.internalDate));
+              break;
+            case 'RFC822.SIZE':
+              item('RFC822.SIZE', String(m.size));
+              break;
+            case 'MODSEQ':
+              break;
+            case 'ENVELOPE':
+              // the wire form stored at delivery, unless UTF8=ACCEPT changes the encoding
+              item('ENVELOPE', (!this.utf8 && details!.envelopeWire) || encodeEnvelope(details!.envelope, { utf8: this.utf8 }));
+              break;
+            case 'BODYSTRUCTURE':
+              item('BODYSTRUCTURE', encodeBodyStructure(details!.structure, true, { utf8: this.utf8 }));
+              break;
+            case 'BODY':
+              item('BODY', encodeBodyStructure(details!.structure, false, { utf8: this.utf8 }));
+              break;
+            case 'RFC822':
+              item('RFC822', literalBytes(getRaw()));
+              seenNow = true;
+              break;
+            case 'RFC822.HEADER':
+              item('RFC822.HEADER', literalBytes(sectionBytes(getRaw(), details!.structure, { path: [], text: 'HEADER', fields: [] })));
+              break;
+            case 'RFC822.TEXT':
+              item('RFC822.TEXT', literalBytes(sectionBytes(getRaw(), details!.structure, { path: [], text: 'TEXT', fields: [] })));
+              seenNow = true;
+              break;
+            case 'BODY[]':
+              item(sectionLabel(it.section, it.partial), literalBytes(sectionBytes(getRaw(), details!.structure, it.section, it.partial)));
+              if (!it.peek) seenNow = true;
+              break;
+            case 'BINARY[]':
+            case 'BINARY.SIZE[]': {
+              const bin = binarySection(getRaw(), details!.structure, it.path);
+              if (bin === 'unknown-cte') throw new No(`part ${it.path.join('.')} has a transfer encoding fe cannot decode; fetch it with BODY[]`, 'UNKNOWN-CTE');
+              const label = it.path.join('.');
+              if (it.name === 'BINARY.SIZE[]') {
+                item(`BINARY.SIZE[${label}]`, String(bin?.length ?? 0));
+                break;
+              }
+              item(`BINARY[${label}]${it.partial ? `<${it.partial.offset}>` : ''}`, literal8Bytes(bin && applyPartial(bin, it.partial)));
+              if (!it.peek) seenNow = true;
               break;
             }
-            item(`BINARY[${label}]${it.partial ? `<${it.partial.offset}>` : ''}`, literal8Bytes(bin && applyPartial(bin, it.partial)));
-            if (!it.peek) seenNow = true;
-            break;
+            default:
+              throw new No(`${(it as { name: string }).name} is not supported`, null, 'BAD');
           }
-          default:
-            throw new No(`${(it as { name: string }).name} is not supported`, null, 'BAD');
         }
+        let flags = m.flags;
+        let modseq = m.modseq;
+        if (seenNow && !sel.readOnly && !flags.includes('\\Seen')) {
+          markSeen.push(uid);
+          flags = [...flags, '\\Seen'];
+          modseq = -1; // filled below
+        }
+        if (items.some((i) => i.name === 'FLAGS') || (seenNow && flags !== m.flags)) {
+          this.noteKeywords(flags);
+          item('FLAGS', encodeFlags(this.sessionFlags(uid, flags)));
+          sel.flags.set(uid, flags.join(' '));
+        }
+        if (wantModseq && modseq !== -1) item('MODSEQ', `(${modseq})`);
+        if (chunk.add(`* ${seq} FETCH (`, parts, ')\r\n')) await this.flush();
       }
-      let flags = m.flags;
-      let modseq = m.modseq;
-      if (seenNow && !sel.readOnly && !flags.includes('\\Seen')) {
-        markSeen.push(uid);
-        flags = [...flags, '\\Seen'];
-        modseq = -1; // filled below
-      }
-      if (items.some((i) => i.name === 'FLAGS') || (seenNow && flags !== m.flags)) {
-        this.noteKeywords(flags);
-        item('FLAGS', encodeFlags(this.sessionFlags(uid, flags)));
-        sel.flags.set(uid, flags.join(' '));
-      }
-      if (wantModseq && modseq !== -1) item('MODSEQ', `(${modseq})`);
-      this.send(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), ...parts, Buffer.from(')\r\n')]));
-      await this.flush();
+    } finally {
+      chunk.end(); // also what was built before an error: those responses were complete
     }
     if (markSeen.length > 0) {
       for (const c of store.setFlags(sel.name, markSeen, ['\\Seen'], 'add').changed) sel.modseqs.set(c.uid, c.modseq);

@@ -84,7 +84,7 @@ export class FullText {
         ? this.db.prepare(`SELECT m.uid FROM messages m JOIN body_text t ON t.rowid = m.body_id WHERE m.folder_id = ? AND ${confirm}`).all(folderId, ...args)
         : this.db
             .prepare(`SELECT m.uid FROM (SELECT rowid AS id, head, body FROM body_text WHERE body_text MATCH ?) t JOIN messages m ON m.body_id = t.id WHERE m.folder_id = ? AND ${confirm}`)
-            .all(kind === 'body' ? `body : (${q})` : q, folderId, ...args)
+            .all(q, folderId, ...args) // detail=none has no column filter: instr() picks the column
     ) as { uid: number }[];
     return { hits: new Set(rows.map((r) => r.uid)), unindexed };
   }

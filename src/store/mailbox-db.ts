@@ -353,7 +353,7 @@ const MIGRATIONS: { version: number; up: (db: DB, store: MailboxStore) => void }
     up(db) {
       db.exec('ALTER TABLE bodies ADD COLUMN envelope_wire TEXT');
       const set = db.prepare('UPDATE bodies SET envelope_wire = ? WHERE id = ?');
-      for (const r of db.prepare('SELECT id, envelope FROM bodies').iterate() as Iterable<{ id: number; envelope: string }>) {
+      for (const r of db.prepare('SELECT id, envelope FROM bodies').all() as { id: number; envelope: string }[]) {
         set.run(encodeEnvelope(JSON.parse(r.envelope) as Envelope), r.id);
       }
       db.exec(FULLTEXT_SCHEMA);
