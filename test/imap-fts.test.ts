@@ -205,7 +205,7 @@ test('a schema v3 mailbox migrates to v4: envelopes in wire form, the index fill
   const db = new Database(path.join(dir, MAILBOX_DB));
   db.pragma(`cipher = 'chacha20'`);
   db.key(Buffer.concat([Buffer.from('raw:'), secrets.masterKey]));
-  db.exec(`DROP TRIGGER body_text_gone; DROP TABLE body_text; ALTER TABLE bodies DROP COLUMN envelope_wire; DELETE FROM schema_version WHERE version = 4;`);
+  db.exec(`DROP TRIGGER body_text_gone; DROP TABLE body_text; DROP TABLE body_text_done; ALTER TABLE bodies DROP COLUMN envelope_wire; DELETE FROM schema_version WHERE version = 4;`);
   db.close();
   store = MailboxStore.open(dir, secrets);
   try {

@@ -1,8 +1,9 @@
 // SEARCH keys that SQL answers exactly from the stored columns: system flags and keywords, sizes,
 // internal dates, OLDER/YOUNGER, UIDs, MODSEQ, and the header text kept at delivery (SUBJECT,
-// FROM, TO, CC, BCC). One query then replaces a view per message. Keys that need the session
-// (sequence numbers, \Recent, "$") or the message itself (BODY, TEXT, other headers, Date
-// header days) have no SQL form: toSql returns null and the caller evaluates them in JS.
+// FROM, TO, CC, BCC), and BODY/TEXT once the full-text index covers the folder. One query then
+// replaces a view per message. Keys that need the session (sequence numbers, \Recent, "$") or
+// the message itself (other headers, Date header days) have no SQL form: toSql returns null and
+// the caller evaluates them in JS.
 import { STAR } from './parser.js';
 import type { SearchContext, SearchKey } from './search.js';
 import { fold } from '../store/fulltext.js';
@@ -19,8 +20,14 @@ const FLAG_BITS: Record<string, number> = { '\\seen': 1, '\\answered': 2, '\\fla
 const HEADER_COLUMNS: Record<string, string> = { subject: 'b.search_subject', from: 'b.search_from', to: 'b.search_to', cc: 'b.search_cc', bcc: 'b.search_bcc' };
 const DAY_MS = 86_400_000;
 
+/**
+ * BODY/TEXT through the full-text index: the matching UIDs when every message of the folder is
+ * indexed, else null.
+ */
+export type TextLookup = (kind: 'body' | 'text', value: string) => readonly number[] | null;
+
 /** The exact SQL form of `key` over `messages m` / `bodies b`, or null. */
-export function toSql(key: SearchKey, ctx: SearchContext): SqlFilter | null {
+export function toSql(key: SearchKey, ctx: SearchContext, text?: TextLookup): SqlFilter | null {
   const params: (string | number)[] = [];
   let joinBodies = false;
   const walk = (k: SearchKey): string | null => {
@@ -98,8 +105,15 @@ export function toSql(key: SearchKey, ctx: SearchContext): SqlFilter | null {
         }
         return parts.join(' AND ');
       }
+      case 'body':
+      case 'text': {
+        const hits = text?.(k.type, k.value) ?? null;
+        if (hits === null) return null;
+        params.push(JSON.stringify(hits));
+        return 'm.uid IN (SELECT value FROM json_each(?))';
+      }
       default:
-        return null; // seq, new, body, text
+        return null; // seq, new
     }
   };
   const where = walk(key);
@@ -110,9 +124,9 @@ export function toSql(key: SearchKey, ctx: SearchContext): SqlFilter | null {
  * The SQL form of the conjuncts of `key` that have one, or null: a candidate filter for a key
  * that as a whole has none (every match of `key` satisfies it).
  */
-export function candidateSql(key: SearchKey, ctx: SearchContext): SqlFilter | null {
+export function candidateSql(key: SearchKey, ctx: SearchContext, text?: TextLookup): SqlFilter | null {
   if (key.type !== 'and') return null;
-  const exact = key.keys.filter((k) => toSql(k, ctx) !== null);
+  const exact = key.keys.filter((k) => toSql(k, ctx, text) !== null);
   if (exact.length === 0) return null;
-  return toSql(exact.length === 1 ? exact[0]! : { type: 'and', keys: exact }, ctx);
+  return toSql(exact.length === 1 ? exact[0]! : { type: 'and', keys: exact }, ctx, text);
 }

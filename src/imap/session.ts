@@ -1158,27 +1158,36 @@ export class ImapSession {
         const seq = seqOfUid(sel.uids, r.uid); // not yet announced here: not in this session's view
         return seq > 0 ? [{ uid: r.uid, seq, modseq: r.modseq }] : [];
       });
-    const exact = toSql(key, ctx);
+    // BODY/TEXT answers of the full-text index, once per SEARCH
+    const fullText = new Map<string, ReturnType<typeof store.searchText>>();
+    const lookup = (kind: 'body' | 'text', value: string) => {
+      if (kind === 'text' && /[\r\n]/.test(value)) return null; // could span header and body: per message
+      let r = fullText.get(`${kind} ${value}`);
+      if (!r) {
+        r = store.searchText(sel.name, kind, value);
+        fullText.set(`${kind} ${value}`, r);
+        if (r.unindexed.size > 0) store.buildFullText(); // older mail: index it for next time
+      }
+      return r;
+    };
+    const allIndexed = (kind: 'body' | 'text', value: string) => {
+      const r = lookup(kind, value);
+      return r && r.unindexed.size === 0 ? [...r.hits] : null;
+    };
+    const exact = toSql(key, ctx, allIndexed);
     if (exact) return inSession(store.queryMessages(sel.name, exact));
-    const candidates = candidateSql(key, ctx);
+    const candidates = candidateSql(key, ctx, allIndexed);
     const only = candidates ? new Set(store.queryMessages(sel.name, candidates).map((r) => r.uid)) : null;
     const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
     // read once per SEARCH, and only if a key asks: header search text, MIME structures for BODY/TEXT
     let index: ReturnType<typeof store.searchIndex> | null = null;
     let structures: ReturnType<typeof store.getMessages> | null = null;
-    const fullText = new Map<string, ReturnType<typeof store.searchText>>();
     const shared = {
       headerIndex: () => (index ??= store.searchIndex(sel.name)),
       structures: () => (structures ??= store.getMessages(sel.name, sel.uids)),
       fullText: (kind: 'body' | 'text', value: string, uid: number) => {
-        if (kind === 'text' && /[\r\n]/.test(value)) return null; // could span header and body: per message
-        let r = fullText.get(`${kind} ${value}`);
-        if (!r) {
-          r = store.searchText(sel.name, kind, value);
-          fullText.set(`${kind} ${value}`, r);
-          if (r.unindexed.size > 0) store.buildFullText(); // older mail: index it for next time
-        }
-        return r.unindexed.has(uid) ? null : r.hits.has(uid);
+        const r = lookup(kind, value);
+        return !r || r.unindexed.has(uid) ? null : r.hits.has(uid);
       },
     };
     const views = sel.uids.flatMap((uid, i) => {

@@ -7,7 +7,9 @@
 //
 // Rows are keyed by bodies.id: copies share a body, so COPY needs nothing; a trigger drops the
 // row with its body (EXPUNGE, MOVE, DELETE of a folder). Bodies stored before the index existed
-// (schema v3 mailboxes) or after it was dropped are indexed later, in small batches.
+// (schema v3 mailboxes) or after it was dropped are indexed later, in small batches. Which bodies
+// have a row is kept apart in body_text_done, a table of ids a few pages long: asking the FTS5
+// table (or its content table, a page of text per row) decrypts ~10,000 pages per folder.
 import type { SqliteDb } from './sqlite.js';
 import type { BodyPart } from './message-parse.js';
 import { bodyText } from '../imap/search-view.js';
@@ -19,7 +21,11 @@ export function fold(s: string): string {
 
 export const FULLTEXT_SCHEMA = `
   CREATE VIRTUAL TABLE IF NOT EXISTS body_text USING fts5(head, body, tokenize = 'trigram case_sensitive 1', detail = none);
-  CREATE TRIGGER IF NOT EXISTS body_text_gone AFTER DELETE ON bodies BEGIN DELETE FROM body_text WHERE rowid = old.id; END;
+  CREATE TABLE IF NOT EXISTS body_text_done (id INTEGER PRIMARY KEY);
+  CREATE TRIGGER IF NOT EXISTS body_text_gone AFTER DELETE ON bodies BEGIN
+    DELETE FROM body_text WHERE rowid = old.id;
+    DELETE FROM body_text_done WHERE id = old.id;
+  END;
 `;
 
 /** What TEXT (head and body) and BODY (body) look in: the raw header as text, the decoded text parts. */
@@ -63,16 +69,23 @@ export class FullText {
     this.db.exec(FULLTEXT_SCHEMA);
   }
 
+  /** Drops the index (table, its bookkeeping, the trigger) and starts an empty one. */
+  reset(): void {
+    this.db.exec('DROP TRIGGER IF EXISTS body_text_gone; DROP TABLE IF EXISTS body_text; DROP TABLE IF EXISTS body_text_done;');
+    this.ensure();
+  }
+
   add(bodyId: number, raw: Buffer, structure: BodyPart): void {
     const t = searchableText(raw, structure);
     this.db.prepare('INSERT OR REPLACE INTO body_text (rowid, head, body) VALUES (?, ?, ?)').run(bodyId, t.head, t.body);
+    this.db.prepare('INSERT OR IGNORE INTO body_text_done (id) VALUES (?)').run(bodyId);
   }
 
   /** Matching UIDs of folder `folderId` for BODY (`kind` body) or TEXT (head or body). */
   search(folderId: number, kind: 'body' | 'text', value: string): FullTextHits {
     const needle = fold(value);
     const unindexed = new Set(
-      (this.db.prepare('SELECT m.uid FROM messages m WHERE m.folder_id = ? AND NOT EXISTS (SELECT 1 FROM body_text t WHERE t.rowid = m.body_id)').all(folderId) as { uid: number }[]).map(
+      (this.db.prepare('SELECT m.uid FROM messages m WHERE m.folder_id = ? AND NOT EXISTS (SELECT 1 FROM body_text_done d WHERE d.id = m.body_id)').all(folderId) as { uid: number }[]).map(
         (r) => r.uid,
       ),
     );
@@ -91,14 +104,17 @@ export class FullText {
 
   /** Indexes up to `limit` bodies that have no row yet; returns how many it indexed. */
   buildSome(limit: number): number {
-    const ids = (this.db.prepare('SELECT b.id FROM bodies b WHERE NOT EXISTS (SELECT 1 FROM body_text t WHERE t.rowid = b.id) LIMIT ?').all(limit) as { id: number }[]).map((r) => r.id);
+    const ids = (this.db.prepare('SELECT b.id FROM bodies b WHERE NOT EXISTS (SELECT 1 FROM body_text_done d WHERE d.id = b.id) LIMIT ?').all(limit) as { id: number }[]).map((r) => r.id);
     if (ids.length === 0) return 0;
     this.db.transaction(() => {
       for (const id of ids) {
         const b = this.loadBody(id);
         // a body without its bytes still gets a (empty) row, so it is not picked again
         if (b) this.add(id, b.raw, b.structure);
-        else this.db.prepare(`INSERT OR REPLACE INTO body_text (rowid, head, body) VALUES (?, '', '')`).run(id);
+        else {
+          this.db.prepare(`INSERT OR REPLACE INTO body_text (rowid, head, body) VALUES (?, '', '')`).run(id);
+          this.db.prepare('INSERT OR IGNORE INTO body_text_done (id) VALUES (?)').run(id);
+        }
       }
     })();
     return ids.length;

@@ -1109,15 +1109,14 @@ export class MailboxStore {
 
   /** Bodies with and without a full-text row. */
   fullTextStatus(): { indexed: number; missing: number } {
-    const r = this.stmt('SELECT count(*) AS n, sum(NOT EXISTS (SELECT 1 FROM body_text t WHERE t.rowid = b.id)) AS missing FROM bodies b').get() as { n: number; missing: number | null };
+    const r = this.stmt('SELECT count(*) AS n, sum(NOT EXISTS (SELECT 1 FROM body_text_done d WHERE d.id = b.id)) AS missing FROM bodies b').get() as { n: number; missing: number | null };
     return { indexed: r.n - (r.missing ?? 0), missing: r.missing ?? 0 };
   }
 
   /** Drops the full-text index and starts an empty one (it refills on use), e.g. after corruption. */
   resetFullText(): void {
     this.stmts.clear();
-    this.db.exec('DROP TABLE IF EXISTS body_text');
-    this.fullText.ensure();
+    this.fullText.reset();
   }
 
   /** QRESYNC VANISHED (EARLIER): UIDs expunged after `modseq`. */
