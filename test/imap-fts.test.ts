@@ -205,14 +205,16 @@ test('a schema v3 mailbox migrates to v4: envelopes in wire form, the index fill
   const db = new Database(path.join(dir, MAILBOX_DB));
   db.pragma(`cipher = 'chacha20'`);
   db.key(Buffer.concat([Buffer.from('raw:'), secrets.masterKey]));
-  db.exec(`DROP TRIGGER body_text_gone; DROP TABLE body_text; DROP TABLE body_text_done; ALTER TABLE bodies DROP COLUMN envelope_wire; DELETE FROM schema_version WHERE version = 4;`);
+  db.exec(`DROP TRIGGER body_text_gone; DROP TABLE body_text; DROP TABLE body_text_done; DROP TABLE body_wire; DELETE FROM schema_version WHERE version = 4;`);
   db.close();
   store = MailboxStore.open(dir, secrets);
   try {
     assert.equal(store.diagnostics().schemaVersion, 4);
-    const msgs = [...store.getMessages('INBOX', store.listMessages('INBOX').map((m) => m.uid)).values()];
-    assert.equal(msgs.length, 6);
-    for (const m of msgs) assert.equal(m.envelopeWire, encodeEnvelope(m.envelope), 'the migration stored every envelope in wire form');
+    const all = store.listMessages('INBOX').map((m) => m.uid);
+    const msgs = store.getMessages('INBOX', all);
+    const wire = store.envelopesWire('INBOX', all);
+    assert.equal(wire.size, 6);
+    for (const [uid, m] of msgs) assert.equal(wire.get(uid), encodeEnvelope(m.envelope), 'the migration stored every envelope in wire form');
     assert.deepEqual(store.fullTextStatus(), { indexed: 0, missing: 6 });
     const before = store.searchText('INBOX', 'body', 'zeppelin');
     assert.equal(before.unindexed.size, 6, 'nothing indexed yet: the caller searches those itself');

@@ -910,7 +910,10 @@ export class ImapSession {
     const wantModseq = this.condstore && (changedSince !== null || items.some((i) => i.name === 'MODSEQ'));
     const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
     let markSeen: number[] = [];
-    const needsDetails = items.some((i) => !['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'MODSEQ', 'RFC822'].includes(i.name));
+    // ENVELOPE comes in the wire form stored at delivery, unless UTF8=ACCEPT changes the encoding
+    const wireEnvelope = !this.utf8 && items.some((i) => i.name === 'ENVELOPE');
+    const needsDetails = items.some((i) => !['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'MODSEQ', 'RFC822', ...(wireEnvelope ? ['ENVELOPE'] : [])].includes(i.name));
+    let envelopes = new Map<number, string>();
     // Details come from the store in batches of 500 (one query each), not one query per message.
     const BATCH = 500;
     let batch = new Map<number, NonNullable<ReturnType<typeof store.getMessage>>>();
@@ -920,7 +923,11 @@ export class ImapSession {
     const chunk = new FetchChunk((b) => this.send(b));
     try {
       for (const [seq, uid] of targets) {
-        if (++index % BATCH === 0 && needsDetails) batch = store.getMessages(sel.name, targets.slice(index, index + BATCH).map(([, u]) => u));
+        if (++index % BATCH === 0) {
+          const slice = targets.slice(index, index + BATCH).map(([, u]) => u);
+          if (needsDetails) batch = store.getMessages(sel.name, slice);
+          if (wireEnvelope) envelopes = store.envelopesWire(sel.name, slice);
+        }
         const m = summaries.get(uid);
         if (!m) continue; // expunged by another session; its EXPUNGE is reported later
         if (changedSince !== null && m.modseq <= changedSince) continue;
@@ -933,7 +940,8 @@ export class ImapSession {
           first = false;
         };
         const details = needsDetails ? (detailsOf(uid) ?? null) : null;
-        if (needsDetails && !details) continue; // expunged by another session meanwhile; reported later
+        const envelope = wireEnvelope ? envelopes.get(uid) : undefined;
+        if ((needsDetails && !details) || (wireEnvelope && envelope === undefined)) continue; // expunged by another session meanwhile; reported later
         let raw: Buffer | null = null;
         const getRaw = () => (raw ??= store.getRaw(sel.name, uid) ?? Buffer.alloc(0));
         let seenNow = false;
@@ -954,8 +962,7 @@ export class ImapSession {
             case 'MODSEQ':
               break;
             case 'ENVELOPE':
-              // the wire form stored at delivery, unless UTF8=ACCEPT changes the encoding
-              item('ENVELOPE', (!this.utf8 && details!.envelopeWire) || encodeEnvelope(details!.envelope, { utf8: this.utf8 }));
+              item('ENVELOPE', envelope ?? encodeEnvelope(details!.envelope, { utf8: this.utf8 }));
               break;
             case 'BODYSTRUCTURE':
               item('BODYSTRUCTURE', encodeBodyStructure(details!.structure, true, { utf8: this.utf8 }));

@@ -82,8 +82,6 @@ export interface MessageDetails extends MessageSummary {
   envelopeFrom: string | null;
   envelopeTo: string | null;
   parseError: string | null;
-  /** encodeEnvelope(envelope) as stored at delivery (without UTF8=ACCEPT); null before schema v4 filled it. */
-  envelopeWire: string | null;
 }
 
 export interface ImportResult {
@@ -347,14 +345,15 @@ const MIGRATIONS: { version: number; up: (db: DB, store: MailboxStore) => void }
   },
   {
     // Speed (issue 15): the ENVELOPE in IMAP wire form (without UTF8=ACCEPT), so FETCH ENVELOPE
-    // copies a string instead of parsing JSON and encoding; and the full-text index for SEARCH
-    // BODY/TEXT (see fulltext.ts), which existing bodies get in the background, on first use.
+    // copies a string instead of parsing JSON and encoding, in a narrow table of its own (reading
+    // it through bodies' wide rows decrypted most of the table); and the full-text index for
+    // SEARCH BODY/TEXT (see fulltext.ts), which existing bodies get in the background, on use.
     version: 4,
     up(db) {
-      db.exec('ALTER TABLE bodies ADD COLUMN envelope_wire TEXT');
-      const set = db.prepare('UPDATE bodies SET envelope_wire = ? WHERE id = ?');
+      db.exec('CREATE TABLE body_wire (body_id INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE, envelope TEXT NOT NULL)');
+      const set = db.prepare('INSERT INTO body_wire (body_id, envelope) VALUES (?, ?)');
       for (const r of db.prepare('SELECT id, envelope FROM bodies').all() as { id: number; envelope: string }[]) {
-        set.run(encodeEnvelope(JSON.parse(r.envelope) as Envelope), r.id);
+        set.run(r.id, encodeEnvelope(JSON.parse(r.envelope) as Envelope));
       }
       db.exec(FULLTEXT_SCHEMA);
     },
@@ -575,8 +574,8 @@ export class MailboxStore {
     const p = parseMessage(raw);
     if (out) out.parseError = p.error;
     const id = this.stmt(
-      `INSERT INTO bodies (size, header_size, sent_at, message_id, envelope, structure, search_subject, search_from, search_to, search_cc, search_bcc, parse_error, envelope_wire)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO bodies (size, header_size, sent_at, message_id, envelope, structure, search_subject, search_from, search_to, search_cc, search_bcc, parse_error)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       raw.length,
       p.headerSize,
@@ -590,8 +589,8 @@ export class MailboxStore {
       p.search.cc,
       p.search.bcc,
       p.error,
-      encodeEnvelope(p.envelope),
     ).lastInsertRowid as number;
+    this.stmt('INSERT INTO body_wire (body_id, envelope) VALUES (?, ?)').run(id, encodeEnvelope(p.envelope));
     this.stmt('INSERT INTO body_raw (body_id, raw) VALUES (?, ?)').run(id, raw);
     this.fullText.add(id, raw, p.structure);
     return id;
@@ -934,7 +933,7 @@ export class MailboxStore {
   getMessages(folder: string, uids: readonly number[]): Map<number, MessageDetails> {
     const f = this.folder(folder);
     const rows = this.stmt(
-      `SELECT m.*, b.header_size, b.sent_at, b.envelope, b.structure, b.parse_error, b.envelope_wire
+      `SELECT m.*, b.header_size, b.sent_at, b.envelope, b.structure, b.parse_error
        FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.folder_id = ? AND m.uid IN (SELECT value FROM json_each(?))`,
     ).all(f.id, JSON.stringify(uids)) as (MessageRow & {
       header_size: number;
@@ -944,7 +943,6 @@ export class MailboxStore {
       parse_error: string | null;
       envelope_from: string | null;
       envelope_to: string | null;
-      envelope_wire: string | null;
     })[];
     const out = new Map<number, MessageDetails>();
     for (const r of rows) {
@@ -963,10 +961,21 @@ export class MailboxStore {
         envelopeFrom: r.envelope_from,
         envelopeTo: r.envelope_to,
         parseError: r.parse_error,
-        envelopeWire: r.envelope_wire,
       });
     }
     return out;
+  }
+
+  /**
+   * FETCH ENVELOPE of many messages: encodeEnvelope(envelope) (without UTF8=ACCEPT) as stored at
+   * delivery, per UID, from a narrow table (no JSON, no wide rows).
+   */
+  envelopesWire(folder: string, uids: readonly number[]): Map<number, string> {
+    const f = this.folder(folder);
+    const rows = this.stmt(
+      'SELECT m.uid, w.envelope FROM messages m JOIN body_wire w ON w.body_id = m.body_id WHERE m.folder_id = ? AND m.uid IN (SELECT value FROM json_each(?))',
+    ).all(f.id, JSON.stringify(uids)) as { uid: number; envelope: string }[];
+    return new Map(rows.map((r) => [r.uid, r.envelope]));
   }
 
   getRaw(folder: string, uid: number): Buffer | null {
