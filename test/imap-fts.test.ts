@@ -205,7 +205,7 @@ test('a schema v3 mailbox migrates to v4: envelopes in wire form, the index fill
   const db = new Database(path.join(dir, MAILBOX_DB));
   db.pragma(`cipher = 'chacha20'`);
   db.key(Buffer.concat([Buffer.from('raw:'), secrets.masterKey]));
-  db.exec(`DROP TRIGGER body_text_gone; DROP TABLE body_text; DROP TABLE body_text_done; DROP TABLE body_wire; DELETE FROM schema_version WHERE version = 4;`);
+  db.exec(`DROP TRIGGER body_text_gone; DROP TABLE body_text; DROP TABLE body_text_done; DROP TABLE body_wire; DROP TABLE body_search; DELETE FROM schema_version WHERE version = 4;`);
   db.close();
   store = MailboxStore.open(dir, secrets);
   try {
@@ -216,6 +216,11 @@ test('a schema v3 mailbox migrates to v4: envelopes in wire form, the index fill
     assert.equal(wire.size, 6);
     for (const [uid, m] of msgs) assert.equal(wire.get(uid), encodeEnvelope(m.envelope), 'the migration stored every envelope in wire form');
     assert.deepEqual(store.fullTextStatus(), { indexed: 0, missing: 6 });
+    assert.deepEqual(
+      store.queryMessages('INBOX', { where: "fe_contains(b.subject, 'airship')", params: [], joinBodies: true }).map((r) => r.uid),
+      [1],
+      'header search text copied into body_search',
+    );
     const before = store.searchText('INBOX', 'body', 'zeppelin');
     assert.equal(before.unindexed.size, 6, 'nothing indexed yet: the caller searches those itself');
     assert.equal(store.buildFullTextNow(4), 4, 'batches');

@@ -11,13 +11,13 @@ import { fold } from '../store/fulltext.js';
 export interface SqlFilter {
   where: string;
   params: (string | number)[];
-  /** The condition reads `bodies b` (stored header text). */
+  /** The condition reads `body_search b` (stored header text). */
   joinBodies: boolean;
 }
 
 // Bits of messages.system_flags (mailbox-db.ts)
 const FLAG_BITS: Record<string, number> = { '\\seen': 1, '\\answered': 2, '\\flagged': 4, '\\deleted': 8, '\\draft': 16 };
-const HEADER_COLUMNS: Record<string, string> = { subject: 'b.search_subject', from: 'b.search_from', to: 'b.search_to', cc: 'b.search_cc', bcc: 'b.search_bcc' };
+const HEADER_COLUMNS: Record<string, string> = { subject: 'b.subject', from: 'b."from"', to: 'b."to"', cc: 'b.cc', bcc: 'b.bcc' };
 const DAY_MS = 86_400_000;
 
 /**
@@ -26,7 +26,7 @@ const DAY_MS = 86_400_000;
  */
 export type TextLookup = (kind: 'body' | 'text', value: string) => readonly number[] | null;
 
-/** The exact SQL form of `key` over `messages m` / `bodies b`, or null. */
+/** The exact SQL form of `key` over `messages m` / `body_search b`, or null. */
 export function toSql(key: SearchKey, ctx: SearchContext, text?: TextLookup): SqlFilter | null {
   const params: (string | number)[] = [];
   let joinBodies = false;

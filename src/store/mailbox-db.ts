@@ -351,6 +351,14 @@ const MIGRATIONS: { version: number; up: (db: DB, store: MailboxStore) => void }
     version: 4,
     up(db) {
       db.exec('CREATE TABLE body_wire (body_id INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE, envelope TEXT NOT NULL)');
+      // SEARCH SUBJECT/FROM/TO/CC/BCC read these: narrow rows again, copied from bodies
+      db.exec(`
+        CREATE TABLE body_search (
+          body_id INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
+          subject TEXT NOT NULL, "from" TEXT NOT NULL, "to" TEXT NOT NULL, cc TEXT NOT NULL, bcc TEXT NOT NULL
+        );
+        INSERT INTO body_search (body_id, subject, "from", "to", cc, bcc) SELECT id, search_subject, search_from, search_to, search_cc, search_bcc FROM bodies;
+      `);
       const set = db.prepare('INSERT INTO body_wire (body_id, envelope) VALUES (?, ?)');
       for (const r of db.prepare('SELECT id, envelope FROM bodies').all() as { id: number; envelope: string }[]) {
         set.run(r.id, encodeEnvelope(JSON.parse(r.envelope) as Envelope));
@@ -591,6 +599,7 @@ export class MailboxStore {
       p.error,
     ).lastInsertRowid as number;
     this.stmt('INSERT INTO body_wire (body_id, envelope) VALUES (?, ?)').run(id, encodeEnvelope(p.envelope));
+    this.stmt('INSERT INTO body_search (body_id, subject, "from", "to", cc, bcc) VALUES (?, ?, ?, ?, ?, ?)').run(id, p.search.subject, p.search.from, p.search.to, p.search.cc, p.search.bcc);
     this.stmt('INSERT INTO body_raw (body_id, raw) VALUES (?, ?)').run(id, raw);
     this.fullText.add(id, raw, p.structure);
     return id;
@@ -1085,19 +1094,19 @@ export class MailboxStore {
   searchIndex(folder: string): Map<number, Record<'subject' | 'from' | 'to' | 'cc' | 'bcc', string>> {
     const f = this.folder(folder);
     const rows = this.stmt(
-      `SELECT m.uid, b.search_subject AS subject, b.search_from AS "from", b.search_to AS "to", b.search_cc AS cc, b.search_bcc AS bcc
-       FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.folder_id = ?`,
+      `SELECT m.uid, b.subject, b."from", b."to", b.cc, b.bcc FROM messages m JOIN body_search b ON b.body_id = m.body_id WHERE m.folder_id = ?`,
     ).all(f.id) as { uid: number; subject: string; from: string; to: string; cc: string; bcc: string }[];
     return new Map(rows.map((r) => [r.uid, { subject: r.subject, from: r.from, to: r.to, cc: r.cc, bcc: r.bcc }]));
   }
 
   /**
    * UIDs and MODSEQs of the folder's messages matching an SQL condition over `messages m` (and
-   * `bodies b` when `joinBodies`), in UID order: SEARCH keys that SQL answers (search-sql.ts).
+   * `body_search b`, the header search text, when `joinBodies`), in UID order: SEARCH keys that
+   * SQL answers (search-sql.ts).
    */
   queryMessages(folder: string, filter: { where: string; params: readonly (string | number)[]; joinBodies: boolean }): { uid: number; modseq: number }[] {
     const f = this.folder(folder);
-    const from = filter.joinBodies ? 'messages m JOIN bodies b ON b.id = m.body_id' : 'messages m';
+    const from = filter.joinBodies ? 'messages m JOIN body_search b ON b.body_id = m.body_id' : 'messages m';
     return this.stmt(`SELECT m.uid, m.modseq FROM ${from} WHERE m.folder_id = ? AND (${filter.where}) ORDER BY m.uid`).all(f.id, ...filter.params) as { uid: number; modseq: number }[];
   }
 
