@@ -530,6 +530,7 @@ function run(cmd: string, args: string[], input?: string): Promise<{ code: numbe
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.on('error', reject);
+    child.stdin.on('error', () => undefined); // EPIPE when the child exits before reading (seen with dovecot --version)
     child.on('close', (code) => resolve({ code: code ?? -1, out }));
     child.stdin.end(input ?? '');
   });
