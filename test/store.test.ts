@@ -77,7 +77,7 @@ test('a new mailbox database is chacha20-encrypted on disk with the agreed pragm
       foreignKeys: 1,
       tempStore: 2, // MEMORY
       busyTimeout: 5000,
-      schemaVersion: 3,
+      schemaVersion: 4,
     });
     store.appendMessage('INBOX', msg('pragma-check'));
     const file = path.join(dir, MAILBOX_DB);

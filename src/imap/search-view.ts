@@ -68,6 +68,8 @@ const INDEXED = new Set(['subject', 'from', 'to', 'cc', 'bcc']);
 export interface SearchShared {
   headerIndex: () => SearchIndex;
   structures: () => Map<number, { structure: BodyPart; envelope: Envelope }>;
+  /** The full-text index's answer for one message (see SearchMessage.fullText), if there is an index. */
+  fullText?: (kind: 'body' | 'text', value: string, uid: number) => boolean | null;
 }
 
 const MONTH_NAMES = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
@@ -126,6 +128,7 @@ export function searchView(store: MailboxStore, folder: string, m: MessageSummar
     get headers() {
       return (headers ??= headerFields(split().head));
     },
+    fullText: (kind, value) => shared.fullText?.(kind, value, m.uid) ?? null,
     body: () => (body ??= decodedBody()),
     text: () => split().head + '\n' + (body ??= decodedBody()),
   };

@@ -3,6 +3,7 @@
 // and result formatting (RFC 4731), WITHIN's OLDER/YOUNGER (RFC 5032).
 
 import { encodeSequenceSet } from './encode.js';
+import { fold } from '../store/fulltext.js';
 import { ImapSyntaxError, MONTHS, STAR, parseRawSequenceSet, type RawSequenceSet, type Token } from './parser.js';
 
 /** A calendar day: days since 1970-01-01. */
@@ -56,6 +57,11 @@ export interface SearchMessage {
    * field is not indexed; lets SEARCH skip loading the message. An absent field reads as ''.
    */
   indexedHeader?(field: string): string | null;
+  /**
+   * BODY/TEXT answered by the full-text index: whether the message matches, or null when its
+   * body is not indexed (then body()/text() are searched).
+   */
+  fullText?(kind: 'body' | 'text', value: string): boolean | null;
   /** Decoded body text (BODY). */
   body(): string;
   /** Decoded header and body text (TEXT). */
@@ -292,10 +298,7 @@ export function parseSearch(args: Token[], opts: { utf8?: boolean } = {}): Searc
 
 // ---- evaluation ----
 
-/** Case-insensitive comparison form (RFC 3501: "case-insensitive" substring matching). */
-export function fold(s: string): string {
-  return s.normalize('NFC').toLowerCase();
-}
+export { fold };
 
 function contains(hay: string, needle: string): boolean {
   return fold(hay).includes(fold(needle));
@@ -345,9 +348,11 @@ export function matches(key: SearchKey, m: SearchMessage, ctx: SearchContext): b
       return key.value === '' || values.some((v) => contains(v, key.value));
     }
     case 'body':
-      return contains(m.body(), key.value);
-    case 'text':
-      return contains(m.text(), key.value);
+    case 'text': {
+      const indexed = m.fullText?.(key.type, key.value) ?? null;
+      if (indexed !== null) return indexed;
+      return contains(key.type === 'body' ? m.body() : m.text(), key.value);
+    }
     case 'date': {
       if (key.field === 'internal') return compareDay(dayOf(m.internalDate.getTime() + (ctx.zoneMinutes ?? 0) * 60_000), key.op, key.day);
       // RFC 3501 6.4.4: the date of the Date header as written, not its UTC day

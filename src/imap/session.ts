@@ -11,9 +11,11 @@ import type { MailboxHandle, MailboxRegistry, ChangeEvent } from '../store/regis
 import { FolderExists, FolderLimitReached, InvalidFlag, InvalidFolderName, MailStoreError, NoSuchFolder, type FolderInfo, type MessageSummary } from '../store/mailbox-db.js';
 import type { Logger } from '../util/log.js';
 import { asAString, asNumber, CommandReader, decodeMailboxName, ImapSyntaxError, parseDateTime, parseFetchItems, parseRawSequenceSet, resolveSequenceSet, type Command, type FetchItem, type Token } from './parser.js';
-import { formatEsearch, formatSearch, parseSearch, search as runSearch, SearchError } from './search.js';
+import { formatEsearch, formatSearch, parseSearch, search as runSearch, SearchError, type SearchContext, type SearchKey } from './search.js';
 import { searchView } from './search-view.js';
 import { TimeSlice } from '../util/time-slice.js';
+import { candidateSql, toSql } from './search-sql.js';
+import { FetchChunk } from './fetch-chunk.js';
 import { encodeBodyStructure, encodeEnvelope, encodeFlags, encodeInternalDate, encodeMailbox, encodeSequenceSet, applyPartial, literal8Bytes, literalBytes, binarySection, sectionBytes, sectionLabel } from './encode.js';
 
 export interface SessionOptions {
@@ -931,105 +933,118 @@ export class ImapSession {
     const wantModseq = this.condstore && (changedSince !== null || items.some((i) => i.name === 'MODSEQ'));
     const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
     let markSeen: number[] = [];
-    const needsDetails = items.some((i) => !['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'MODSEQ', 'RFC822'].includes(i.name));
+    // ENVELOPE comes in the wire form stored at delivery, unless UTF8=ACCEPT changes the encoding
+    const wireEnvelope = !this.utf8 && items.some((i) => i.name === 'ENVELOPE');
+    const needsDetails = items.some((i) => !['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'MODSEQ', 'RFC822', ...(wireEnvelope ? ['ENVELOPE'] : [])].includes(i.name));
+    let envelopes = new Map<number, string>();
     // Details come from the store in batches of 500 (one query each), not one query per message.
     const BATCH = 500;
     const slice = new TimeSlice();
     let batch = new Map<number, NonNullable<ReturnType<typeof store.getMessage>>>();
     let index = -1;
     const detailsOf = (uid: number) => batch.get(uid);
-    for (const [seq, uid] of targets) {
-      if (this.closed) break; // the client left: \Seen goes only on what was handed to its socket
-      if (++index % BATCH === 0 && needsDetails) batch = store.getMessages(sel.name, targets.slice(index, index + BATCH).map(([, u]) => u));
-      const m = summaries.get(uid);
-      if (!m) continue; // expunged by another session; its EXPUNGE is reported later
-      if (changedSince !== null && m.modseq <= changedSince) continue;
-      const parts: Buffer[] = [];
-      const add = (s: string | Buffer) => parts.push(typeof s === 'string' ? Buffer.from(s, 'utf8') : s);
-      let first = true;
-      const item = (name: string, value: string | Buffer) => {
-        add(`${first ? '' : ' '}${name} `);
-        add(value);
-        first = false;
-      };
-      const details = needsDetails ? (detailsOf(uid) ?? null) : null;
-      if (needsDetails && !details) continue; // expunged by another session meanwhile; reported later
-      let raw: Buffer | null = null;
-      const getRaw = () => (raw ??= store.getRaw(sel.name, uid) ?? Buffer.alloc(0));
-      let seenNow = false;
-      if (byUid) item('UID', String(uid));
-      for (const it of items) {
-        switch (it.name) {
-          case 'UID':
-            if (!byUid) item('UID', String(uid));
-            break;
-          case 'FLAGS':
-            break; // added last, after \Seen may have been set
-          case 'INTERNALDATE':
-            item('INTERNALDATE', encodeInternalDate(m.internalDate));
-            break;
-          case 'RFC822.SIZE':
-            item('RFC822.SIZE', String(m.size));
-            break;
-          case 'MODSEQ':
-            break;
-          case 'ENVELOPE':
-            item('ENVELOPE', encodeEnvelope(details!.envelope, { utf8: this.utf8 }));
-            break;
-          case 'BODYSTRUCTURE':
-            item('BODYSTRUCTURE', encodeBodyStructure(details!.structure, true, { utf8: this.utf8 }));
-            break;
-          case 'BODY':
-            item('BODY', encodeBodyStructure(details!.structure, false, { utf8: this.utf8 }));
-            break;
-          case 'RFC822':
-            item('RFC822', literalBytes(getRaw()));
-            seenNow = true;
-            break;
-          case 'RFC822.HEADER':
-            item('RFC822.HEADER', literalBytes(sectionBytes(getRaw(), details!.structure, { path: [], text: 'HEADER', fields: [] })));
-            break;
-          case 'RFC822.TEXT':
-            item('RFC822.TEXT', literalBytes(sectionBytes(getRaw(), details!.structure, { path: [], text: 'TEXT', fields: [] })));
-            seenNow = true;
-            break;
-          case 'BODY[]':
-            item(sectionLabel(it.section, it.partial), literalBytes(sectionBytes(getRaw(), details!.structure, it.section, it.partial)));
-            if (!it.peek) seenNow = true;
-            break;
-          case 'BINARY[]':
-          case 'BINARY.SIZE[]': {
-            const bin = binarySection(getRaw(), details!.structure, it.path);
-            if (bin === 'unknown-cte') throw new No(`part ${it.path.join('.')} has a transfer encoding fe cannot decode; fetch it with BODY[]`, 'UNKNOWN-CTE');
-            const label = it.path.join('.');
-            if (it.name === 'BINARY.SIZE[]') {
-              item(`BINARY.SIZE[${label}]`, String(bin?.length ?? 0));
+    // Responses go out in chunks of about 64 KiB, not one write (and one await) per message.
+    const chunk = new FetchChunk((b) => this.send(b));
+    try {
+      for (const [seq, uid] of targets) {
+        if (this.closed) break; // the client left: \Seen goes only on what was built for its socket
+        if (++index % BATCH === 0) {
+          const slice = targets.slice(index, index + BATCH).map(([, u]) => u);
+          if (needsDetails) batch = store.getMessages(sel.name, slice);
+          if (wireEnvelope) envelopes = store.envelopesWire(sel.name, slice);
+        }
+        const m = summaries.get(uid);
+        if (!m) continue; // expunged by another session; its EXPUNGE is reported later
+        if (changedSince !== null && m.modseq <= changedSince) continue;
+        const parts: (string | Buffer)[] = [];
+        const add = (s: string | Buffer) => parts.push(s);
+        let first = true;
+        const item = (name: string, value: string | Buffer) => {
+          add(`${first ? '' : ' '}${name} `);
+          add(value);
+          first = false;
+        };
+        const details = needsDetails ? (detailsOf(uid) ?? null) : null;
+        const envelope = wireEnvelope ? envelopes.get(uid) : undefined;
+        if ((needsDetails && !details) || (wireEnvelope && envelope === undefined)) continue; // expunged by another session meanwhile; reported later
+        let raw: Buffer | null = null;
+        const getRaw = () => (raw ??= store.getRaw(sel.name, uid) ?? Buffer.alloc(0));
+        let seenNow = false;
+        if (byUid) item('UID', String(uid));
+        for (const it of items) {
+          switch (it.name) {
+            case 'UID':
+              if (!byUid) item('UID', String(uid));
+              break;
+            case 'FLAGS':
+              break; // added last, after \Seen may have been set
+            case 'INTERNALDATE':
+              item('INTERNALDATE', encodeInternalDate(m.internalDate));
+              break;
+            case 'RFC822.SIZE':
+              item('RFC822.SIZE', String(m.size));
+              break;
+            case 'MODSEQ':
+              break;
+            case 'ENVELOPE':
+              item('ENVELOPE', envelope ?? encodeEnvelope(details!.envelope, { utf8: this.utf8 }));
+              break;
+            case 'BODYSTRUCTURE':
+              item('BODYSTRUCTURE', encodeBodyStructure(details!.structure, true, { utf8: this.utf8 }));
+              break;
+            case 'BODY':
+              item('BODY', encodeBodyStructure(details!.structure, false, { utf8: this.utf8 }));
+              break;
+            case 'RFC822':
+              item('RFC822', literalBytes(getRaw()));
+              seenNow = true;
+              break;
+            case 'RFC822.HEADER':
+              item('RFC822.HEADER', literalBytes(sectionBytes(getRaw(), details!.structure, { path: [], text: 'HEADER', fields: [] })));
+              break;
+            case 'RFC822.TEXT':
+              item('RFC822.TEXT', literalBytes(sectionBytes(getRaw(), details!.structure, { path: [], text: 'TEXT', fields: [] })));
+              seenNow = true;
+              break;
+            case 'BODY[]':
+              item(sectionLabel(it.section, it.partial), literalBytes(sectionBytes(getRaw(), details!.structure, it.section, it.partial)));
+              if (!it.peek) seenNow = true;
+              break;
+            case 'BINARY[]':
+            case 'BINARY.SIZE[]': {
+              const bin = binarySection(getRaw(), details!.structure, it.path);
+              if (bin === 'unknown-cte') throw new No(`part ${it.path.join('.')} has a transfer encoding fe cannot decode; fetch it with BODY[]`, 'UNKNOWN-CTE');
+              const label = it.path.join('.');
+              if (it.name === 'BINARY.SIZE[]') {
+                item(`BINARY.SIZE[${label}]`, String(bin?.length ?? 0));
+                break;
+              }
+              item(`BINARY[${label}]${it.partial ? `<${it.partial.offset}>` : ''}`, literal8Bytes(bin && applyPartial(bin, it.partial)));
+              if (!it.peek) seenNow = true;
               break;
             }
-            item(`BINARY[${label}]${it.partial ? `<${it.partial.offset}>` : ''}`, literal8Bytes(bin && applyPartial(bin, it.partial)));
-            if (!it.peek) seenNow = true;
-            break;
+            default:
+              throw new No(`${(it as { name: string }).name} is not supported`, null, 'BAD');
           }
-          default:
-            throw new No(`${(it as { name: string }).name} is not supported`, null, 'BAD');
         }
+        let flags = m.flags;
+        let modseq = m.modseq;
+        if (seenNow && !sel.readOnly && !flags.includes('\\Seen')) {
+          markSeen.push(uid);
+          flags = [...flags, '\\Seen'];
+          modseq = -1; // filled below
+        }
+        if (items.some((i) => i.name === 'FLAGS') || (seenNow && flags !== m.flags)) {
+          this.noteKeywords(flags);
+          item('FLAGS', encodeFlags(this.sessionFlags(uid, flags)));
+          sel.flags.set(uid, flags.join(' '));
+        }
+        if (wantModseq && modseq !== -1) item('MODSEQ', `(${modseq})`);
+        if (chunk.add(`* ${seq} FETCH (`, parts, ')\r\n')) await this.flush();
+        await slice.yield(); // other sessions get their turn during a long FETCH
       }
-      let flags = m.flags;
-      let modseq = m.modseq;
-      if (seenNow && !sel.readOnly && !flags.includes('\\Seen')) {
-        markSeen.push(uid);
-        flags = [...flags, '\\Seen'];
-        modseq = -1; // filled below
-      }
-      if (items.some((i) => i.name === 'FLAGS') || (seenNow && flags !== m.flags)) {
-        this.noteKeywords(flags);
-        item('FLAGS', encodeFlags(this.sessionFlags(uid, flags)));
-        sel.flags.set(uid, flags.join(' '));
-      }
-      if (wantModseq && modseq !== -1) item('MODSEQ', `(${modseq})`);
-      this.send(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), ...parts, Buffer.from(')\r\n')]));
-      await this.flush();
-      await slice.yield(); // other sessions get their turn during a long FETCH
+    } finally {
+      chunk.end(); // also what was built before an error: those responses were complete
     }
     if (markSeen.length > 0) {
       for (const c of store.setFlags(sel.name, markSeen, ['\\Seen'], 'add').changed) sel.modseqs.set(c.uid, c.modseq);
@@ -1151,18 +1166,8 @@ export class ImapSession {
     }
     if (parsed.returns?.includes('SAVE')) throw new No('SEARCHRES (SAVE) is not supported', null, 'BAD');
     const sel = this.selected!;
-    const store = this.handle!.store;
-    const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
-    // read once per SEARCH, and only if a key asks: header search text, MIME structures for BODY/TEXT
-    let index: ReturnType<typeof store.searchIndex> | null = null;
-    let structures: ReturnType<typeof store.getMessages> | null = null;
-    const shared = { headerIndex: () => (index ??= store.searchIndex(sel.name)), structures: () => (structures ??= store.getMessages(sel.name, Array.from(sel.uids))) };
-    const views = Array.from(sel.uids).flatMap((uid, i) => {
-      const m = summaries.get(uid);
-      if (!m) return [];
-      return [searchView(store, sel.name, sel.recent.has(uid) ? { ...m, flags: this.sessionFlags(uid, m.flags) } : m, i + 1, shared)];
-    });
-    const found = runSearch(parsed.key, views, { maxSeq: sel.uids.length, maxUid: sel.uids.at(-1) ?? 0 });
+    const ctx = { maxSeq: sel.uids.length, maxUid: sel.uids.at(-1) ?? 0 };
+    const found = this.searchMatches(parsed.key, ctx);
     const nums = found.map((m) => (byUid ? m.uid : m.seq));
     if (parsed.usesModseq) this.enableCondstore();
     // RFC 4731 3.2: with only MIN and/or MAX asked, the MODSEQ is that of the message(s) returned
@@ -1175,6 +1180,55 @@ export class ImapSession {
     const highest = parsed.usesModseq ? Math.max(0, ...reported.map((m) => m.modseq)) : null;
     this.send(parsed.returns ? formatEsearch(cmd.tag, byUid, parsed.returns, nums, highest) : formatSearch(nums, highest));
     return `${cmd.command} completed`;
+  }
+
+  /** The selected messages matching `key`, in sequence order: in SQL when it can, else per message. */
+  private searchMatches(key: SearchKey, ctx: SearchContext): { uid: number; seq: number; modseq: number }[] {
+    const sel = this.selected!;
+    const store = this.handle!.store;
+    const inSession = (rows: { uid: number; modseq: number }[]) =>
+      rows.flatMap((r) => {
+        const seq = seqOfUid(sel.uids, r.uid); // not yet announced here: not in this session's view
+        return seq > 0 ? [{ uid: r.uid, seq, modseq: r.modseq }] : [];
+      });
+    // BODY/TEXT answers of the full-text index, once per SEARCH
+    const fullText = new Map<string, ReturnType<typeof store.searchText>>();
+    const lookup = (kind: 'body' | 'text', value: string) => {
+      if (kind === 'text' && /[\r\n]/.test(value)) return null; // could span header and body: per message
+      let r = fullText.get(`${kind} ${value}`);
+      if (!r) {
+        r = store.searchText(sel.name, kind, value);
+        fullText.set(`${kind} ${value}`, r);
+        if (r.unindexed.size > 0) store.buildFullText(); // older mail: index it for next time
+      }
+      return r;
+    };
+    const allIndexed = (kind: 'body' | 'text', value: string) => {
+      const r = lookup(kind, value);
+      return r && r.unindexed.size === 0 ? [...r.hits] : null;
+    };
+    const exact = toSql(key, ctx, allIndexed);
+    if (exact) return inSession(store.queryMessages(sel.name, exact));
+    const candidates = candidateSql(key, ctx, allIndexed);
+    const only = candidates ? new Set(store.queryMessages(sel.name, candidates).map((r) => r.uid)) : null;
+    const summaries = new Map(store.listMessages(sel.name).map((m) => [m.uid, m] as [number, MessageSummary]));
+    // read once per SEARCH, and only if a key asks: header search text, MIME structures for BODY/TEXT
+    let index: ReturnType<typeof store.searchIndex> | null = null;
+    let structures: ReturnType<typeof store.getMessages> | null = null;
+    const shared = {
+      headerIndex: () => (index ??= store.searchIndex(sel.name)),
+      structures: () => (structures ??= store.getMessages(sel.name, Array.from(sel.uids))),
+      fullText: (kind: 'body' | 'text', value: string, uid: number) => {
+        const r = lookup(kind, value);
+        return !r || r.unindexed.has(uid) ? null : r.hits.has(uid);
+      },
+    };
+    const views = Array.from(sel.uids).flatMap((uid, i) => {
+      const m = summaries.get(uid);
+      if (!m || (only && !only.has(uid))) return [];
+      return [searchView(store, sel.name, sel.recent.has(uid) ? { ...m, flags: this.sessionFlags(uid, m.flags) } : m, i + 1, shared)];
+    });
+    return runSearch(key, views, ctx);
   }
 
   // ---- other sessions' changes ----
