@@ -114,6 +114,24 @@ function corpus(): CorpusMessage[] {
     const internalMs = base + (rnd() < 0.15 ? 0 : i * 60_000);
     out.push({ raw: Buffer.from(headers.join('\r\n') + '\r\n\r\n' + body), internalMs });
   }
+  // hand-made cases the random ones may miss: two dummies of one subject, conflicting
+  // References chains (a link once made stays), a reference loop, a reply whose parent is absent
+  const fixed: [string, string][] = [
+    ['Dinner', 'References: <lostA@gone.example>'],
+    ['Re: Dinner', 'References: <lostA@gone.example>'],
+    ['Re: Dinner', 'References: <lostB@gone.example>'],
+    ['Dinner', 'References: <lostB@gone.example>'],
+    ['Chain', 'References: <p1@x.example> <c1@x.example>'],
+    ['Chain', 'References: <p2@x.example> <c1@x.example>'],
+    ['Re: Chain', 'Message-ID: <c1@x.example>\r\nReferences: <p2@x.example>'],
+    ['Loop', 'Message-ID: <l1@x.example>\r\nReferences: <l2@x.example>'],
+    ['Loop', 'Message-ID: <l2@x.example>\r\nReferences: <l1@x.example>'],
+    ['Re: Orphan', 'In-Reply-To: <never@gone.example> (sent earlier)'],
+  ];
+  fixed.forEach(([subject, extra], k) => {
+    const raw = `From: fixed@f.example\r\nSubject: ${subject}\r\nDate: ${rfc822Date(base + k * 1_000_000, 0)}\r\n${extra}\r\n\r\nbody\r\n`;
+    out.push({ raw: Buffer.from(raw), internalMs: base + k * 1000 });
+  });
   return out;
 }
 
