@@ -88,7 +88,10 @@ export function sortFacts(store: MailboxStore, folder: string, found: readonly {
       size: d.size,
       internalDate,
       sentDate: d.sentAt?.getTime() ?? internalDate,
-      envelope: d.envelope,
+      // parsed only if a key reads it (SORT by DATE, SIZE or ARRIVAL does not)
+      get envelope() {
+        return d.envelope;
+      },
       references: withReferences ? referencesOf(store.getRaw(folder, uid)) : [],
     });
   }
