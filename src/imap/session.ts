@@ -1164,7 +1164,7 @@ export class ImapSession {
     }
     const found = this.matching(parsed.search);
     if (parsed.search.usesModseq) this.enableCondstore();
-    const facts = sortFacts(this.handle!.store, this.selected!.name, found, parsed.type === 'thread' && parsed.algorithm === 'REFERENCES');
+    const facts = sortFacts(this.handle!.store, this.selected!.name, found, parsed);
     const highestModseq = parsed.search.usesModseq ? Math.max(0, ...found.map((m) => m.modseq)) : null;
     this.send(sortOrThreadResponse(parsed, facts, { tag: cmd.tag, byUid: cmd.command.startsWith('UID '), highestModseq }));
     return `${cmd.command} completed`;

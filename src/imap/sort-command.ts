@@ -1,6 +1,7 @@
 // The SORT and THREAD commands (RFC 5256) with ESORT's RETURN options and PARTIAL (RFC 5267):
 // argument parsing, the facts read from the store for the matching messages, and the response.
 import type { MailboxStore } from '../store/mailbox-db.js';
+import type { Envelope } from '../store/message-parse.js';
 import { headerFields } from './search-view.js';
 import { ImapSyntaxError, type Token } from './parser.js';
 import { parseSearch, SearchError, type SearchCommand } from './search.js';
@@ -64,35 +65,34 @@ export function parseThread(args: Token[], opts: { utf8: boolean }): SortOrThrea
   return { type: 'thread', algorithm: name as 'REFERENCES' | 'ORDEREDSUBJECT', search: searchPart(args.slice(1), opts.utf8) };
 }
 
-/** The References field of a stored message (read only for THREAD REFERENCES). */
-function referencesOf(raw: Buffer | null): string[] {
-  if (!raw) return [];
-  let end = raw.indexOf('\r\n\r\n');
-  if (end < 0) end = raw.indexOf('\n\n');
-  const head = raw.subarray(0, end < 0 ? raw.length : end).toString('utf8');
+/** The References field of a stored header (read only for THREAD REFERENCES). */
+function referencesOf(header: Buffer | null): string[] {
+  if (!header) return [];
+  const head = header.toString('utf8');
   if (!/^references:/im.test(head)) return [];
   return messageIds((headerFields(head).get('references') ?? []).join(' '));
 }
 
+const EMPTY_ENVELOPE: Envelope = { date: null, subject: null, from: null, sender: null, replyTo: null, to: null, cc: null, bcc: null, inReplyTo: null, messageId: null };
+const DATE_ONLY = new Set(['ARRIVAL', 'DATE', 'SIZE']);
+
 /** What the keys compare, for the matching messages (`found`: sequence number and UID). */
-export function sortFacts(store: MailboxStore, folder: string, found: readonly { seq: number; uid: number }[], withReferences: boolean): ThreadFacts[] {
-  const details = store.getMessages(folder, found.map((m) => m.uid));
+export function sortFacts(store: MailboxStore, folder: string, found: readonly { seq: number; uid: number }[], cmd: SortOrThread): ThreadFacts[] {
+  const withEnvelope = cmd.type === 'thread' || cmd.criteria.some((c) => !DATE_ONLY.has(c.key));
+  const withReferences = cmd.type === 'thread' && cmd.algorithm === 'REFERENCES';
+  const rows = store.sortRows(folder, { envelope: withEnvelope, header: withReferences });
   const out: ThreadFacts[] = [];
   for (const { seq, uid } of found) {
-    const d = details.get(uid);
+    const d = rows.get(uid);
     if (!d) continue; // expunged by another session meanwhile
-    const internalDate = d.internalDate.getTime();
     out.push({
       seq,
       uid,
       size: d.size,
-      internalDate,
-      sentDate: d.sentAt?.getTime() ?? internalDate,
-      // parsed only if a key reads it (SORT by DATE, SIZE or ARRIVAL does not)
-      get envelope() {
-        return d.envelope;
-      },
-      references: withReferences ? referencesOf(store.getRaw(folder, uid)) : [],
+      internalDate: d.internalDate,
+      sentDate: d.sentAt ?? d.internalDate,
+      envelope: d.envelope === null ? EMPTY_ENVELOPE : (JSON.parse(d.envelope) as Envelope),
+      references: referencesOf(d.header),
     });
   }
   return out;

@@ -1057,6 +1057,19 @@ export class MailboxStore {
     return new Map(rows.map((r) => [r.uid, { subject: r.subject, from: r.from, to: r.to, cc: r.cc, bcc: r.bcc }]));
   }
 
+  /**
+   * What SORT and THREAD compare, for every message of a folder in one query: dates and size,
+   * the envelope JSON only when a key reads it, the header octets only for THREAD REFERENCES.
+   */
+  sortRows(folder: string, want: { envelope: boolean; header: boolean }): Map<number, { size: number; internalDate: number; sentAt: number | null; envelope: string | null; header: Buffer | null }> {
+    const f = this.folder(folder);
+    const rows = this.stmt(
+      `SELECT m.uid, m.size, m.internal_date, b.sent_at, ${want.envelope ? 'b.envelope' : 'NULL'} AS envelope, ${want.header ? 'substr(r.raw, 1, b.header_size)' : 'NULL'} AS header
+       FROM messages m JOIN bodies b ON b.id = m.body_id ${want.header ? 'JOIN body_raw r ON r.body_id = m.body_id' : ''} WHERE m.folder_id = ?`,
+    ).all(f.id) as { uid: number; size: number; internal_date: number; sent_at: number | null; envelope: string | null; header: Buffer | null }[];
+    return new Map(rows.map((r) => [r.uid, { size: r.size, internalDate: r.internal_date, sentAt: r.sent_at, envelope: r.envelope, header: r.header }]));
+  }
+
   /** QRESYNC VANISHED (EARLIER): UIDs expunged after `modseq`. */
   vanishedSince(folder: string, modseq: number): number[] {
     const f = this.folder(folder);
