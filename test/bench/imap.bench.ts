@@ -526,6 +526,7 @@ function run(cmd: string, args: string[], input?: string): Promise<{ code: numbe
     child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, out }));
+    child.stdin.on('error', () => undefined); // a command that exits without reading its input (dovecot --version)
     child.stdin.end(input ?? '');
   });
 }
