@@ -430,16 +430,10 @@ before(async () => {
   expected = JSON.parse(stdout);
 });
 
-afterEach(async () => {
-  const all = opened.splice(0);
-  for (const c of all) c.close();
-  await Promise.all(all.map((c) => c.closed));
-});
-
-after(async () => {
-  await fe?.stop();
-  await dns?.close();
-});
+/** Each test's connections are closed after it, failed or not. */
+const closeOpened = () => Promise.all(opened.splice(0).map((c) => (c.close(), c.closed)));
+afterEach(closeOpened);
+after(() => closeOpened().then(() => fe?.stop()).then(() => dns?.close()));
 
 const numbers = (line: string | undefined, prefix: string): number[] => {
   assert.ok(line?.startsWith(prefix), `expected ${prefix}, got ${line}`);
