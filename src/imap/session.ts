@@ -11,7 +11,9 @@ import type { MailboxHandle, MailboxRegistry, ChangeEvent } from '../store/regis
 import { FolderExists, FolderLimitReached, InvalidFlag, InvalidFolderName, MailStoreError, NoSuchFolder, type FolderInfo, type MessageSummary } from '../store/mailbox-db.js';
 import type { Logger } from '../util/log.js';
 import { asAString, asNumber, CommandReader, decodeMailboxName, ImapSyntaxError, parseDateTime, parseFetchItems, parseRawSequenceSet, resolveSequenceSet, type Command, type FetchItem, type Token } from './parser.js';
-import { formatEsearch, formatSearch, parseSearch, search as runSearch, SearchError, type SearchContext, type SearchKey } from './search.js';
+import { formatEsearch, formatSearch, parseSearch, search as runSearch, SearchError, type SearchCommand, type SearchContext, type SearchKey } from './search.js';
+import { createSpecialUse } from './create-special-use.js';
+import { parseSort, parseThread, sortFacts, sortOrThreadResponse, THREAD_ALGORITHMS } from './sort-command.js';
 import { searchView } from './search-view.js';
 import { TimeSlice } from '../util/time-slice.js';
 import { candidateSql, toSql } from './search-sql.js';
@@ -165,7 +167,7 @@ export class ImapSession {
   }
 
   private capabilities(): string {
-    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'LIST-EXTENDED', 'LIST-STATUS', 'CONDSTORE', 'QRESYNC', 'ESEARCH', 'UTF8=ACCEPT', 'BINARY', 'QUOTA', 'QUOTA=RES-STORAGE', 'STATUS=SIZE', 'COMPRESS=DEFLATE', `APPENDLIMIT=${this.opts.appendLimit}`];
+    const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'LIST-EXTENDED', 'LIST-STATUS', 'CONDSTORE', 'QRESYNC', 'ESEARCH', 'UTF8=ACCEPT', 'BINARY', 'QUOTA', 'QUOTA=RES-STORAGE', 'STATUS=SIZE', 'COMPRESS=DEFLATE', `APPENDLIMIT=${this.opts.appendLimit}`, 'SORT', 'SORT=DISPLAY', ...THREAD_ALGORITHMS.map((t) => `THREAD=${t}`), 'ESORT', 'MULTIAPPEND', 'CREATE-SPECIAL-USE'];
     if (this.state === 'notauth') {
       if (!this.secure && this.opts.secureContext) caps.push('STARTTLS');
       if (this.secure || this.opts.allowPlaintextAuth(this.socket.remoteAddress ?? '')) caps.push('AUTH=PLAIN', 'AUTH=LOGIN');
@@ -369,7 +371,7 @@ export class ImapSession {
         // "foo/" declares that names will be created under foo: create foo (RFC 3501 6.3.3)
         let name = this.mailboxArg(a[0]);
         if (name.length > 1 && name.endsWith('/')) name = name.slice(0, -1);
-        this.handle!.store.createFolder(name);
+        this.handle!.store.createFolder(name, { specialUse: createSpecialUse(a.slice(1), this.handle!.store) });
         this.handle!.changed(null, this);
         return 'CREATE completed';
       }
@@ -442,6 +444,12 @@ export class ImapSession {
       case 'UID SEARCH':
         this.need('selected');
         return this.search(cmd);
+      case 'SORT':
+      case 'UID SORT':
+      case 'THREAD':
+      case 'UID THREAD':
+        this.need('selected');
+        return this.sortOrThread(cmd);
       case 'GETQUOTAROOT': {
         this.need('auth', 'selected');
         const name = this.mailboxArg(a[0]);
@@ -839,31 +847,37 @@ export class ImapSession {
     return this.selected!.recent.has(uid) ? [...flags, '\\Recent'] : [...flags];
   }
 
+  /** APPEND, with MULTIAPPEND (RFC 3502): each message `[flags] [date-time] literal`, all or none. */
   private append(a: Token[]): string {
     const name = this.mailboxArg(a[0]);
-    let i = 1;
-    let flags: string[] = [];
-    let date: Date | undefined;
-    const fl = listOf(a[i]);
-    if (fl) {
-      flags = fl.map(flagAtom);
+    const items: { raw: Buffer; flags: string[]; internalDate?: Date }[] = [];
+    for (let i = 1; i < a.length || items.length === 0; ) {
+      let flags: string[] = [];
+      let date: Date | undefined;
+      const fl = listOf(a[i]);
+      if (fl) {
+        flags = fl.map(flagAtom);
+        i++;
+      }
+      const d = a[i];
+      if (d?.type === 'string' && d.literal === null && a[i + 1]) {
+        const parsed = parseDateTime(d.bytes.toString('latin1'));
+        if (!parsed) throw new No('invalid date-time', null, 'BAD');
+        date = parsed;
+        i++;
+      }
+      const msg = a[i];
+      if (msg?.type !== 'string') throw new No('APPEND needs a message literal', null, 'BAD');
+      items.push({ raw: msg.bytes, flags, ...(date ? { internalDate: date } : {}) });
       i++;
     }
-    if (a[i]?.type === 'string' && a[i + 1]) {
-      const parsed = parseDateTime((a[i] as { bytes: Buffer }).bytes.toString('latin1'));
-      if (!parsed) throw new No('invalid date-time', null, 'BAD');
-      date = parsed;
-      i++;
-    }
-    const msg = a[i];
-    if (msg?.type !== 'string' || a.length !== i + 1) throw new No('APPEND needs a message literal', null, 'BAD');
     const f = this.handle!.store.folderState(name); // no message count: APPEND must not scan the folder
     if (!f) throw new No(`no mailbox ${name}`, 'TRYCREATE');
-    this.checkQuota(msg.bytes.length);
-    const { uid, uidValidity } = this.handle!.store.appendMessage(f.name, msg.bytes, { flags, ...(date ? { internalDate: date } : {}) });
+    this.checkQuota(items.reduce((n, it) => n + it.raw.length, 0));
+    const added = this.handle!.store.appendMessages(f.name, items);
     this.handle!.changed(f.name, this);
     if (this.selected?.name === f.name) this.selected.dirty = true;
-    return `[APPENDUID ${uidValidity} ${uid}] APPEND completed`;
+    return `[APPENDUID ${added[0]!.uidValidity} ${encodeSequenceSet(added.map((x) => x.uid))}] APPEND completed`;
   }
 
   // ---- selected state ----
@@ -1165,9 +1179,7 @@ export class ImapSession {
       throw e;
     }
     if (parsed.returns?.includes('SAVE')) throw new No('SEARCHRES (SAVE) is not supported', null, 'BAD');
-    const sel = this.selected!;
-    const ctx = { maxSeq: sel.uids.length, maxUid: sel.uids.at(-1) ?? 0 };
-    const found = this.searchMatches(parsed.key, ctx);
+    const found = this.matching(parsed);
     const nums = found.map((m) => (byUid ? m.uid : m.seq));
     if (parsed.usesModseq) this.enableCondstore();
     // RFC 4731 3.2: with only MIN and/or MAX asked, the MODSEQ is that of the message(s) returned
@@ -1180,6 +1192,29 @@ export class ImapSession {
     const highest = parsed.usesModseq ? Math.max(0, ...reported.map((m) => m.modseq)) : null;
     this.send(parsed.returns ? formatEsearch(cmd.tag, byUid, parsed.returns, nums, highest) : formatSearch(nums, highest));
     return `${cmd.command} completed`;
+  }
+
+  /** SORT and THREAD (RFC 5256), ESORT (RFC 5267): the search as SEARCH runs it, then the order. */
+  private sortOrThread(cmd: Command): string {
+    let parsed;
+    try {
+      parsed = cmd.command.endsWith('SORT') ? parseSort(cmd.args, { utf8: this.utf8 }) : parseThread(cmd.args, { utf8: this.utf8 });
+    } catch (e) {
+      if (e instanceof SearchError && e.code === 'BADCHARSET') throw new No(e.message, 'BADCHARSET (US-ASCII UTF-8)');
+      throw e;
+    }
+    const found = this.matching(parsed.search);
+    if (parsed.search.usesModseq) this.enableCondstore();
+    const facts = sortFacts(this.handle!.store, this.selected!.name, found, parsed);
+    const highestModseq = parsed.search.usesModseq ? Math.max(0, ...found.map((m) => m.modseq)) : null;
+    this.send(sortOrThreadResponse(parsed, facts, { tag: cmd.tag, byUid: cmd.command.startsWith('UID '), highestModseq }));
+    return `${cmd.command} completed`;
+  }
+
+  /** The messages of the selected mailbox a parsed SEARCH matches, in sequence order. */
+  private matching(parsed: SearchCommand): { uid: number; seq: number; modseq: number }[] {
+    const sel = this.selected!;
+    return this.searchMatches(parsed.key, { maxSeq: sel.uids.length, maxUid: sel.uids.at(-1) ?? 0 });
   }
 
   /** The selected messages matching `key`, in sequence order: in SQL when it can, else per message. */
@@ -1295,7 +1330,7 @@ export class ImapSession {
     const store = this.handle.store;
     const state = store.folderState(sel.name);
     if (!state) return; // deleted or renamed away by another session; the next SELECT says so
-    const mayExpunge = !['FETCH', 'STORE', 'SEARCH'].includes(command);
+    const mayExpunge = !['FETCH', 'STORE', 'SEARCH', 'SORT', 'THREAD'].includes(command);
     let expungePending = false;
     if (state.highestModseq > sel.expungedModseq) {
       const gone = store.vanishedSince(sel.name, sel.expungedModseq);

@@ -218,7 +218,7 @@ function applyFlags(bits: number, keywords: string[], change: FlagSet, mode: Fla
 
 // ---- folder names ----
 
-const SPECIAL_USE = new Set(['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Junk', '\\Sent', '\\Trash']);
+export const SPECIAL_USE = new Set(['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Junk', '\\Sent', '\\Trash']);
 const DEFAULT_FOLDERS: [string, string | null][] = [
   ['INBOX', null],
   ['Drafts', '\\Drafts'],
@@ -907,25 +907,38 @@ export class MailboxStore {
   // ---- messages ----
 
   appendMessage(folder: string, raw: Uint8Array, options: { flags?: readonly string[]; internalDate?: Date } = {}): { uid: number; uidValidity: number; modseq: number } {
-    const flags = parseFlags(options.flags ?? []);
-    const internalDate = options.internalDate ?? new Date();
-    if (Number.isNaN(internalDate.getTime())) throw new TypeError('internalDate is not a valid date');
-    const buf = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+    return this.appendMessages(folder, [{ raw, ...options }])[0]!;
+  }
+
+  /**
+   * APPEND, also of several messages at once (MULTIAPPEND, RFC 3502): one durable transaction,
+   * so either all of them are added or none is.
+   */
+  appendMessages(folder: string, items: readonly { raw: Uint8Array; flags?: readonly string[]; internalDate?: Date }[]): { uid: number; uidValidity: number; modseq: number }[] {
+    const prepared = items.map((it) => {
+      const internalDate = it.internalDate ?? new Date();
+      if (Number.isNaN(internalDate.getTime())) throw new TypeError('internalDate is not a valid date');
+      return { flags: parseFlags(it.flags ?? []), internalDate, buf: Buffer.from(it.raw.buffer, it.raw.byteOffset, it.raw.byteLength) };
+    });
     return this.durable(() => {
       const f = this.folder(folder);
-      // A client saving what it sent (RFC 6409 clients APPEND to Sent) replaces the copy that
-      // submission saved for it, so the owner sees one message: the one the client knows.
-      if (f.special_use === '\\Sent') {
-        const id = messageIdOf(buf);
-        const server = id
-          ? (this.stmt('SELECT m.id, m.uid, m.body_id FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.folder_id = ? AND b.message_id = ? AND m.envelope_to IS NOT NULL').all(f.id, id) as { id: number; uid: number; body_id: number }[])
-          : [];
-        if (server.length > 0) this.removeMessages(f, server);
+      const out: { uid: number; uidValidity: number; modseq: number }[] = [];
+      for (const { flags, internalDate, buf } of prepared) {
+        // A client saving what it sent (RFC 6409 clients APPEND to Sent) replaces the copy that
+        // submission saved for it, so the owner sees one message: the one the client knows.
+        if (f.special_use === '\\Sent') {
+          const id = messageIdOf(buf);
+          const server = id
+            ? (this.stmt('SELECT m.id, m.uid, m.body_id FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.folder_id = ? AND b.message_id = ? AND m.envelope_to IS NOT NULL').all(f.id, id) as { id: number; uid: number; body_id: number }[])
+            : [];
+          if (server.length > 0) this.removeMessages(f, server);
+        }
+        const modseq = f.highest_modseq + 1;
+        const uid = this.insertMessage(f, modseq, this.insertBody(buf), buf.length, flags, internalDate.getTime(), null, null);
+        out.push({ uid, uidValidity: f.uid_validity, modseq });
       }
-      const modseq = f.highest_modseq + 1;
-      const uid = this.insertMessage(f, modseq, this.insertBody(buf), buf.length, flags, internalDate.getTime(), null, null);
       this.saveCounters(f);
-      return { uid, uidValidity: f.uid_validity, modseq };
+      return out;
     });
   }
 
@@ -1197,6 +1210,19 @@ export class MailboxStore {
   resetFullText(): void {
     this.stmts.clear();
     this.fullText.reset();
+  }
+
+  /**
+   * What SORT and THREAD compare, for every message of a folder in one query: dates and size,
+   * the envelope JSON only when a key reads it, the header octets only for THREAD REFERENCES.
+   */
+  sortRows(folder: string, want: { envelope: boolean; header: boolean }): Map<number, { size: number; internalDate: number; sentAt: number | null; envelope: string | null; header: Buffer | null }> {
+    const f = this.folder(folder);
+    const rows = this.stmt(
+      `SELECT m.uid, m.size, m.internal_date, b.sent_at, ${want.envelope ? 'b.envelope' : 'NULL'} AS envelope, ${want.header ? 'substr(r.raw, 1, b.header_size)' : 'NULL'} AS header
+       FROM messages m JOIN bodies b ON b.id = m.body_id ${want.header ? 'JOIN body_raw r ON r.body_id = m.body_id' : ''} WHERE m.folder_id = ?`,
+    ).all(f.id) as { uid: number; size: number; internal_date: number; sent_at: number | null; envelope: string | null; header: Buffer | null }[];
+    return new Map(rows.map((r) => [r.uid, { size: r.size, internalDate: r.internal_date, sentAt: r.sent_at, envelope: r.envelope, header: r.header }]));
   }
 
   /** QRESYNC VANISHED (EARLIER): UIDs expunged after `modseq`. */

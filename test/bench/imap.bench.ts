@@ -531,6 +531,7 @@ function run(cmd: string, args: string[], input?: string): Promise<{ code: numbe
     child.on('error', reject);
     child.stdin.on('error', () => undefined); // EPIPE when the child exits before reading (seen with dovecot --version)
     child.on('close', (code) => resolve({ code: code ?? -1, out }));
+    child.stdin.on('error', () => undefined); // a command that exits without reading its input (dovecot --version)
     child.stdin.end(input ?? '');
   });
 }
@@ -892,13 +893,29 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
     set(`search.${key}.hits`, hits);
     if (expected >= 0 && hits !== expected) notes.push(`${command}: ${hits} hits, the corpus has ${expected}`);
   }
+  // SORT and THREAD (RFC 5256) of the whole mailbox; the answers are kept to compare the servers'
+  const answers = new Map<string, string>();
+  for (const [key, command] of ORDERINGS) {
+    const runs: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      const r = await c.ok(command, { collect: true, timeoutMs: 300_000 }).catch((e: Error) => (notes.push(`${command}: ${e.message}`), null));
+      if (!r) break;
+      runs.push(performance.now() - t0);
+      answers.set(key, r.untagged.find((l) => /^\* (SORT|THREAD)\b/.test(l)) ?? '');
+    }
+    if (runs.length === 0) continue;
+    set(`${key}.first`, runs[0]!);
+    set(`${key}.again`, median(runs.slice(1)));
+  }
+  orderAnswers.set(t.name, answers);
   // The server with this one mailbox open, fetched and searched, after its garbage is collected.
   const heap = await t.settle();
   set('mem.open', t.memory().rssKiB);
   if (heap) notes.push(`one mailbox open, ${heap}`);
   await c.ok('LOGOUT').catch(() => undefined);
   c.close();
-  log(`${t.name}: SEARCH done`);
+  log(`${t.name}: SEARCH, SORT and THREAD done`);
 
   // 4. IDLE: how soon an idling connection hears of a message another session APPENDs, and of
   // one delivered as new mail.
@@ -1018,6 +1035,43 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
   return { figures, notes };
 }
 
+const ORDERINGS: [key: string, command: string][] = [
+  ['sort.date', 'SORT (REVERSE DATE) UTF-8 ALL'],
+  ['sort.subject', 'SORT (SUBJECT) UTF-8 ALL'],
+  ['thread.refs', 'THREAD REFERENCES UTF-8 ALL'],
+  ['thread.subject', 'THREAD ORDEREDSUBJECT UTF-8 ALL'],
+];
+/** Each server's SORT / THREAD answer lines, by ORDERINGS key. */
+const orderAnswers = new Map<string, Map<string, string>>();
+
+/** The top-level threads of a `* THREAD (..)(..)` line. */
+function threadsOf(line: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let start = 0;
+  const body = line.replace(/^\* THREAD ?/, '');
+  for (let i = 0; i < body.length; i++) {
+    if (body[i] === '(' && depth++ === 0) start = i;
+    else if (body[i] === ')' && --depth === 0) out.push(body.slice(start, i + 1));
+  }
+  return out;
+}
+
+/** How fe's answer differs from Dovecot's: 'same', or a count of what differs. */
+function compareAnswers(key: string, a: string, b: string): string {
+  if (a === b) return 'same';
+  if (key.startsWith('thread.')) {
+    const theirs = new Set(threadsOf(b));
+    const ours = threadsOf(a);
+    const missing = ours.filter((x) => !theirs.has(x)).length;
+    return `${missing} of ${ours.length} fe threads not in Dovecot's ${theirs.size}${missing === 0 ? ' (order differs)' : ''}`;
+  }
+  const x = a.split(' ').slice(2);
+  const y = b.split(' ').slice(2);
+  const moved = x.filter((n, i) => y[i] !== n).length;
+  return `${moved} of ${x.length} positions differ`;
+}
+
 const ROWS: [key: string, label: string, unit: 'ms' | 's' | 'KiB' | 'B'][] = [
   ['open.cold.total', 'connect + LOGIN + SELECT, 1st after start', 'ms'],
   ['open.cold.login', '  of which LOGIN', 'ms'],
@@ -1044,6 +1098,10 @@ const ROWS: [key: string, label: string, unit: 'ms' | 's' | 'KiB' | 'B'][] = [
   ['search.since.again', `SEARCH SINCE ${SINCE}, median of next 2`, 'ms'],
   ['search.larger.again', `SEARCH LARGER ${LARGER_THAN}, median of next 2`, 'ms'],
   ['search.flagged.again', 'SEARCH FLAGGED UNDELETED, median of next 2', 'ms'],
+  ...ORDERINGS.flatMap(([key, command]): [string, string, 'ms'][] => [
+    [`${key}.first`, `${command.replace(/ UTF-8 ALL$/, '')}, 1st`, 'ms'],
+    [`${key}.again`, `${command.replace(/ UTF-8 ALL$/, '')}, median of next 2`, 'ms'],
+  ]),
   ['idle.append.ok', 'IDLE: APPEND tagged OK -> EXISTS (median of 10)*', 'ms'],
   ['idle.append.sent', 'IDLE: APPEND sent -> EXISTS (median of 10)', 'ms'],
   ['idle.deliver', 'IDLE: delivery accepted -> EXISTS (median of 10)', 'ms'],
@@ -1113,6 +1171,11 @@ export async function benchImap(): Promise<void> {
     `hits (fe / dovecot / in the corpus): SUBJECT ${hits(feFig, 'subject')}/${hits(dcFig, 'subject')}/${corpus.expect.subject}, FROM ${hits(feFig, 'from')}/${hits(dcFig, 'from')}/${corpus.expect.from}, ` +
       `BODY ${hits(feFig, 'body')}/${hits(dcFig, 'body')}/${corpus.expect.body}, UNSEEN ${hits(feFig, 'unseen')}/${hits(dcFig, 'unseen')}/${corpus.expect.unseen}`,
   );
+  const feAnswers = orderAnswers.get('fe');
+  const dcAnswers = orderAnswers.get('dovecot');
+  if (feAnswers && dcAnswers) {
+    console.log(`answers (fe vs dovecot): ${ORDERINGS.map(([key, command]) => `${command.replace(/ UTF-8 ALL$/, '')}: ${compareAnswers(key, feAnswers.get(key) ?? '', dcAnswers.get(key) ?? '')}`).join('; ')}`);
+  }
   for (const r of results) for (const n of r.notes) console.log(`${r.name}: ${n}`);
   console.log(
     `notes: fe logs in with scrypt (N=2^15), which also unwraps the mailbox key; Dovecot checks a SHA512-CRYPT hash. Dovecot runs one process per connection, ` +
