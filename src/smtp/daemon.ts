@@ -3,6 +3,7 @@
 import type { SMTPServer, SMTPServerDataStream } from 'smtp-server';
 import { boundAddress, listenOn } from '../daemon/listen.js';
 import type { TlsSource } from '../tls/source.js';
+import { tlsServerOptions } from '../tls/policy.js';
 import type { Logger } from '../util/log.js';
 
 /** An SMTP answer: smtp-server sends `responseCode` and the message (which carries the enhanced code). */
@@ -48,7 +49,7 @@ export function answerData(work: Promise<string>, callback: (err: Error | null, 
 export function smtpDaemon(server: SMTPServer, inTransaction: Set<string>, log: Logger, tls: TlsSource | null) {
   server.on('error', (e: Error) => log.warn('connection error', { reason: e.message }));
   // A renewed certificate: TLS sessions from now on get it.
-  tls?.onChange((m) => server.updateSecureContext({ key: m.key, cert: m.cert }));
+  tls?.onChange((m) => server.updateSecureContext(tlsServerOptions(m)));
   return {
     server,
     listen: (port: number, host: string) => listenOn(server.server, port, host),

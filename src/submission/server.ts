@@ -16,6 +16,7 @@ import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
 import { protectForMailbox } from '../pgp/store.js';
 import { appendToSpool } from '../store/spool.js';
 import type { TlsSource } from '../tls/source.js';
+import { tlsServerOptions } from '../tls/policy.js';
 import type { Logger } from '../util/log.js';
 import { fromAddresses, prepareOutgoing, splitHeader } from './headers.js';
 import { maySendAs, SendLimits, sendLimitsFor } from './policy.js';
@@ -177,7 +178,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     hideSTARTTLS: opts.tls === null || opts.implicitTls,
     hideDSN: false,
     hideREQUIRETLS: false,
-    ...(opts.tls ? opts.tls.current() : {}),
+    ...(opts.tls ? tlsServerOptions(opts.tls.current()) : {}),
     disableReverseLookup: true,
     logger: false,
     socketTimeout: config0.limits.idleTimeoutSeconds * 1000,
