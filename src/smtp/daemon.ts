@@ -7,15 +7,29 @@ import { tlsServerOptions } from '../tls/policy.js';
 import type { Logger } from '../util/log.js';
 
 /** An SMTP answer: smtp-server sends `responseCode` and the message (which carries the enhanced code). */
-/** The message, or nothing once it passes `limit`: the rest is read (to answer 552) but not kept. */
+/** The client went away in the middle of DATA: nothing to answer, nothing wrong here. */
+export class ClientGone extends Error {}
+
+/**
+ * The message, or nothing once it passes `limit`: the rest is read (to answer 552) but not kept.
+ * Refuses NUL bytes: fe offers no BINARYMIME, RFC 5321 text may not carry them, and IMAP could not
+ * serve them in a plain literal later (RFC 3501 4.3).
+ */
 export async function readAll(stream: SMTPServerDataStream, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size <= limit) chunks.push(chunk as Buffer);
-    else chunks.length = 0;
+  let nul = false;
+  try {
+    for await (const chunk of stream) {
+      size += (chunk as Buffer).length;
+      if (!nul && (chunk as Buffer).includes(0)) nul = true;
+      if (size <= limit && !nul) chunks.push(chunk as Buffer);
+      else chunks.length = 0;
+    }
+  } catch (e) {
+    throw new ClientGone((e as Error).message);
   }
+  if (nul && size <= limit) throw new SmtpReply(550, '5.6.0 Message contains NUL bytes, which are not allowed in mail here');
   return size <= limit ? Buffer.concat(chunks) : Buffer.alloc(0);
 }
 
@@ -39,6 +53,10 @@ export function answerData(work: Promise<string>, callback: (err: Error | null, 
     (msg) => callback(null, msg),
     (e: unknown) => {
       if (e instanceof SmtpReply) return callback(e);
+      if (e instanceof ClientGone) {
+        log.info(`client left during ${what}`, { reason: e.message });
+        return callback(new SmtpReply(451, '4.3.0 Connection lost during DATA'));
+      }
       log.error(`unexpected failure handling ${what}`, { reason: (e as Error).message });
       callback(new SmtpReply(451, '4.3.0 Temporary local problem; try again later'));
     },
