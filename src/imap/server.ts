@@ -6,6 +6,7 @@ import type { LoginThrottle } from '../auth/throttle.js';
 import type { MailboxRegistry } from '../store/registry.js';
 import type { Logger } from '../util/log.js';
 import type { TlsSource } from '../tls/source.js';
+import { tlsServerOptions } from '../tls/policy.js';
 import { ImapSession } from './session.js';
 import { boundAddress, listenOn } from '../daemon/listen.js';
 import { ConnectionGate } from '../daemon/connection-gate.js';
@@ -90,8 +91,8 @@ export function createImapServer(opts: ImapServerOptions) {
     });
     sessions.add(session);
   };
-  const server = opts.implicitTls && source ? tls.createServer({ ...source.current(), minVersion: 'TLSv1.2' }, onSocket) : net.createServer(onSocket);
-  if (server instanceof tls.Server && source) source.onChange((m) => (server as tls.Server).setSecureContext({ ...m, minVersion: 'TLSv1.2' }));
+  const server = opts.implicitTls && source ? tls.createServer(tlsServerOptions(source.current()), onSocket) : net.createServer(onSocket);
+  if (server instanceof tls.Server && source) source.onChange((m) => (server as tls.Server).setSecureContext(tlsServerOptions(m)));
   server.on('tlsClientError', () => undefined);
   return {
     listen: (port: number, host: string) => listenOn(server, port, host),

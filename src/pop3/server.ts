@@ -24,6 +24,7 @@ import type { LoginThrottle } from '../auth/throttle.js';
 import type { MailboxStore } from '../store/mailbox-db.js';
 import type { MailboxHandle, MailboxRegistry } from '../store/registry.js';
 import type { TlsSource } from '../tls/source.js';
+import { tlsServerOptions } from '../tls/policy.js';
 import type { Logger } from '../util/log.js';
 import { boundAddress, listenOn } from '../daemon/listen.js';
 import { ConnectionGate } from '../daemon/connection-gate.js';
@@ -675,8 +676,8 @@ export function createPop3Server(opts: Pop3Options) {
 
   let server: NetServer | TlsServer;
   if (opts.implicitTls) {
-    const tlsServer = createTlsServer({ ...source!.current(), minVersion: 'TLSv1.2', handshakeTimeout: Math.min(idleTimeoutMs, 30_000) }, (sock) => accept(sock, sock, true));
-    source!.onChange((m) => tlsServer.setSecureContext({ ...m, minVersion: 'TLSv1.2' }));
+    const tlsServer = createTlsServer({ ...tlsServerOptions(source!.current()), handshakeTimeout: Math.min(idleTimeoutMs, 30_000) }, (sock) => accept(sock, sock, true));
+    source!.onChange((m) => tlsServer.setSecureContext(tlsServerOptions(m)));
     tlsServer.on('tlsClientError', (e) => log.debug('TLS handshake failed', { reason: e.message }));
     server = tlsServer;
   } else {

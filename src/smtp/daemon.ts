@@ -3,18 +3,33 @@
 import type { SMTPServer, SMTPServerDataStream } from 'smtp-server';
 import { boundAddress, listenOn } from '../daemon/listen.js';
 import type { TlsSource } from '../tls/source.js';
+import { tlsServerOptions } from '../tls/policy.js';
 import type { Logger } from '../util/log.js';
 
 /** An SMTP answer: smtp-server sends `responseCode` and the message (which carries the enhanced code). */
-/** The message, or nothing once it passes `limit`: the rest is read (to answer 552) but not kept. */
+/** The client went away in the middle of DATA: nothing to answer, nothing wrong here. */
+export class ClientGone extends Error {}
+
+/**
+ * The message, or nothing once it passes `limit`: the rest is read (to answer 552) but not kept.
+ * Refuses NUL bytes: fe offers no BINARYMIME, RFC 5321 text may not carry them, and IMAP could not
+ * serve them in a plain literal later (RFC 3501 4.3).
+ */
 export async function readAll(stream: SMTPServerDataStream, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size <= limit) chunks.push(chunk as Buffer);
-    else chunks.length = 0;
+  let nul = false;
+  try {
+    for await (const chunk of stream) {
+      size += (chunk as Buffer).length;
+      if (!nul && (chunk as Buffer).includes(0)) nul = true;
+      if (size <= limit && !nul) chunks.push(chunk as Buffer);
+      else chunks.length = 0;
+    }
+  } catch (e) {
+    throw new ClientGone((e as Error).message);
   }
+  if (nul && size <= limit) throw new SmtpReply(550, '5.6.0 Message contains NUL bytes, which are not allowed in mail here');
   return size <= limit ? Buffer.concat(chunks) : Buffer.alloc(0);
 }
 
@@ -38,11 +53,11 @@ export function answerData(work: Promise<string>, callback: (err: Error | null, 
     (msg) => callback(null, msg),
     (e: unknown) => {
       if (e instanceof SmtpReply) return callback(e);
-      // The client hung up (or was cut at a deadline) before the final dot: nothing was stored
-      // and there is nobody to answer.
-      if ((e as NodeJS.ErrnoException).code === 'ECONNECTION') {
-        log.debug(`connection closed in the middle of ${what}`);
-        return callback(new SmtpReply(451, '4.3.0 Incomplete message; nothing was stored'));
+      // The client hung up (or was cut at a deadline) before the final dot: nothing was stored,
+      // and nothing went wrong here.
+      if (e instanceof ClientGone || (e as NodeJS.ErrnoException).code === 'ECONNECTION') {
+        log.info(`client left during ${what}`, { reason: (e as Error).message });
+        return callback(new SmtpReply(451, '4.3.0 Connection lost during DATA; nothing was stored'));
       }
       log.error(`unexpected failure handling ${what}`, { reason: (e as Error).message });
       callback(new SmtpReply(451, '4.3.0 Temporary local problem; try again later'));
@@ -54,7 +69,7 @@ export function answerData(work: Promise<string>, callback: (err: Error | null, 
 export function smtpDaemon(server: SMTPServer, inTransaction: Set<string>, log: Logger, tls: TlsSource | null) {
   server.on('error', (e: Error) => log.warn('connection error', { reason: e.message }));
   // A renewed certificate: TLS sessions from now on get it.
-  tls?.onChange((m) => server.updateSecureContext({ key: m.key, cert: m.cert }));
+  tls?.onChange((m) => server.updateSecureContext(tlsServerOptions(m)));
   return {
     server,
     listen: (port: number, host: string) => listenOn(server.server, port, host),

@@ -22,6 +22,7 @@ import { createSrs } from './srs.js';
 import { installPregreet } from './pregreet.js';
 import { smtpSessionLimits } from './session-limits.js';
 import type { TlsSource } from '../tls/source.js';
+import { tlsServerOptions } from '../tls/policy.js';
 
 export interface MxOptions {
   config: () => FeConfig; // read on every use, so SIGHUP reloads reach open sessions too
@@ -253,7 +254,7 @@ export function createMx(opts: MxOptions) {
     disabledCommands: ['AUTH'], // port 25 takes mail for local users only; submission is elsewhere
     authOptional: true,
     hideSTARTTLS: opts.tls === null,
-    ...(opts.tls ? opts.tls.current() : {}),
+    ...(opts.tls ? tlsServerOptions(opts.tls.current()) : {}),
     disableReverseLookup: true, // no lookups outside fe's resolver
     logger: false,
     socketTimeout: opts.config().limits.idleTimeoutSeconds * 1000, // RFC 5321 4.5.3.2.7 suggests 5 minutes

@@ -18,6 +18,7 @@ import { protectForMailbox } from '../pgp/store.js';
 import type { WkdLookup } from '../pgp/wkd-lookup.js';
 import { appendToSpool } from '../store/spool.js';
 import type { TlsSource } from '../tls/source.js';
+import { tlsServerOptions } from '../tls/policy.js';
 import type { Logger } from '../util/log.js';
 import { fromAddresses, prepareOutgoing, splitHeader } from './headers.js';
 import { maySendAs, SendLimits, sendLimitsFor } from './policy.js';
@@ -192,7 +193,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     hideSTARTTLS: opts.tls === null || opts.implicitTls,
     hideDSN: false,
     hideREQUIRETLS: false,
-    ...(opts.tls ? opts.tls.current() : {}),
+    ...(opts.tls ? tlsServerOptions(opts.tls.current()) : {}),
     disableReverseLookup: true,
     logger: false,
     socketTimeout: config0.limits.idleTimeoutSeconds * 1000,

@@ -12,6 +12,7 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import type { FeConfig } from '../config/schema.js';
 import type { Logger } from '../util/log.js';
 import { ensureSelfSigned, type TlsMaterial } from './self-signed.js';
+import { tlsServerOptions } from './policy.js';
 
 export type CertificateKind = 'configured' | 'acme' | 'self-signed';
 
@@ -75,7 +76,7 @@ export class TlsSource {
     material: TlsMaterial,
   ) {
     this.material = material;
-    this.secureContext = createSecureContext({ key: material.key, cert: material.cert, minVersion: 'TLSv1.2' });
+    this.secureContext = createSecureContext(tlsServerOptions(material));
     this.seen = fingerprint(files);
     this.kind = files.kind;
   }
@@ -127,7 +128,7 @@ export class TlsSource {
     this.seen = fp;
     this.kind = files.kind;
     this.material = { key: next.key, cert: next.cert };
-    this.secureContext = createSecureContext({ key: next.key, cert: next.cert, minVersion: 'TLSv1.2' });
+    this.secureContext = createSecureContext(tlsServerOptions(next));
     this.log?.info('certificate loaded', { kind: files.kind, names: next.names, not_after: next.notAfter.toISOString() });
     for (const l of this.listeners) l(this.material);
     return true;

@@ -20,10 +20,28 @@ function maskAddress(address: string): string {
   return `${local.slice(0, 1)}***@${address.slice(at + 1)}`;
 }
 
+// Characters that must not reach a terminal or a log viewer raw: C0/DEL/C1 controls (escape
+// sequences, fake line breaks), format characters (bidi overrides), line/paragraph separators.
+// Client-supplied strings (login names, EHLO names, addresses, mailbox names) end up in fields
+// and messages, so the logger escapes everything it writes rather than trusting each call site.
+const UNSAFE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
+const hex = (c: string) => {
+  const n = c.codePointAt(0)!;
+  return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u{${n.toString(16)}}`;
+};
+
+/** A string with every unsafe character escaped as \xHH or \u{H...}. */
+export function escapeForLog(s: string): string {
+  return s.replace(UNSAFE, hex);
+}
+
+// JSON.stringify escapes C0 controls, quotes and backslashes; the rest of UNSAFE gets a JSON escape too.
+const jsonSafe = (v: unknown) => (JSON.stringify(v) ?? String(v)).replace(UNSAFE, (c) => [...Array(c.length).keys()].map((i) => `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''));
+
 function format(fields: Record<string, unknown>): string {
   return Object.entries(fields)
     .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `${k}=${typeof v === 'string' && /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => `${escapeForLog(k)}=${typeof v === 'string' && /^[^\s"=\\\p{C}\p{Z}]+$/u.test(v) ? v : jsonSafe(v)}`)
     .join(' ');
 }
 
@@ -31,7 +49,7 @@ export function createLogger(level: Level = 'info', component = 'fe', write: (li
   const at = (l: Level) => (msg: string, fields: Record<string, unknown> = {}) => {
     if (ORDER[l] < ORDER[level]) return;
     const extra = format(fields);
-    write(`${l} ${component}: ${msg}${extra ? ' ' + extra : ''}`);
+    write(`${l} ${component}: ${escapeForLog(msg)}${extra ? ' ' + extra : ''}`);
   };
   return {
     debug: at('debug'),

@@ -14,6 +14,7 @@ import type { FeConfig } from '../config/schema.js';
 import { mtaStsPolicyText } from '../dns/records.js';
 import type { ChallengeFiles } from '../acme/challenges.js';
 import type { TlsSource } from '../tls/source.js';
+import { tlsServerOptions } from '../tls/policy.js';
 import type { Logger } from '../util/log.js';
 import { boundAddress, listenOn } from '../daemon/listen.js';
 import { WkdDirectory } from './wkd.js';
@@ -167,8 +168,8 @@ export function createWebServer(opts: WebServerOptions) {
   if (opts.secure) {
     const source = opts.tls;
     if (!source) throw new Error('the https daemon needs a certificate');
-    const s = https.createServer({ ...source.current(), minVersion: 'TLSv1.2' }, handle);
-    source.onChange((m) => s.setSecureContext({ ...m, minVersion: 'TLSv1.2' }));
+    const s = https.createServer(tlsServerOptions(source.current()), handle);
+    source.onChange((m) => s.setSecureContext(tlsServerOptions(m)));
     s.on('tlsClientError', () => undefined);
     server = s;
   } else {

@@ -177,7 +177,7 @@ file; the LUKS volume fe init sets up covers those.)`,
         printJson({ address: input, accepted: true, alias, via: r.via, tag: r.tag, mailbox: r.alias.mailbox, forward: r.alias.forward });
         return;
       }
-      const via = r.via === 'exact' ? '' : r.via === 'subaddress' ? ` (sub-address, tag "${r.tag}")` : ' (catch-all)';
+      const via = r.via === 'exact' ? '' : r.via === 'subaddress' ? ` (sub-address, tag "${r.tag}")` : r.via === 'postmaster' ? ' (postmaster: the admin)' : ' (catch-all)';
       print(`${input} -> ${alias}${via}: ${describeAlias(r.alias)}`);
     });
 }
