@@ -161,7 +161,9 @@ test('MX: an oversized DATA without SIZE is answered 552 without being held in m
   assert.equal(sent >= 384 * MiB, true, 'the MX reads the whole message to answer it');
   assert.match(reply, new RegExp(`^552 5\\.3\\.4 Message too big: the limit here is ${MESSAGE_SIZE} bytes\\r\\n$`));
   const grown = Math.max(peak, rssMiB()) - base;
-  const bound = Number(process.versions.node.split('.')[0]) >= 22 ? 160 : 48;
+  // Node 20 stays near 40 MiB idle but reached 48.3 under CI load (GC later when the machine is
+  // busy); 96 still fails a server that holds even a quarter of what was sent.
+  const bound = Number(process.versions.node.split('.')[0]) >= 22 ? 160 : 96;
   assert.ok(grown < bound, `RSS grew by ${grown.toFixed(1)} MiB for ${(sent / MiB).toFixed(0)} MiB of DATA (bound ${bound} MiB)`);
   assert.match(await s.send('QUIT\r\n', /^221 .*\r\n/m), /^221 /);
   s.socket.destroy();
