@@ -1,6 +1,7 @@
 // Slowloris and connection caps against one real `fe serve` with small limits: a /24 gets its
 // share and no more, the last tenth of the cap stays open to networks holding nothing yet, and
-// the deadlines (greeting to EHLO, DATA, session, IMAP/POP3 login and command) hold against
+// the deadlines (greeting to EHLO, DATA, session, IMAP/POP3 login, command and SASL exchange,
+// IMAP IDLE) hold against
 // clients that trickle a byte now and then (which restarts the idle timer, not these).
 // Each case talks from its own 127.N.x.x (all of 127/8 reaches the loopback interface).
 import { after, before, test } from 'node:test';
@@ -20,7 +21,7 @@ let fe: Daemon;
 before(async () => {
   const w = workspace(
     `hostname: mail.example.org\ndata_dir: ./data\nloopback_plaintext_auth: true\nlisten:\n  mx: 127.0.0.1:0\n  submission: off\n  submissions: off\n  imap: 127.0.0.1:0\n  imaps: off\n  pop3: 127.0.0.1:0\n  pop3s: off\ndns:\n  servers: ["127.0.0.1:1"]\n` +
-      `limits:\n  connections_per_ip: 100\n  messages_per_ip_per_minute: 1000\n  max_connections: ${MAX}\n  connections_per_prefix: ${SHARE}\n  greeting_timeout_seconds: 2\n  data_timeout_seconds: 3\n  session_timeout_seconds: 6\n  login_timeout_seconds: 3\n  command_timeout_seconds: 2\n`,
+      `limits:\n  connections_per_ip: 100\n  messages_per_ip_per_minute: 1000\n  max_connections: ${MAX}\n  connections_per_prefix: ${SHARE}\n  greeting_timeout_seconds: 2\n  data_timeout_seconds: 3\n  session_timeout_seconds: 6\n  login_timeout_seconds: 3\n  command_timeout_seconds: 2\n  imap_idle_timeout_seconds: 3\n`,
   );
   await w.ok(['domain', 'add', 'example.org']);
   await w.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
@@ -176,4 +177,47 @@ test('POP3: a /24 gets its share; a client that never logs in is cut at login_ti
   trickle(slow, 'U', 200);
   const end = await untilClosed(slow);
   assert.equal(end.text, '-ERR [SYS/TEMP] command line not completed within 2 s\r\n');
+});
+
+test('IMAP: an IDLE never ended is logged off at imap_idle_timeout_seconds, trickling or not; DONE in time keeps the session', { timeout: 60_000 }, async () => {
+  const quiet = await rawConnect(fe.ports.imap!, '127.33.0.1', /^\* OK .*\r\n/m);
+  await quiet.send(`a LOGIN me@example.org "${PASSWORD}"\r\n`, /^a OK .*\r\n/m);
+  // an IDLE ended in time: its deadline goes with it
+  await quiet.send('b IDLE\r\n', /^\+ .*\r\n/m);
+  assert.match(await quiet.send('DONE\r\n', /^b .*\r\n/m), /^b OK IDLE terminated\r\n$/m);
+  await new Promise((r) => setTimeout(r, 3500));
+  assert.match(await quiet.send('c NOOP\r\n', /^c .*\r\n/m), /^c OK /m, 'the session outlived the deadline of its finished IDLE');
+  // re-IDLE, and never DONE: RFC 2177 lets the server log the client off
+  await quiet.send('d IDLE\r\n', /^\+ .*\r\n/m);
+  const end = await untilClosed(quiet);
+  assert.equal(end.text, '* BYE IDLE not renewed within 3 s\r\n');
+  // octets that never make a DONE do not extend it
+  const busy = await rawConnect(fe.ports.imap!, '127.33.0.2', /^\* OK .*\r\n/m);
+  await busy.send(`a LOGIN me@example.org "${PASSWORD}"\r\n`, /^a OK .*\r\n/m);
+  await busy.send('b IDLE\r\n', /^\+ .*\r\n/m);
+  trickle(busy, 'x', 200);
+  assert.equal((await untilClosed(busy)).text, '* BYE IDLE not renewed within 3 s\r\n');
+});
+
+test('IMAP: an AUTHENTICATE whose continuation never comes is cut at command_timeout_seconds, before the login deadline', { timeout: 60_000 }, async () => {
+  const plain = await rawConnect(fe.ports.imap!, '127.34.0.1', /^\* OK .*\r\n/m);
+  await plain.send('a AUTHENTICATE PLAIN\r\n', /^\+.*\r\n/m);
+  assert.equal((await untilClosed(plain)).text, '* BYE authentication not completed within 2 s\r\n');
+  // LOGIN's two prompts share one deadline: answering the first does not restart it
+  const two = await rawConnect(fe.ports.imap!, '127.34.0.2', /^\* OK .*\r\n/m);
+  await two.send('a AUTHENTICATE LOGIN\r\n', /^\+ .*\r\n/m);
+  await new Promise((r) => setTimeout(r, 1200));
+  await two.send(`${Buffer.from('me@example.org').toString('base64')}\r\n`, /^\+ .*\r\n/m);
+  assert.equal((await untilClosed(two)).text, '* BYE authentication not completed within 2 s\r\n');
+  // one that completes logs in as before
+  const good = await rawConnect(fe.ports.imap!, '127.34.0.3', /^\* OK .*\r\n/m);
+  await good.send('a AUTHENTICATE PLAIN\r\n', /^\+.*\r\n/m);
+  assert.match(await good.send(`${Buffer.from(`\0me@example.org\0${PASSWORD}`).toString('base64')}\r\n`, /^a .*\r\n/m), /^a OK /m);
+  good.socket.destroy();
+});
+
+test('POP3: an AUTH PLAIN whose response never comes is cut at command_timeout_seconds', { timeout: 60_000 }, async () => {
+  const c = await rawConnect(fe.ports.pop3!, '127.43.0.1', /^\+OK .*\r\n/m);
+  await c.send('AUTH PLAIN\r\n', /^\+ ?\r\n/m);
+  assert.equal((await untilClosed(c)).text, '-ERR [SYS/TEMP] authentication not completed within 2 s\r\n');
 });

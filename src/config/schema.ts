@@ -175,6 +175,8 @@ export interface FeConfig {
     loginTimeoutSeconds: number;
     /** IMAP, POP3: from a command's first octet to its last (IMAP literals get one more second per 64 KiB). */
     commandTimeoutSeconds: number;
+    /** IMAP: how long one IDLE may run before the session is ended (RFC 2177: clients re-issue IDLE within 29 minutes). */
+    imapIdleTimeoutSeconds: number;
     /** On SIGTERM: how long sessions under way may finish before the rest are closed and the process exits. */
     shutdownDrainSeconds: number;
     /** Per mailbox, for mail it sends through submission. */
@@ -308,6 +310,7 @@ const LIMIT_KEYS = [
   'session_timeout_seconds',
   'login_timeout_seconds',
   'command_timeout_seconds',
+  'imap_idle_timeout_seconds',
   'shutdown_drain_seconds',
   'send_messages_per_hour',
   'send_recipients_per_day',
@@ -446,6 +449,7 @@ class Validator {
         sessionTimeoutSeconds: 1800,
         loginTimeoutSeconds: 120,
         commandTimeoutSeconds: 60,
+        imapIdleTimeoutSeconds: 1800,
         shutdownDrainSeconds: 30,
         sendMessagesPerHour: 200,
         sendRecipientsPerDay: 2000,
@@ -520,6 +524,7 @@ class Validator {
             else if (k === 'session_timeout_seconds') config.limits.sessionTimeoutSeconds = this.integer(v, f, 1, 86_400) ?? config.limits.sessionTimeoutSeconds;
             else if (k === 'login_timeout_seconds') config.limits.loginTimeoutSeconds = this.integer(v, f, 1, 3600) ?? config.limits.loginTimeoutSeconds;
             else if (k === 'command_timeout_seconds') config.limits.commandTimeoutSeconds = this.integer(v, f, 1, 3600) ?? config.limits.commandTimeoutSeconds;
+            else if (k === 'imap_idle_timeout_seconds') config.limits.imapIdleTimeoutSeconds = this.integer(v, f, 1, 86_400) ?? config.limits.imapIdleTimeoutSeconds;
             else if (k === 'shutdown_drain_seconds') config.limits.shutdownDrainSeconds = this.integer(v, f, 0, 3600) ?? config.limits.shutdownDrainSeconds;
             else if (k === 'send_messages_per_hour') config.limits.sendMessagesPerHour = this.integer(v, f, 1, 1_000_000) ?? config.limits.sendMessagesPerHour;
             else if (k === 'send_recipients_per_day') config.limits.sendRecipientsPerDay = this.integer(v, f, 1, 10_000_000) ?? config.limits.sendRecipientsPerDay;

@@ -81,7 +81,7 @@ export function createImapServer(opts: ImapServerOptions) {
       appendLimit: opts.appendLimit,
       quota: opts.quota,
       idleTimeoutMs: opts.idleTimeoutMs ?? 30 * 60_000,
-      ...(limits ? { deadlines: () => ({ loginMs: limits().loginTimeoutSeconds * 1000, commandMs: limits().commandTimeoutSeconds * 1000 }) } : {}),
+      ...(limits ? { deadlines: () => ({ loginMs: limits().loginTimeoutSeconds * 1000, commandMs: limits().commandTimeoutSeconds * 1000, idleMs: limits().imapIdleTimeoutSeconds * 1000 }) } : {}),
       ...(opts.learn ? { learn: opts.learn } : {}),
       onLogout: release,
       onClose: () => {

@@ -31,8 +31,8 @@ export interface SessionOptions {
   /** Storage limit of each mailbox in octets, 0 for none (read per use: SIGHUP may change it). */
   quota: () => number;
   idleTimeoutMs: number;
-  /** Deadlines no input extends (limits.login_timeout_seconds, limits.command_timeout_seconds). */
-  deadlines?: () => { loginMs: number; commandMs: number };
+  /** Deadlines no input extends (limits.login_timeout_seconds, command_timeout_seconds, imap_idle_timeout_seconds). */
+  deadlines?: () => DeadlineLimits;
   /** The session said BYE: its connection no longer counts against the client's limit. */
   onLogout?: () => void;
   /**
@@ -244,6 +244,7 @@ export class ImapSession {
           const line = ev.line.toString('latin1').trim().toUpperCase();
           const tag = this.idling.tag;
           this.idling = null;
+          this.deadlines.idleEnded();
           if (line === 'DONE') this.send(`${tag} OK IDLE terminated`);
           else this.send(`${tag} BAD expected DONE`);
           continue;
@@ -329,7 +330,11 @@ export class ImapSession {
       }
       case 'AUTHENTICATE':
         this.need('notauth');
-        return this.authenticate(cmd);
+        try {
+          return await this.authenticate(cmd);
+        } finally {
+          this.deadlines.exchangeDone();
+        }
       case 'ENABLE': {
         this.need('auth', 'selected');
         const enabled: string[] = [];
@@ -400,6 +405,7 @@ export class ImapSession {
       case 'IDLE':
         this.need('auth', 'selected');
         this.idling = { tag: cmd.tag };
+        this.deadlines.idleStarted();
         this.send('+ idling');
         this.sendUpdates('IDLE');
         return null;
@@ -546,10 +552,14 @@ export class ImapSession {
     const mech = (atom(cmd.args[0]) ?? '').toUpperCase();
     if (mech !== 'PLAIN' && mech !== 'LOGIN') throw new No('supported mechanisms: PLAIN, LOGIN', null, 'NO');
     if (!this.secure && !this.opts.allowPlaintextAuth(this.socket.remoteAddress ?? '')) throw new No('use TLS (STARTTLS or port 993) before logging in', 'PRIVACYREQUIRED');
+    // The continuations are part of the command: due within the command deadline (not only the
+    // login deadline), and the password check that follows is not the client's time.
     const ask = async (prompt: string): Promise<string | null> => {
+      this.deadlines.exchangeStarted();
       this.send(`+ ${prompt}`);
       await this.flush();
       const line = await this.readLine();
+      this.deadlines.exchangeEnded();
       if (line === '*') throw new No('authentication cancelled', null, 'BAD');
       return line;
     };
@@ -1421,14 +1431,24 @@ export class ImapSession {
  * timer, not these): logging in within loginMs of connecting, and each command line with its
  * literals within commandMs of its first octet, plus a second per 64 KiB of literal announced.
  */
+interface DeadlineLimits {
+  loginMs: number;
+  commandMs: number;
+  /** One IDLE, from its continuation to DONE. */
+  idleMs?: number;
+}
+
 class SessionDeadlines {
   private login: NodeJS.Timeout | null = null;
   private command: NodeJS.Timeout | null = null;
   private commandStarted = 0;
+  private idle: NodeJS.Timeout | null = null;
+  private exchange: NodeJS.Timeout | null = null;
+  private exchangeStartedAt = 0;
 
   constructor(
     private readonly session: ImapSession,
-    private readonly limits: { loginMs: number; commandMs: number } | null,
+    private readonly limits: DeadlineLimits | null,
   ) {
     if (!limits) return;
     this.login = setTimeout(() => {
@@ -1458,6 +1478,48 @@ class SessionDeadlines {
     this.command.unref();
   }
 
+  /** RFC 2177 lets a server log off a client whose IDLE outlasts its timeout; re-IDLE is the client's job. */
+  idleStarted(): void {
+    const ms = this.limits?.idleMs;
+    if (!ms) return;
+    this.idleEnded();
+    this.idle = setTimeout(() => {
+      this.idle = null;
+      this.session.cut(`IDLE not renewed within ${ms / 1000} s`);
+    }, ms);
+    this.idle.unref();
+  }
+
+  idleEnded(): void {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = null;
+  }
+
+  /** A SASL exchange waits for the client: one deadline for all its continuations together. */
+  exchangeStarted(): void {
+    if (!this.limits) return;
+    const now = Date.now();
+    if (this.exchangeStartedAt === 0) this.exchangeStartedAt = now;
+    const ms = this.limits.commandMs;
+    this.exchange = setTimeout(() => {
+      this.exchange = null;
+      this.session.cut(`authentication not completed within ${ms / 1000} s`);
+    }, Math.max(0, this.exchangeStartedAt + ms - now));
+    this.exchange.unref();
+  }
+
+  /** The client answered one prompt; the time it took stays counted if another prompt follows. */
+  exchangeEnded(): void {
+    if (this.exchange) clearTimeout(this.exchange);
+    this.exchange = null;
+  }
+
+  /** The AUTHENTICATE command ended (whatever the outcome). */
+  exchangeDone(): void {
+    this.exchangeEnded();
+    this.exchangeStartedAt = 0;
+  }
+
   private clearCommand(): void {
     if (this.command) clearTimeout(this.command);
     this.command = null;
@@ -1465,6 +1527,8 @@ class SessionDeadlines {
 
   stop(): void {
     this.clearCommand();
+    this.idleEnded();
+    this.exchangeEnded();
     if (this.login) clearTimeout(this.login);
   }
 }

@@ -169,6 +169,7 @@ export function createPop3Server(opts: Pop3Options) {
 
     private loginTimer: NodeJS.Timeout | null = null;
     private commandTimer: NodeJS.Timeout | null = null;
+    private saslTimer: NodeJS.Timeout | null = null;
     private commandMs = 0;
 
     /** After input: a line partly read must be complete within commandMs of its first octet. */
@@ -346,6 +347,8 @@ export function createPop3Server(opts: Pop3Options) {
     private async command(line: string): Promise<void> {
       if (this.saslPending) {
         this.saslPending = false;
+        if (this.saslTimer) clearTimeout(this.saslTimer);
+        this.saslTimer = null;
         return this.authPlainResponse(line);
       }
       const sp = line.indexOf(' ');
@@ -505,6 +508,9 @@ export function createPop3Server(opts: Pop3Options) {
       if (args.length > 2) return this.reply('-ERR Too many arguments');
       if (args.length === 2) return this.authPlainResponse(args[1]!);
       this.saslPending = true;
+      // The exchange is one command: its continuation is due within the command deadline, not
+      // just before the login deadline (an AUTH left waiting would otherwise hold a slot for it).
+      if (this.commandMs > 0) this.saslTimer = setTimeout(() => this.cut(`authentication not completed within ${this.commandMs / 1000} s`), this.commandMs).unref();
       return this.reply('+ ');
     }
 
@@ -635,6 +641,7 @@ export function createPop3Server(opts: Pop3Options) {
       if (this.idleTimer) clearTimeout(this.idleTimer);
       if (this.loginTimer) clearTimeout(this.loginTimer);
       if (this.commandTimer) clearTimeout(this.commandTimer);
+      if (this.saslTimer) clearTimeout(this.saslTimer);
       this.releaseSlot();
       this.release();
       this.state = 'closed';
