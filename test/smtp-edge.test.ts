@@ -1,8 +1,11 @@
 // SMTP input at the edges of what RFC 5321 allows: NUL bytes in DATA are refused (IMAP could
-// not serve them in a plain literal), and a client that drops mid-DATA is an info line, not an error.
+// not serve them in a plain literal), quoted local parts are taken as RFC 5321 4.1.2 allows, and a
+// client that drops mid-DATA is an info line, not an error.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { workspace } from './helpers/fe.js';
@@ -81,8 +84,7 @@ test('postmaster@DOMAIN and a bare <postmaster> are accepted (RFC 5321 4.5.1) an
   assert.match(none.at(-1)!, /^550 5\.1\.1/, 'other unknown names are still refused');
 });
 
-// smtp-server's own parser answers RCPT TO:<"me"@example.org> with 501 before fe sees it (not
-// fixed here); fe's resolver, used by the MX for what smtp-server passes, treats quoting as equivalent.
+// fe's resolver treats a quoted local part as its unquoted form (the MX cases are below).
 test('a quoted local part resolves like its unquoted form; postmaster resolves to the first mailbox', async () => {
   const quoted = JSON.parse(await w.ok(['alias', 'resolve', '"me"@example.org', '--json'])) as { accepted: boolean; alias: string; via: string };
   assert.equal(quoted.accepted, true);
@@ -92,4 +94,26 @@ test('a quoted local part resolves like its unquoted form; postmaster resolves t
   const pm = JSON.parse(await w.ok(['alias', 'resolve', 'postmaster@example.org', '--json'])) as { accepted: boolean; alias: string; via: string };
   assert.equal(pm.via, 'postmaster');
   assert.match(JSON.stringify(pm.alias), /me/);
+});
+
+test('quoted local parts (RFC 5321 4.1.2): valid ones are taken and matched unquoted, unknown ones get 550 5.1.1, malformed ones 501', async () => {
+  const rcpt = async (to: string, from = '<a@client.example>') => (await smtp(['EHLO client.example\r\n', `MAIL FROM:${from}\r\n`, `RCPT TO:${to}\r\n`])).at(-1)!;
+  // the unquoted form is an alias here: the same mailbox (quoted-pair included)
+  assert.match(await rcpt('<"me"@example.org>'), /^250 /);
+  assert.match(await rcpt('<"m\\e"@example.org>'), /^250 /);
+  assert.match(await rcpt('<@relay.example:"me"@example.org>'), /^250 /, 'with a source route');
+  // valid, but no such alias: the usual refusal, not a syntax error
+  assert.match(await rcpt('<"john doe"@example.org>'), /^550 5\.1\.1 /);
+  assert.match(await rcpt('<"me@example.org"@example.org>'), /^550 5\.1\.1 /);
+  assert.match(await rcpt('<"john doe"@elsewhere.example>'), /^554 5\.7\.1 /, 'a foreign domain is still not relayed');
+  // a quoted sender is a sender like any other
+  assert.match(await rcpt('<me@example.org>', '<"john doe"@client.example>'), /^250 /);
+  // not a Quoted-string: refused as before
+  for (const bad of ['<"unterminated@example.org>', '<"a"b"@example.org>', '<"tab\there"@example.org>', '<"nul\\\u0001"@example.org>', '<"me"@>']) {
+    assert.match(await rcpt(bad), /^501 /, bad);
+  }
+  // delivered by a real client, it lands in the mailbox of the alias it names
+  const { stdout } = await promisify(execFile)('swaks', ['--server', `127.0.0.1:${fe.ports.mx!}`, '--from', 'a@client.example', '--to', '"me"@example.org', '--header', 'Subject: quoted', '--body', 'hello', '--hide-informational']);
+  assert.match(stdout, /<- {2}250 2\.0\.0 Ok: queued as/);
+  await fe.waitForLog(/accepted id=\S+ .*stored=1/);
 });

@@ -20,6 +20,7 @@ import { protectMessage } from '../protection/pipeline.js';
 import { deliverToDomain, type DeliveryResult, type OutboundOptions } from './outbound.js';
 import { createSrs } from './srs.js';
 import { installPregreet } from './pregreet.js';
+import { acceptQuotedLocalParts } from './quoted-local.js';
 import { smtpSessionLimits } from './session-limits.js';
 import type { TlsSource } from '../tls/source.js';
 import { tlsServerOptions } from '../tls/policy.js';
@@ -325,7 +326,7 @@ export function createMx(opts: MxOptions) {
     },
   });
 
-  installPregreet(server, { log });
+  installPregreet(server, { log, prepare: acceptQuotedLocalParts });
   return smtpDaemon(server, inTransaction, log, opts.tls);
 }
 

@@ -22,6 +22,8 @@ const MAX_REMEMBERED = 100_000; // addresses; the oldest pass is forgotten first
 
 export interface PregreetOptions {
   log: Logger;
+  /** Called with each connection fe constructs here, before it reads anything (quoted-local.ts). */
+  prepare?: (connection: SMTPConnection) => void;
   now?: () => number;
 }
 
@@ -45,6 +47,7 @@ export function installPregreet(server: SMTPServer, opts: PregreetOptions) {
 
   server.connect = (socket, socketOptions) => {
     const connection = new SMTPConnection(server, socket, socketOptions);
+    opts.prepare?.(connection);
     server.connections.add(connection);
     connection.on('error', (err: Error) => server._onError(err));
     connection.on('connect', (data) => server._onClientConnect(data));
