@@ -221,3 +221,31 @@ test('POP3: an AUTH PLAIN whose response never comes is cut at command_timeout_s
   await c.send('AUTH PLAIN\r\n', /^\+ ?\r\n/m);
   assert.equal((await untilClosed(c)).text, '-ERR [SYS/TEMP] authentication not completed within 2 s\r\n');
 });
+
+test('IMAP: NUL in an APPEND literal is refused (BAD, nothing stored, session goes on); in literal8 (BINARY) it is kept and never served in a plain literal', { timeout: 60_000 }, async () => {
+  const c = await rawConnect(fe.ports.imap!, '127.35.0.1', /^\* OK .*\r\n/m);
+  await c.send(`a LOGIN me@example.org "${PASSWORD}"\r\n`, /^a OK .*\r\n/m);
+  const count = async (tag: string) => Number(/MESSAGES (\d+)/.exec(await c.send(`${tag} STATUS INBOX (MESSAGES)\r\n`, new RegExp(`^${tag} OK .*\\r\\n`, 'm')))![1]);
+  const before = await count('s1');
+  const msg = 'From: a@sender.example\r\nSubject: nul\r\n\r\nbefore\0after\r\n';
+  // a synchronising literal: the continuation, then the refusal once its octets are in
+  await c.send(`b APPEND INBOX {${msg.length}}\r\n`, /^\+ .*\r\n/m);
+  assert.match(await c.send(`${msg}\r\n`, /^b .*\r\n/m), /^b BAD NUL in a literal \(use literal8\)\r\n$/m);
+  // LITERAL+: the same, and the command pipelined after it is read as a command
+  const after = await c.send(`c APPEND INBOX {${msg.length}+}\r\n${msg}\r\nd NOOP\r\n`, /^d .*\r\n/m);
+  assert.match(after, /^c BAD NUL in a literal/m);
+  assert.match(after, /^d OK /m);
+  assert.equal(await count('s2'), before, 'nothing was stored');
+  // literal8 (RFC 3516; BINARY is advertised): stored as sent
+  const ok = await c.send(`e APPEND INBOX ~{${msg.length}+}\r\n${msg}\r\n`, /^e .*\r\n/m);
+  const uid = /^e OK \[APPENDUID \d+ (\d+)\]/m.exec(ok)?.[1];
+  assert.ok(uid, ok);
+  assert.equal(await count('s3'), before + 1);
+  await c.send('h SELECT INBOX\r\n', /^h OK .*\r\n/m);
+  const body = await c.send(`f UID FETCH ${uid} (BODY.PEEK[])\r\n`, /^f OK .*\r\n/m);
+  assert.ok(body.includes(`BODY[] {${msg.length}}\r\n`), body);
+  assert.ok(!body.includes('\0'), 'a plain literal carries no NUL');
+  const bin = await c.send(`g UID FETCH ${uid} (BINARY.PEEK[])\r\n`, /^g OK .*\r\n/m);
+  assert.ok(bin.includes(`BINARY[] ~{${msg.length}}\r\n${msg}`), bin);
+  c.socket.destroy();
+});
