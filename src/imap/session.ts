@@ -1426,11 +1426,6 @@ export class ImapSession {
   }
 }
 
-/**
- * A session's deadlines that input does not extend (a byte every few seconds restarts the idle
- * timer, not these): logging in within loginMs of connecting, and each command line with its
- * literals within commandMs of its first octet, plus a second per 64 KiB of literal announced.
- */
 interface DeadlineLimits {
   loginMs: number;
   commandMs: number;
@@ -1438,6 +1433,12 @@ interface DeadlineLimits {
   idleMs?: number;
 }
 
+/**
+ * A session's deadlines that input does not extend (a byte every few seconds restarts the idle
+ * timer, not these): logging in within loginMs of connecting, and each command line with its
+ * literals within commandMs of its first octet, plus a second per 64 KiB of literal announced;
+ * an AUTHENTICATE's continuations within commandMs together; one IDLE within idleMs.
+ */
 class SessionDeadlines {
   private login: NodeJS.Timeout | null = null;
   private command: NodeJS.Timeout | null = null;
