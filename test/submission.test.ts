@@ -236,6 +236,26 @@ print('sent')
   assert.equal(got.from, 'sales@example.org');
 });
 
+test('a message with UTF-8 in its Subject and From name (ASCII addresses) from smtplib leaves with SMTPUTF8, byte for byte, its DKIM signatures verified by python3-dkim', async () => {
+  const before = peer.messages.length;
+  const script = `
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL('127.0.0.1', int(sys.argv[1]), context=ctx)
+s.login('me@example.org', sys.argv[2])
+msg = 'From: "J\\u00fcrgen Gro\\u00df" <me@example.org>\\r\\nTo: friend@remote.example\\r\\nSubject: Gr\\u00fc\\u00dfe aus K\\u00f6ln\\r\\nContent-Type: text/plain; charset=utf-8\\r\\nContent-Transfer-Encoding: 8bit\\r\\n\\r\\nS\\u00fc\\u00df\\r\\n'.encode('utf-8')
+s.sendmail('me@example.org', ['friend@remote.example'], msg, mail_options=['SMTPUTF8', 'BODY=8BITMIME'])
+s.quit()
+print('sent')
+`;
+  assert.equal((await python(script, '', [String(fe.ports.submissions), PASSWORD])).trim(), 'sent');
+  const got = await waitFor('the peer to receive it', () => peer.messages.slice(before).find((m) => m.raw.includes(Buffer.from('Subject: Gr\u00fc\u00dfe aus K\u00f6ln\r\n', 'utf8'))));
+  assert.equal(got.smtpUtf8, true, 'MAIL FROM carried SMTPUTF8 to the next hop');
+  assert.equal(got.bodyType, '8bitmime');
+  assert.ok(got.raw.includes(Buffer.from('From: "J\u00fcrgen Gro\u00df" <me@example.org>', 'utf8')), 'the From name is untouched');
+  assert.deepEqual(await pythonDkimVerify(got.raw, dkimRecords), [true, true], 'both signatures verify over the UTF-8 header fields');
+});
+
 test('sending as an address the mailbox does not own is 550 5.7.1 naming it, for MAIL FROM and for From', async () => {
   const envelope = await swaks(fe.ports.submission!, ['--tls', '--auth', 'PLAIN', '--auth-user', 'me@example.org', '--auth-password', PASSWORD, '--from', 'other@example.org', '--to', 'friend@remote.example']);
   assert.match(envelope, /550 5\.7\.1 me@example\.org may not send as other@example\.org \(MAIL FROM\)/);
