@@ -145,7 +145,9 @@ export function hasUtf8Headers(message: Buffer): boolean {
       if (b) boundaries.add(b[1] ?? b[2]!);
       inHeaders = false;
       block = [];
-    } else if (line.startsWith('--') && boundaries.size > 0) {
+    } else if (boundaries.size === 0) {
+      return false; // a single-part message: the rest is body
+    } else if (line.startsWith('--')) {
       const rest = line.slice(2).trimEnd();
       if (boundaries.has(rest)) inHeaders = true; // a delimiter: the next part's headers follow
     }
