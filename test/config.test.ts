@@ -98,6 +98,30 @@ test('sending settings: send_as only for mailboxes and served domains; save_sent
   assert.equal(good.code, 0, good.stdout);
 });
 
+test('a mailbox\'s own sending limits and a domain\'s retention_days are checked like the global ones', async () => {
+  const yaml = [
+    'hostname: mail.example.org',
+    'domains:',
+    '  example.org:',
+    '    retention_days: 4000',
+    '    aliases:',
+    '      me: { mailbox: true, limits: { send_messages_per_hour: 0, send_recipients_per_day: 5000, send_per_week: 3 } }',
+    '      you: { mailbox: true, limits: { send_recipients_per_message: 2000 } }',
+    '      shop: { forward: [me@example.org], limits: { send_messages_per_hour: 10 } }',
+    '',
+  ].join('\n');
+  const { code, stdout } = await check(yaml);
+  assert.equal(code, 1);
+  assert.match(stdout, /:4:\d+: domains\.example\.org\.retention_days: must be a whole number from 0 to 3650/);
+  assert.match(stdout, /:6:\d+: domains\.example\.org\.aliases\.me\.limits\.send_messages_per_hour: must be a whole number from 1 to 1000000/);
+  assert.match(stdout, /:6:\d+: domains\.example\.org\.aliases\.me\.limits\.send_per_week: unknown key "send_per_week"; known keys: send_messages_per_hour, send_recipients_per_day, send_recipients_per_message/);
+  assert.doesNotMatch(stdout, /aliases\.me\.limits\.send_recipients_per_day/, 'a day of 5000 is within range');
+  assert.match(stdout, /:7:\d+: domains\.example\.org\.aliases\.you\.limits\.send_recipients_per_message: must be a whole number from 1 to 1000/);
+  assert.match(stdout, /:8:\d+: domains\.example\.org\.aliases\.shop\.limits: only a mailbox sends mail/);
+  const good = await check(yaml.replace('4000', '7').replace('send_messages_per_hour: 0, ', '').replace(', send_per_week: 3', '').replace('2000', '20').replace(', limits: { send_messages_per_hour: 10 }', ''));
+  assert.equal(good.code, 0, good.stdout);
+});
+
 test('config check --json gives problems with line, field and severity', async () => {
   const w = workspace('hostname: mail.example.org\nmta_sts: {mode: strict}\n');
   const r = await w.fe(['config', 'check', '--json']);

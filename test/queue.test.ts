@@ -41,8 +41,8 @@ function queueMessage(i: number, to: string, marker = '', requireTls = false): v
   handOff(w.dataDir, queuePublicKey(w.dataDir), { from: 'me@example.org', recipients: [{ address: to }], owner: 'me@example.org', submittedAt: new Date(), requireTls }, message(`m-${i}`, `body ${i} ${marker}`));
 }
 
-function inbox(): Buffer[] {
-  const dir = mailboxDir(w.dataDir, 'example.org', 'me');
+function inbox(ws = w): Buffer[] {
+  const dir = mailboxDir(ws.dataDir, 'example.org', 'me');
   const store = MailboxStore.open(dir, unlockMailboxKey(dir, PASSWORD));
   try {
     store.importSpool();
@@ -220,6 +220,68 @@ test('a next hop without 8BITMIME gets 7-bit mail; 8-bit mail is bounced (5.6.3)
   const eight = q.messages.flatMap((m) => m.recipients).find((r) => r.address === 'eightbit@remote.example')!;
   assert.equal(eight.state, 'bounced');
   assert.equal(eight.status, '5.6.3');
+});
+
+test('UTF-8 in the Subject and the From name with ASCII addresses: MAIL FROM carries SMTPUTF8 where offered; a next hop without it gets no copy (5.6.9)', { timeout: 90_000 }, async () => {
+  const modern = await startPeerMx();
+  // the same port on another loopback address, so one outbound.port reaches both
+  const old = await startPeerMx(undefined, { host: '127.0.0.2', port: modern.port, noSmtpUtf8: true });
+  const d = await startDnsServer({
+    'utf8.example': { MX: [{ priority: 10, exchange: 'mx.utf8.example' }] },
+    'mx.utf8.example': { A: ['127.0.0.1'] },
+    'plain.example': { MX: [{ priority: 10, exchange: 'mx.plain.example' }] },
+    'mx.plain.example': { A: ['127.0.0.2'] },
+  });
+  const w3 = workspace(['hostname: mail.example.org', 'data_dir: ./data', 'dns:', `  servers: ["${d.address}"]`, 'outbound:', `  port: ${modern.port}`, ''].join('\n'));
+  await w3.ok(['domain', 'add', 'example.org']);
+  await w3.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
+  const subject = 'Gr\u00fc\u00dfe aus K\u00f6ln \u2709';
+  const intl = (to: string) => Buffer.from(`From: "J\u00fcrgen Gro\u00df" <me@example.org>\r\nTo: ${to}\r\nSubject: ${subject}\r\nMessage-ID: <${to}>\r\n\r\nHallo\r\n`, 'utf8');
+  // ASCII top-level headers, UTF-8 only in an attachment's filename (RFC 6532 applies to MIME parts too)
+  const nested = (to: string) =>
+    Buffer.from(
+      `From: me@example.org\r\nTo: ${to}\r\nSubject: cv\r\nMessage-ID: <${to}>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b1\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename="r\u00e9sum\u00e9.txt"\r\n\r\nx\r\n--b1--\r\n`,
+      'utf8',
+    );
+  // UTF-8 only in the body: 8BITMIME is enough
+  const body8 = (to: string) => Buffer.from(`From: me@example.org\r\nTo: ${to}\r\nSubject: body only\r\nMessage-ID: <${to}>\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\u00fc\u00dfe\r\n`, 'utf8');
+  const send = (to: string, raw: Buffer) => handOff(w3.dataDir, queuePublicKey(w3.dataDir), { from: 'me@example.org', recipients: [{ address: to }], owner: 'me@example.org', submittedAt: new Date() }, raw);
+  send('intl@utf8.example', intl('intl@utf8.example'));
+  send('ascii@utf8.example', message('plain', 'nothing but ASCII'));
+  send('intl@plain.example', intl('intl@plain.example'));
+  send('nested@plain.example', nested('nested@plain.example'));
+  send('body8@plain.example', body8('body8@plain.example'));
+  const fe = await startServe(w3.config, ['--only', 'queue'], { FE_TEST_QUEUE_RETRY_MS: '300' }, []);
+  try {
+    await waitFor('all five to be settled', async () => {
+      const q = JSON.parse(await w3.ok(['queue', 'list', '--all', '--json'])) as { messages: { recipients: { state: string }[] }[] };
+      return q.messages.length === 5 && q.messages.every((m) => m.recipients.every((r) => r.state !== 'queued'));
+    }, () => fe.log());
+    await waitFor('the bounces in the sender\'s INBOX', () => inbox(w3).filter((r) => /multipart\/report/i.test(r.toString())).length >= 2, () => fe.log());
+  } finally {
+    await fe.stop();
+    await modern.close();
+    await old.close();
+    await d.close();
+  }
+  const got = modern.messages.find((m) => m.to[0] === 'intl@utf8.example');
+  assert.ok(got, 'the peer that offers SMTPUTF8 got the message');
+  assert.equal(got.smtpUtf8, true, 'MAIL FROM carried SMTPUTF8 (RFC 6531)');
+  assert.ok(got.raw.includes(Buffer.from(`Subject: ${subject}\r\n`, 'utf8')), 'the UTF-8 Subject arrived byte for byte');
+  assert.ok(got.raw.includes(Buffer.from('From: "J\u00fcrgen Gro\u00df" <me@example.org>', 'utf8')), 'the UTF-8 From name arrived byte for byte');
+  assert.equal(modern.messages.find((m) => m.to[0] === 'ascii@utf8.example')?.smtpUtf8, false, 'an ASCII message does not ask for SMTPUTF8');
+  assert.deepEqual(old.messages.map((m) => m.to[0]), ['body8@plain.example'], 'the peer without SMTPUTF8 got only the message whose headers are ASCII');
+  assert.equal(old.messages[0]!.bodyType, '8bitmime');
+  const q = JSON.parse(await w3.ok(['queue', 'list', '--all', '--json'])) as { messages: { recipients: { address: string; state: string; status: string }[] }[] };
+  const rcpt = (a: string) => q.messages.flatMap((m) => m.recipients).find((r) => r.address === a)!;
+  for (const a of ['intl@plain.example', 'nested@plain.example']) {
+    assert.equal(rcpt(a).state, 'bounced', a);
+    assert.equal(rcpt(a).status, '5.6.9', a);
+  }
+  const report = inbox(w3).map((r) => r.toString()).find((r) => /multipart\/report/i.test(r) && r.includes('intl@plain.example'));
+  assert.ok(report, 'the sender is told');
+  assert.match(report, /Status: 5\.6\.9/);
+  assert.match(report, /no SMTPUTF8/);
 });
 
 test('delivery records are kept for the owner domain\'s retention_days, else queue.retention_days', async () => {

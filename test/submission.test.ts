@@ -122,6 +122,13 @@ before(async () => {
   // other@ has a sending limit of its own, tighter than the global one
   w.write(w.read().replace('      other:\n        mailbox: true\n', '      other:\n        mailbox: true\n        limits: { send_recipients_per_message: 2 }\n'));
   assert.match(w.read(), /limits: \{ send_recipients_per_message: 2 \}/, 'the test edits fe.yml as intended');
+  // tight@ gets fewer messages and recipients than the defaults, wide@ more recipients a message than the global 5
+  await w.ok(['alias', 'add', 'tight@example.org', '--mailbox', '--password-stdin'], { stdin: `${OTHER_PASSWORD}\n` });
+  await w.ok(['alias', 'add', 'wide@example.org', '--mailbox', '--password-stdin'], { stdin: `${OTHER_PASSWORD}\n` });
+  w.write(w.read().replace('      tight:\n        mailbox: true\n', '      tight:\n        mailbox: true\n        limits: { send_messages_per_hour: 2, send_recipients_per_day: 3 }\n'));
+  w.write(w.read().replace('      wide:\n        mailbox: true\n', '      wide:\n        mailbox: true\n        limits: { send_recipients_per_message: 8 }\n'));
+  assert.match(w.read(), /limits: \{ send_messages_per_hour: 2, send_recipients_per_day: 3 \}/, 'the test edits fe.yml as intended');
+  assert.match(w.read(), /limits: \{ send_recipients_per_message: 8 \}/, 'the test edits fe.yml as intended');
   const ours = JSON.parse(await w.ok(['domain', 'dns', 'example.org', '--json'])) as { records: { name: string; type: string; text?: string }[] };
   dkimRecords = Object.fromEntries(ours.records.filter((r) => r.type === 'TXT' && r.name.includes('._domainkey.')).map((r) => [r.name.replace(/\.$/, ''), r.text!]));
   assert.equal(Object.keys(dkimRecords).length, 2, 'an RSA and an Ed25519 key are published');
@@ -229,6 +236,26 @@ print('sent')
   assert.equal(got.from, 'sales@example.org');
 });
 
+test('a message with UTF-8 in its Subject and From name (ASCII addresses) from smtplib leaves with SMTPUTF8, byte for byte, its DKIM signatures verified by python3-dkim', async () => {
+  const before = peer.messages.length;
+  const script = `
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL('127.0.0.1', int(sys.argv[1]), context=ctx)
+s.login('me@example.org', sys.argv[2])
+msg = 'From: "J\\u00fcrgen Gro\\u00df" <me@example.org>\\r\\nTo: friend@remote.example\\r\\nSubject: Gr\\u00fc\\u00dfe aus K\\u00f6ln\\r\\nContent-Type: text/plain; charset=utf-8\\r\\nContent-Transfer-Encoding: 8bit\\r\\n\\r\\nS\\u00fc\\u00df\\r\\n'.encode('utf-8')
+s.sendmail('me@example.org', ['friend@remote.example'], msg, mail_options=['SMTPUTF8', 'BODY=8BITMIME'])
+s.quit()
+print('sent')
+`;
+  assert.equal((await python(script, '', [String(fe.ports.submissions), PASSWORD])).trim(), 'sent');
+  const got = await waitFor('the peer to receive it', () => peer.messages.slice(before).find((m) => m.raw.includes(Buffer.from('Subject: Gr\u00fc\u00dfe aus K\u00f6ln\r\n', 'utf8'))));
+  assert.equal(got.smtpUtf8, true, 'MAIL FROM carried SMTPUTF8 to the next hop');
+  assert.equal(got.bodyType, '8bitmime');
+  assert.ok(got.raw.includes(Buffer.from('From: "J\u00fcrgen Gro\u00df" <me@example.org>', 'utf8')), 'the From name is untouched');
+  assert.deepEqual(await pythonDkimVerify(got.raw, dkimRecords), [true, true], 'both signatures verify over the UTF-8 header fields');
+});
+
 test('sending as an address the mailbox does not own is 550 5.7.1 naming it, for MAIL FROM and for From', async () => {
   const envelope = await swaks(fe.ports.submission!, ['--tls', '--auth', 'PLAIN', '--auth-user', 'me@example.org', '--auth-password', PASSWORD, '--from', 'other@example.org', '--to', 'friend@remote.example']);
   assert.match(envelope, /550 5\.7\.1 me@example\.org may not send as other@example\.org \(MAIL FROM\)/);
@@ -252,6 +279,52 @@ test('too many recipients for one message is 452 4.5.3 with the limit', async ()
   assert.deepEqual(own.rejected, ['c@remote.example'], 'the third recipient is refused under its own limit of 2');
   assert.match(String((own.rejectedErrors?.[0] as { response?: string } | undefined)?.response), /^452 4\.5\.3 Too many recipients \(at most 2 a message/);
   o.close();
+});
+
+test('Python smtplib over 587: a mailbox\'s own limits in fe.yml give it fewer messages and recipients (451 4.7.1, 452 4.5.3 naming the limit) or more recipients a message than the global ones', async () => {
+  const script = `
+import smtplib, ssl, sys, json
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+def login(user):
+    s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]))
+    s.starttls(context=ctx)
+    s.login(user, sys.argv[2])
+    return s
+def send(s, sender, rcpts, subject):
+    msg = ('From: %s\\r\\nTo: list@remote.example\\r\\nSubject: %s\\r\\n\\r\\nx\\r\\n' % (sender, subject)).encode()
+    try:
+        refused = s.sendmail(sender, rcpts, msg)
+        return {'refused': {k: [v[0], v[1].decode()] for k, v in refused.items()}}
+    except smtplib.SMTPSenderRefused as e:
+        return {'sender': [e.smtp_code, e.smtp_error.decode()]}
+out = {}
+s = login('tight@example.org')
+out['t1'] = send(s, 'tight@example.org', ['t1@remote.example', 't2@remote.example'], 'tight 1')
+out['t2'] = send(s, 'tight@example.org', ['t3@remote.example', 't4@remote.example'], 'tight 2')
+out['t3'] = send(s, 'tight@example.org', ['t5@remote.example'], 'tight 3')
+s.quit()
+s = login('wide@example.org')
+out['w'] = send(s, 'wide@example.org', ['w%d@remote.example' % i for i in range(1, 10)], 'wide 1')
+s.quit()
+print(json.dumps(out))
+`;
+  const out = JSON.parse(await python(script, '', [String(fe.ports.submission), OTHER_PASSWORD])) as Record<string, { refused?: Record<string, [number, string]>; sender?: [number, string] }>;
+  assert.deepEqual(out.t1, { refused: {} }, 'two recipients fit tight@\'s day of 3');
+  assert.deepEqual(Object.keys(out.t2!.refused!), ['t4@remote.example'], 'the fourth recipient of the day is refused, the third accepted');
+  assert.equal(out.t2!.refused!['t4@remote.example']![0], 452);
+  assert.match(out.t2!.refused!['t4@remote.example']![1], /^4\.5\.3 tight@example\.org has sent to 2 recipients in the last 24 hours \(send_recipients_per_day is 3\)/);
+  assert.equal(out.t3!.sender?.[0], 451, 'a third message in the hour is refused at MAIL FROM');
+  assert.match(out.t3!.sender![1], /^4\.7\.1 tight@example\.org has sent 2 messages in the last hour \(send_messages_per_hour\)/);
+  // the global limit is 5 recipients a message; wide@'s own is 8
+  assert.deepEqual(Object.keys(out.w!.refused!), ['w9@remote.example'], 'eight recipients accepted, the ninth refused');
+  assert.equal(out.w!.refused!['w9@remote.example']![0], 452);
+  assert.match(out.w!.refused!['w9@remote.example']![1], /^4\.5\.3 Too many recipients \(at most 8 a message; send_recipients_per_message\)/);
+  const toOf = (subject: string) => peer.messages.filter((m) => m.raw.includes(`Subject: ${subject}\r\n`)).flatMap((m) => m.to).sort();
+  await waitFor('the accepted messages at the peer', () => toOf('wide 1').length === 8 && toOf('tight 2').length === 1 && toOf('tight 1').length === 2);
+  assert.deepEqual(toOf('tight 1'), ['t1@remote.example', 't2@remote.example']);
+  assert.deepEqual(toOf('tight 2'), ['t3@remote.example']);
+  assert.deepEqual(toOf('tight 3'), [], 'the refused message never left');
+  assert.deepEqual(toOf('wide 1'), [1, 2, 3, 4, 5, 6, 7, 8].map((i) => `w${i}@remote.example`).sort());
 });
 
 test('local recipients are delivered on this host (forwards followed), remote ones through the queue', async () => {

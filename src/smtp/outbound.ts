@@ -119,14 +119,53 @@ function extensionsOf(conn: SMTPConnection): string[] {
   return (conn as unknown as { _supportedExtensions?: string[] })._supportedExtensions ?? [];
 }
 
+const BOUNDARY = /;\s*boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))/i;
+
+/**
+ * Whether a header block of the message, or of any MIME part in it, carries raw UTF-8 (RFC 6532):
+ * such a message needs SMTPUTF8 even when every address is ASCII (RFC 6531).
+ */
+export function hasUtf8Headers(message: Buffer): boolean {
+  if (!has8Bit(message)) return false;
+  const boundaries = new Set<string>();
+  let inHeaders = true;
+  let block: string[] = [];
+  for (const raw of message.toString('latin1').split('\n')) {
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (inHeaders) {
+      if (line !== '') {
+        if (/[^\x00-\x7f]/.test(line)) return true;
+        block.push(line);
+        continue;
+      }
+      // the end of a header block: its Content-Type may open parts with headers of their own
+      const unfolded = block.join('\n').replace(/\n[ \t]+/g, ' ').split('\n');
+      const type = unfolded.find((l) => /^content-type\s*:\s*multipart\//i.test(l));
+      const b = type ? BOUNDARY.exec(type) : null;
+      if (b) boundaries.add(b[1] ?? b[2]!);
+      inHeaders = false;
+      block = [];
+    } else if (boundaries.size === 0) {
+      return false; // a single-part message: the rest is body
+    } else if (line.startsWith('--')) {
+      const rest = line.slice(2).trimEnd();
+      if (boundaries.has(rest)) inHeaders = true; // a delimiter: the next part's headers follow
+    }
+  }
+  return false;
+}
+
 /**
  * A message the next hop cannot take as it is: 8-bit content without 8BITMIME (RFC 6152), an
- * internationalized address without SMTPUTF8 (RFC 6531). fe does not rewrite messages it signed,
- * so these are refused for good, with a status that says why (RFC 3463 X.6.3, RFC 6531 X.6.7).
+ * internationalized address or UTF-8 header fields without SMTPUTF8 (RFC 6531). fe does not
+ * rewrite messages it signed (an RFC 2047 downgrade of Subject or From would break the DKIM
+ * signature), so these are refused for good, with a status that says why (RFC 3463 X.6.3,
+ * RFC 6531 X.6.7 for addresses, X.6.9 for header fields).
  */
-function downgradeProblem(m: OutboundMessage, extensions: string[]): string | null {
+function downgradeProblem(m: OutboundMessage, extensions: string[], utf8Headers: boolean): string | null {
   const nonAscii = /[^\x00-\x7f]/;
   if ((nonAscii.test(m.from) || m.to.some((a) => nonAscii.test(a))) && !extensions.includes('SMTPUTF8')) return '553 5.6.7 the next hop does not accept internationalized addresses (no SMTPUTF8)';
+  if (utf8Headers && !extensions.includes('SMTPUTF8')) return '550 5.6.9 the next hop does not accept UTF-8 header fields (no SMTPUTF8) and fe does not rewrite signed mail';
   if (!extensions.includes('8BITMIME') && has8Bit(m.message)) return '554 5.6.3 the next hop does not accept 8-bit messages (no 8BITMIME) and fe does not convert signed mail';
   return null;
 }
@@ -162,6 +201,12 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
       greetingTimeout: timeout,
       socketTimeout: timeout * 2,
     });
+    // nodemailer puts SMTPUTF8 on MAIL FROM only for non-ASCII addresses; a message with UTF-8
+    // header fields needs it as well (RFC 6531), so the MAIL command is completed here.
+    let wantSmtpUtf8 = false;
+    const raw = conn as unknown as { _sendCommand(str: string, logStr?: string): void };
+    const sendCommand = raw._sendCommand.bind(conn);
+    raw._sendCommand = (str, logStr) => sendCommand(wantSmtpUtf8 && /^MAIL FROM:/i.test(str) && !/ SMTPUTF8\b/i.test(str) ? `${str} SMTPUTF8` : str, logStr);
     const results: (RecipientOutcome[] | null)[] = batch.map(() => null);
     // Each message's answers are passed on as soon as they are known, so the queue can commit
     // them before the next message is sent: a crash then repeats at most that one message.
@@ -202,7 +247,8 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
       if (i >= batch.length) return finish();
       current = i;
       const m = batch[i]!;
-      const refuse = downgradeProblem(m, extensionsOf(conn));
+      const utf8Headers = hasUtf8Headers(m.message);
+      const refuse = downgradeProblem(m, extensionsOf(conn), utf8Headers);
       if (refuse) {
         set(i, m.to.map((a) => ({ address: a, ok: false, permanent: true, code: null, message: `${refuse} (${mxName})`, mx: mxName, stage: 'mail' as const })));
         return next(i + 1);
@@ -224,6 +270,7 @@ function session(ip: string, mxName: string, batch: OutboundMessage[], opts: Out
         ...(m.requireTls ? { requireTLSExtensionEnabled: true } : {}),
         ...(has8Bit(m.message) ? { use8BitMime: true } : {}), // RFC 6152: 8-bit content is declared
       };
+      wantSmtpUtf8 = utf8Headers; // an internationalized address nodemailer flags on its own
       conn.send(envelope as Parameters<SMTPConnection['send']>[0], m.message, (err, info) => {
         if (settled) return;
         if (err) {

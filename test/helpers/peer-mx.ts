@@ -9,6 +9,7 @@ export interface Received {
   raw: Buffer;
   secure: boolean;
   bodyType: string; // what MAIL FROM declared: 7bit, or 8bitmime with BODY=8BITMIME
+  smtpUtf8: boolean; // MAIL FROM carried SMTPUTF8 (RFC 6531)
 }
 
 export interface PeerMx {
@@ -17,7 +18,7 @@ export interface PeerMx {
   close(): Promise<void>;
 }
 
-export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }, opts: { dataDelayMs?: number; no8BitMime?: boolean; host?: string; port?: number; noStartTls?: boolean } = {}): Promise<PeerMx> {
+export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }, opts: { dataDelayMs?: number; no8BitMime?: boolean; noSmtpUtf8?: boolean; host?: string; port?: number; noStartTls?: boolean } = {}): Promise<PeerMx> {
   const messages: Received[] = [];
   const deferredOnce = new Set<string>();
   const server = new SMTPServer({
@@ -25,6 +26,7 @@ export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }, opts: { d
     authOptional: true,
     disabledCommands: opts.noStartTls ? ['AUTH', 'STARTTLS'] : ['AUTH'], // no STARTTLS at all, not merely unadvertised
     ...(opts.no8BitMime ? { hide8BITMIME: true, hideSMTPUTF8: true } : {}),
+    ...(opts.noSmtpUtf8 ? { hideSMTPUTF8: true } : {}), // 8BITMIME still offered
     disableReverseLookup: true,
     logger: false,
     onRcptTo(address, _session, cb) {
@@ -42,12 +44,15 @@ export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }, opts: { d
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
         // Recorded before the 250, as a real MX commits before answering.
-        messages.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks), secure: session.secure, bodyType: (session.envelope as { bodyType?: string }).bodyType ?? '7bit' });
+        messages.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks), secure: session.secure, bodyType: (session.envelope as { bodyType?: string }).bodyType ?? '7bit', smtpUtf8: (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 === true });
         if (opts.dataDelayMs) setTimeout(() => cb(), opts.dataDelayMs);
         else cb();
       });
     },
   });
+  // A client killed mid-transaction (the queue's kill -9 test) resets its connection; smtp-server
+  // reports that as an 'error' event, which unheard would crash the test process. A real MX goes on.
+  server.on('error', () => {});
   // Several peers can share a port on different loopback addresses: one MX port for all in fe's config.
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);
