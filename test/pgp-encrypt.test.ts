@@ -18,6 +18,9 @@ import { startPeerMx, type PeerMx } from './helpers/peer-mx.js';
 import { expiredKey, goodKey, type PgpFixture } from './helpers/pgp-fixtures.js';
 import { authenticate } from 'mailauth';
 import { createResolver } from '../src/dns/resolver.js';
+import { loadConfig } from '../src/config/file.js';
+import { activeSigners, dkimRecord } from '../src/dkim/sign.js';
+import { pythonDkimVerify } from './helpers/python-dkim.js';
 
 const run = promisify(execFile);
 const PASSWORD = 'correct horse battery staple';
@@ -329,7 +332,7 @@ test('fe import into a mailbox with a key stores each message encrypted to it; a
   assert.deepEqual([again.imported, again.duplicates], [0, 1], 'found as a duplicate by the plaintext, though each encryption differs');
 });
 
-test('a forward alias with encrypt: true sends the copy encrypted to the target\'s key, ARC-sealed after encrypting', async () => {
+test('a forward alias with encrypt: true sends the copy encrypted to the target\'s key, DKIM-signed and ARC-sealed after encrypting', async () => {
   const marker = `forwarded-secret-${Date.now()}`;
   const before = peer.messages.length;
   await deliver('fwd@example.org', 'Forwarded subject', marker);
@@ -346,6 +349,11 @@ test('a forward alias with encrypt: true sends the copy encrypted to the target\
   const verdict = await authenticate(got.raw, { ip: '127.0.0.1', helo: 'mail.example.org', mta: 'peer.test', sender: got.from, resolver: createResolver({ servers: [dns.address] }).mailauthResolver });
   assert.ok(verdict.arc, 'ARC was evaluated');
   assert.equal(verdict.arc.status.result, 'pass', 'the ARC seal covers the encrypted copy');
+  // Signed by the alias domain after encrypting: python3-dkim verifies the copy as received.
+  assert.match(head, /^DKIM-Signature: [^]*?d=example\.org;/m);
+  const records = Object.fromEntries(activeSigners(loadConfig(w.config), 'example.org').map((s) => [`${s.selector}._domainkey.example.org`, dkimRecord(s)]));
+  const dkim = await pythonDkimVerify(got.raw, records);
+  assert.ok(dkim.length >= 1 && dkim.every(Boolean), `every DKIM signature verifies: ${JSON.stringify(dkim)}`);
   const armored = /-----BEGIN PGP MESSAGE-----[^]*?-----END PGP MESSAGE-----\r\n/.exec(raw)?.[0];
   assert.ok(armored);
   const plain = (await gpg(['--decrypt'], armored)).toString('utf8');

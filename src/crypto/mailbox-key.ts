@@ -16,7 +16,7 @@ import {
 import { existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ensurePrivateDir, fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
-import { MLKEM_PUBLIC_LEN, mlkemFromSeed, newMlkemSeed, type HybridPrivateKey, type SealOpener, type SealRecipient } from './seal.js';
+import { isHybrid, MLKEM_PUBLIC_LEN, mlkemFromSeed, newMlkemSeed, type HybridPrivateKey, type SealOpener, type SealRecipient } from './seal.js';
 
 export class WrongPassword extends Error {
   constructor() {
@@ -109,8 +109,13 @@ interface Inner {
 /** Always writes the current format (v2): a v1 key re-wrapped here gets an ML-KEM key. */
 function wrap(address: string, password: string, inner: Inner & { mlkemSeed: Buffer }, created: string): KeyFileV2 {
   const salt = randomBytes(16);
+  return wrapWith(kek(password, salt, SCRYPT), salt, address, inner, created);
+}
+
+/** As wrap, with the password-derived key already made from `salt` (async callers). */
+function wrapWith(key: Buffer, salt: Buffer, address: string, inner: Inner & { mlkemSeed: Buffer }, created: string): KeyFileV2 {
   const nonce = randomBytes(12);
-  const cipher = createCipheriv('chacha20-poly1305', kek(password, salt, SCRYPT), nonce, { authTagLength: 16 });
+  const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
   cipher.setAAD(aad(2, address), { plaintextLength: 0 }); // plaintextLength is used only by CCM modes
   const plain = Buffer.from(
     JSON.stringify({
@@ -307,6 +312,41 @@ export function upgradeMailboxSeal(dir: string, password: string): boolean {
     return false;
   }
   return rewrap(dir, password, password).addedMlkem;
+}
+
+/**
+ * At a login: gives a v1 key its ML-KEM-768 half, as upgradeMailboxSeal does, but with the key
+ * derivation off the event loop and without unwrapping again: `opened` is what the password just
+ * unwrapped from the file whose salt is `opened.salt`. The caller holds the key file's lock. When
+ * the file is no longer that one (another process upgraded it or changed the password since), it is
+ * left alone and `opened` comes back. Otherwise the secrets and salt of the new file come back.
+ * Crash-safe as rewrap: the new file is staged, read back and only then renamed over the old.
+ */
+export async function addMlkemAtLogin(dir: string, password: string, opened: { secrets: MailboxSecrets; salt: string }): Promise<{ secrets: MailboxSecrets; salt: string; upgraded: boolean }> {
+  const current = readKeyFile(keyFilePath(dir));
+  const x25519 = opened.secrets.sealingPrivateKey;
+  if (current.version !== 1 || current.kdf.salt !== opened.salt || isHybrid(x25519)) return { ...opened, upgraded: false };
+  const seed = newMlkemSeed();
+  const salt = randomBytes(16);
+  const key = await kekAsync(password, salt, SCRYPT);
+  const inner = { masterKey: opened.secrets.masterKey, x25519, mlkemSeed: seed };
+  const next = wrapWith(key, salt, current.address, inner, current.created);
+  const staged = path.join(dir, `${KEY_FILE}.new`);
+  writeFileAtomic(staged, JSON.stringify(next, null, 2) + '\n', 0o600);
+  try {
+    const check = unwrapInner(readKeyFile(staged), key);
+    if (!check.masterKey.equals(inner.masterKey) || !check.mlkemSeed?.equals(seed)) throw new KeyFileError('re-wrapped key does not match');
+    check.masterKey.fill(0);
+    check.mlkemSeed.fill(0);
+  } catch (e) {
+    rmSync(staged, { force: true });
+    throw e;
+  } finally {
+    key.fill(0);
+  }
+  renameSync(staged, keyFilePath(dir));
+  fsyncDir(dir);
+  return { secrets: secretsOf(inner), salt: next.kdf.salt, upgraded: true };
 }
 
 /** A long random password from an alphabet without look-alike characters (~140 bits). */

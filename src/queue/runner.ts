@@ -5,7 +5,7 @@
 import { createSocket } from 'node:dgram';
 import { watch, type FSWatcher, existsSync, mkdirSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
-import type { KeyObject } from 'node:crypto';
+import type { SealOpener } from '../crypto/seal.js';
 import { resolveRecipient } from '../config/resolve.js';
 import type { FeConfig } from '../config/schema.js';
 import { hasMailboxKey } from '../crypto/mailbox-key.js';
@@ -51,7 +51,7 @@ function headerBlock(message: Buffer): Buffer {
 
 export class QueueRunner {
   private store: QueueStore | null = null;
-  private privateKey: KeyObject | null = null;
+  private privateKey: SealOpener | null = null;
   private watcher: FSWatcher | null = null;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;

@@ -4,8 +4,7 @@
 // small transactions beside it (WAL, busy timeout), which the daemon sees on its next round.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { KeyObject } from 'node:crypto';
-import { SealError } from '../crypto/seal.js';
+import { SealError, type SealOpener } from '../crypto/seal.js';
 import { serverSecret } from '../daemon/secrets.js';
 import { Database, type SqliteDb, type SqliteStatement } from '../store/sqlite.js';
 import { HandoffFormatError, incomingDir, incomingFile, listIncoming, queueDir, readIncoming, type QueueRecipient } from './handoff.js';
@@ -256,7 +255,7 @@ export class QueueStore {
    * Moves every sealed file in incoming/ into the database, one transaction, then removes the
    * files. A file already imported (a crash between commit and unlink) is only removed.
    */
-  importIncoming(privateKey: KeyObject, now = Date.now()): { imported: string[]; failed: { id: string; reason: string }[] } {
+  importIncoming(privateKey: SealOpener, now = Date.now()): { imported: string[]; failed: { id: string; reason: string }[] } {
     const ids = listIncoming(this.dataDir);
     const result = { imported: [] as string[], failed: [] as { id: string; reason: string }[] };
     if (ids.length === 0) return result;

@@ -8,6 +8,7 @@ import { resolveRecipient } from '../config/resolve.js';
 import { answerData, domainOf, readAll, SmtpReply, smtpDaemon } from './daemon.js';
 import type { FeConfig } from '../config/schema.js';
 import { privateKeyPath } from '../dkim/keys.js';
+import { activeSigners, signMessage } from '../dkim/sign.js';
 import type { FeResolver } from '../dns/resolver.js';
 import { forwardEncryption, protectForForward, storeInMailbox } from '../pgp/store.js';
 import type { SubjectMode } from '../pgp/pgp-mime.js';
@@ -161,8 +162,10 @@ export function createMx(opts: MxOptions) {
     for (const g of groups.values()) {
       jobs.push(
         (async () => {
-          const body = g.encrypt ? await protectForForward(config, g.to[0]!, g.encrypt, message, log, wkd) : message;
-          const sealed = await sealForForwarding(config, body, verdict, g.via); // ARC seals what goes out: after encrypting
+          const encrypted = g.encrypt ? await protectForForward(config, g.to[0]!, g.encrypt, message, log, wkd) : message;
+          // Encrypting broke the sender's DKIM signatures; ours vouches for the copy as it leaves.
+          const body = encrypted === message ? message : await signForwarded(config, encrypted, g.via);
+          const sealed = await sealForForwarding(config, body, verdict, g.via); // ARC seals what goes out: after encrypting and signing
           const from = sender === '' ? '' : srsFor(g.via).forward(sender);
           return deliverToDomain(g.domain, { from, to: g.to }, sealed, outbound(config));
         })(),
@@ -173,6 +176,17 @@ export function createMx(opts: MxOptions) {
       jobs.push(deliverToDomain(domainOf(original), { from: '', to: [original] }, message, outbound(config)));
     }
     return Promise.all(jobs);
+  }
+
+  /** DKIM-signs a copy fe changed (encrypted) with the alias domain's active keys; unsigned, with a WARN, when it cannot. */
+  async function signForwarded(config: FeConfig, message: Buffer, via: string): Promise<Buffer> {
+    try {
+      const signers = activeSigners(config, via);
+      return signers.length === 0 ? message : await signMessage(message, via, signers);
+    } catch (e) {
+      log.warn('DKIM signing of an encrypted forward failed; forwarding it unsigned', { domain: via, reason: (e as Error).message });
+      return message;
+    }
   }
 
   /** ARC-seals with the alias domain's active DKIM key, so receivers can trust our SPF/DKIM results. */

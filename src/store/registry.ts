@@ -8,7 +8,9 @@ import { existsSync, mkdirSync, watch, type FSWatcher } from 'node:fs';
 import { resolveRecipient } from '../config/resolve.js';
 import type { FeConfig } from '../config/schema.js';
 import { PasswordVerifier } from '../auth/verifier.js';
-import { decoyUnlockAsync, hasMailboxKey, mailboxKeySalt, unlockMailboxKeyWithSalt, WrongPassword } from '../crypto/mailbox-key.js';
+import { acquireLock } from '../config/lock.js';
+import { addMlkemAtLogin, decoyUnlockAsync, hasMailboxKey, keyFilePath, mailboxKeySalt, unlockMailboxKeyWithSalt, WrongPassword, type MailboxSecrets } from '../crypto/mailbox-key.js';
+import { isHybrid } from '../crypto/seal.js';
 import type { Logger } from '../util/log.js';
 import { MailboxStore } from './mailbox-db.js';
 import { mailboxDir } from './paths.js';
@@ -95,6 +97,7 @@ export class MailboxRegistry {
       if (e instanceof WrongPassword) return null;
       throw e;
     }
+    ({ secrets, salt } = await upgradeSealAtLogin(dir, address, password, { secrets, salt }, this.opts.log));
     // Two logins racing for a closed mailbox open it once.
     while (this.opening.has(dir)) await this.opening.get(dir);
     let entry = this.entries.get(dir);
@@ -182,5 +185,31 @@ export class MailboxRegistry {
 
   closeAll(): void {
     for (const e of [...this.entries.values()]) this.close(e);
+  }
+}
+
+// A login waits this long at most for `fe alias passwd` or another login holding the key file.
+const UPGRADE_LOCK_MS = 3_000;
+
+/**
+ * A mailbox key still of the X25519-only format gets its ML-KEM-768 half at its owner's login
+ * (the password is at hand only then). Mail the MX seals meanwhile is safe either way: the key
+ * file is replaced whole by a rename, and the X25519 key stays, so what was sealed to the old
+ * public key opens with the new private key. A failed upgrade never fails the login: it is
+ * logged and tried again at the next one.
+ */
+export async function upgradeSealAtLogin(dir: string, address: string, password: string, opened: { secrets: MailboxSecrets; salt: string }, log: Logger): Promise<{ secrets: MailboxSecrets; salt: string }> {
+  if (isHybrid(opened.secrets.sealingPrivateKey)) return opened;
+  let release: (() => void) | undefined;
+  try {
+    release = await acquireLock(keyFilePath(dir), UPGRADE_LOCK_MS);
+    const r = await addMlkemAtLogin(dir, password, opened);
+    if (r.upgraded) log.info('mailbox seal upgraded to X25519 + ML-KEM-768 at login', { mailbox: log.addr(address) });
+    return r;
+  } catch (e) {
+    log.warn('mailbox seal upgrade at login failed; tried again at the next login', { mailbox: log.addr(address), reason: (e as Error).message });
+    return opened;
+  } finally {
+    release?.();
   }
 }

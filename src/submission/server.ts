@@ -8,7 +8,7 @@ import { authenticate, type MailauthResolver } from 'mailauth';
 import type { LoginThrottle } from '../auth/throttle.js';
 import { resolveRecipient } from '../config/resolve.js';
 import type { FeConfig } from '../config/schema.js';
-import { decoyUnlockAsync, hasMailboxKey, sealingPublicKey, unlockMailboxKeyAsync, WrongPassword } from '../crypto/mailbox-key.js';
+import { decoyUnlockAsync, hasMailboxKey, sealingPublicKey, unlockMailboxKeyWithSalt, WrongPassword } from '../crypto/mailbox-key.js';
 import { answerData, domainOf, readAll, SmtpReply, smtpDaemon } from '../smtp/daemon.js';
 import { activeSigners, dkimRecord, signMessage, type DkimSigner } from '../dkim/sign.js';
 import { handOff, queuePublicKey, type QueueRecipient } from '../queue/handoff.js';
@@ -16,6 +16,7 @@ import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
 import { encryptOutbound } from '../pgp/outbound.js';
 import { protectForMailbox } from '../pgp/store.js';
 import type { WkdLookup } from '../pgp/wkd-lookup.js';
+import { upgradeSealAtLogin } from '../store/registry.js';
 import { appendToSpool } from '../store/spool.js';
 import type { TlsSource } from '../tls/source.js';
 import { tlsServerOptions } from '../tls/policy.js';
@@ -88,7 +89,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
   async function onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession): Promise<string> {
     if (!session.secure && !opts.allowPlaintextAuth(session.remoteAddress)) throw new SmtpReply(538, '5.7.11 Encryption required: use STARTTLS first (or port 465)');
     const config = opts.config();
-    const r = await opts.throttle.login(session.remoteAddress, () => true, () => checkPassword(config, auth.username ?? '', auth.password ?? ''), opts.openMailboxes ? () => opts.openMailboxes!.quickCheck(auth.username ?? '', auth.password ?? '') : undefined);
+    const r = await opts.throttle.login(session.remoteAddress, () => true, () => checkPassword(config, auth.username ?? '', auth.password ?? '', log), opts.openMailboxes ? () => opts.openMailboxes!.quickCheck(auth.username ?? '', auth.password ?? '') : undefined);
     if (r.kind === 'blocked') throw new SmtpReply(454, `4.7.0 Too many failed logins from your address; try again in ${Math.ceil(r.retryAfterMs / 60_000)} minutes`);
     if (r.kind === 'busy' || r.kind === 'gone') throw new SmtpReply(454, '4.7.0 Too many logins waiting; try again in a moment');
     const user = r.kind === 'ok' ? r.value : null;
@@ -258,18 +259,20 @@ export function createSubmissionServer(opts: SubmissionOptions) {
 }
 
 /** The canonical address of the mailbox this login names, if the password opens it. */
-async function checkPassword(config: FeConfig, username: string, password: string): Promise<string | null> {
+async function checkPassword(config: FeConfig, username: string, password: string, log: Logger): Promise<string | null> {
   const r = resolveRecipient(config, username.trim());
   const dir = r.ok && r.resolution.via === 'exact' && r.resolution.alias.mailbox ? mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local) : null;
   if (!r.ok || !dir || !hasMailboxKey(dir)) return decoyUnlockAsync(password).then(() => null); // as slow as a wrong password
+  const address = `${r.resolution.local}@${r.resolution.domain.name}`;
   try {
-    const secrets = await unlockMailboxKeyAsync(dir, password);
+    const opened = await unlockMailboxKeyWithSalt(dir, password);
+    const { secrets } = await upgradeSealAtLogin(dir, address, password, opened, log);
     secrets.masterKey.fill(0); // only the password check is needed here
   } catch (e) {
     if (e instanceof WrongPassword) return null;
     throw e;
   }
-  return `${r.resolution.local}@${r.resolution.domain.name}`;
+  return address;
 }
 
 function ownMailboxDir(config: FeConfig, user: string): string | null {

@@ -98,9 +98,9 @@ export function registerMailbox(program: Command): void {
 The password, the mailbox's database key and its X25519 key stay as they are, so mail sealed
 before keeps opening; only mail sealed from now on is hybrid. Mail already waiting in the
 spool stays X25519-sealed until it is imported (the next login, or fe mailbox status).
-Mailboxes added with this version of fe have the hybrid key from the start, and
-fe alias passwd adds it too. IMAP/POP3 sessions open during the upgrade see mail that
-arrives after it once they log in again.`,
+Mailboxes added with this version of fe have the hybrid key from the start; an old one
+also gets it at its owner's next IMAP, POP3 or submission login, and from fe alias passwd.
+IMAP/POP3 sessions open during the upgrade see mail that arrives after it once they log in again.`,
     )
     .action(async (input: string, opts: { json?: boolean }, cmd: Command) => {
       const password = (await readStdin()).toString('utf8').split(/\r?\n/)[0] ?? '';
