@@ -24,6 +24,8 @@ import { prng } from '../helpers/prng.js';
 // The issue's sizes; smaller ones through the environment for a quick look while working on fe.
 const MESSAGES = Number(process.env.FE_BENCH_IMAP_MESSAGES) || 10_000;
 const IDLE_CONNECTIONS = Number(process.env.FE_BENCH_IMAP_CONNECTIONS) || 500;
+// Which parts to measure (login, fetch, search, idle, memory; all when unset), to rerun one part quickly.
+const PARTS = new Set((process.env.FE_BENCH_IMAP_PARTS ?? 'login,fetch,search,idle,memory').split(',').filter(Boolean));
 // Dovecot's mailbox format: maildir (the usual one) unless FE_BENCH_DOVECOT_FORMAT says sdbox or mdbox.
 const DOVECOT_FORMAT = ['maildir', 'sdbox', 'mdbox'].includes(process.env.FE_BENCH_DOVECOT_FORMAT ?? '') ? process.env.FE_BENCH_DOVECOT_FORMAT! : 'maildir';
 const PER_SOURCE_ADDRESS = 25;
@@ -443,7 +445,7 @@ async function startFe(): Promise<Target> {
   const w = workspace(
     `hostname: mail.example.org\ndata_dir: ./data\nlog_level: warn\nloopback_plaintext_auth: true\n` +
       `listen:\n  mx: 127.0.0.1:0\n  imap: 127.0.0.1:0\n  imaps: off\n  pop3: off\n  pop3s: off\n` +
-      `dns:\n  servers: ["${dns.address}"]\nlimits:\n  connections_per_ip: 1000\n  messages_per_ip_per_minute: 1000000\n`,
+      `dns:\n  servers: ["${dns.address}"]\nlimits:\n  connections_per_ip: 1000\n  connections_per_prefix: 1000\n  messages_per_ip_per_minute: 1000000\n`,
   );
   await w.ok(['domain', 'add', 'example.org']);
   await w.ok(['alias', 'add', USER, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
@@ -789,6 +791,7 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
 
   // 1. Log in and open the mailbox: first time after a server start, then again.
   await t.restart();
+  if (PARTS.has('login')) {
   const openOnce = async () => {
     const t0 = performance.now();
     const c = await Imap.connect(t.port());
@@ -840,10 +843,12 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
     set('login50.max', Math.max(...ok));
     log(`${t.name}: ${LOGIN_BURST} logins at once done`);
   }
+  }
 
   // 2. FETCH 1:* (FLAGS ENVELOPE), and 3. SEARCH, on one selected connection.
   const c = await login(t);
   await selectInbox(c);
+  if (PARTS.has('fetch')) {
   const fetchRuns: number[] = [];
   for (let i = 0; i < 4; i++) {
     const before = c.bytesIn;
@@ -869,6 +874,8 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
   }
   set('uidfetch.again', median(uidFetchRuns));
   log(`${t.name}: FETCH done`);
+  }
+  if (PARTS.has('search')) {
   const searches: [string, string, number][] = [
     ['subject', `SEARCH SUBJECT "${SUBJECT_WORD}"`, corpus.expect.subject],
     ['from', `SEARCH FROM "${FROM_WORD}"`, corpus.expect.from],
@@ -909,6 +916,7 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
     set(`${key}.again`, median(runs.slice(1)));
   }
   orderAnswers.set(t.name, answers);
+  }
   // The server with this one mailbox open, fetched and searched, after its garbage is collected.
   const heap = await t.settle();
   set('mem.open', t.memory().rssKiB);
@@ -919,10 +927,11 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
 
   // 4. IDLE: how soon an idling connection hears of a message another session APPENDs, and of
   // one delivered as new mail.
+  let appender = await login(t);
+  if (PARTS.has('idle')) {
   const idler = await login(t);
   const count = { n: await selectInbox(idler) };
   const stopIdle = await idler.idle();
-  let appender = await login(t);
   const okToExists: number[] = [];
   const sentToExists: number[] = [];
   for (let k = 0; k < 10; k++) {
@@ -959,12 +968,14 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
   await stopIdle().catch(() => undefined);
   idler.close();
   log(`${t.name}: IDLE done`);
+  }
 
   // 5. Memory per idle connection: 500 connections, each logged in, INBOX selected, in IDLE. The
   // server starts afresh, so memory freed by the FETCH and SEARCH above (which a process keeps for
   // reuse) does not hide what the connections take; the appender stays connected throughout, so
   // the mailbox is open before and after.
   appender.close();
+  if (PARTS.has('memory')) {
   await t.restart();
   appender = await login(t);
   const probe = await login(t);
@@ -1031,6 +1042,7 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
     probe.close();
   }
   log(`${t.name}: memory and fan-out done`);
+  }
   for (const w of t.warnings()) notes.push(`log: ${w}`);
   return { figures, notes };
 }
