@@ -3,6 +3,7 @@
 // 500 idlers meant 500 turns of the same queries before a NOOP on another connection was read.
 // Now one turn per mailbox tells them all, and the change of a folder is read once (the digest)
 // and shared: each idler only compares it with what it told its client and writes its lines.
+import { performance } from 'node:perf_hooks';
 import type { MailboxStore, MessageSummary } from '../store/mailbox-db.js';
 
 /** What telling a session of changes reads from the store; within one round, read once per folder. */
@@ -53,12 +54,30 @@ export function queueIdleUpdate(store: MailboxStore, listener: IdleListener): vo
     round.add(listener);
     return;
   }
-  round = new Set([listener]);
-  rounds.set(store, round);
+  const queued = new Set([listener]);
+  rounds.set(store, queued);
   setImmediate(() => {
     rounds.delete(store);
-    // Nothing writes to the store during the loop but \Recent's claim, which the digest does not read.
-    const digest = new ChangeDigest(store);
-    for (const l of round) l.idleUpdate(digest);
+    tell(store, [...queued], 0, new ChangeDigest(store));
   });
 }
+
+/**
+ * Tells listeners from `from` on, giving the event loop back every few milliseconds: a NOOP on
+ * another connection is answered between slices, not after the last idler. Nothing writes to the
+ * store within a slice but \Recent's claim, which the digest does not read; between slices a
+ * command may, and then its change queued a new round, so the rest read afresh (their own rows
+ * are then as new as the round that follows, which finds nothing left to tell them).
+ */
+function tell(store: MailboxStore, listeners: IdleListener[], from: number, digest: ChangeDigest): void {
+  const start = performance.now();
+  for (let i = from; i < listeners.length; i++) {
+    listeners[i]!.idleUpdate(digest);
+    if (performance.now() - start >= SLICE_MS && i + 1 < listeners.length) {
+      setImmediate(() => tell(store, listeners, i + 1, rounds.has(store) ? new ChangeDigest(store) : digest));
+      return;
+    }
+  }
+}
+
+const SLICE_MS = 4;
