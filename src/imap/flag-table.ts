@@ -6,6 +6,7 @@
 // subset of Map the session uses; uidView() is the sequence -> UID list without a copy.
 
 export class FlagTable {
+  static readonly HEADROOM = 64;
   private uids = new Uint32Array(0);
   private ids: Uint16Array | Uint32Array = new Uint16Array(0);
   private n = 0;
@@ -16,7 +17,9 @@ export class FlagTable {
   static from(entries: Iterable<readonly [number, string]>): FlagTable {
     const list = [...entries].sort((a, b) => a[0] - b[0]);
     const t = new FlagTable();
-    t.grow(list.length);
+    // Room for a little new mail: else the first message to arrive copies the whole table, in
+    // every session idling on the folder at once.
+    t.grow(list.length + FlagTable.HEADROOM);
     for (const [uid, flags] of list) {
       if (t.n > 0 && t.uids[t.n - 1] === uid) {
         t.ids[t.n - 1] = t.idOf(flags); // a repeated UID: the last one wins, as with a Map
@@ -70,6 +73,20 @@ export class FlagTable {
    */
   uidView(): Uint32Array {
     return this.uids.subarray(0, this.n);
+  }
+
+  /** Per slot, the id of its flags (flagsOf): a caller can judge each distinct flag string once. */
+  idView(): Uint16Array | Uint32Array {
+    return this.ids.subarray(0, this.n);
+  }
+
+  flagsOf(id: number): string {
+    return this.names[id]!;
+  }
+
+  /** How many distinct flag strings the ids run over. */
+  get distinct(): number {
+    return this.names.length;
   }
 
   has(uid: number): boolean {

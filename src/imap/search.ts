@@ -309,6 +309,44 @@ function hasFlag(flags: readonly string[], flag: string): boolean {
   return flags.some((x) => x.toLowerCase() === f);
 }
 
+/** Whether `key` looks at flags alone (and ALL), so a session's own flag table can answer it. */
+export function flagsOnly(key: SearchKey): boolean {
+  switch (key.type) {
+    case 'all':
+    case 'flag':
+    case 'new':
+      return true;
+    case 'not':
+      return flagsOnly(key.key);
+    case 'or':
+      return flagsOnly(key.a) && flagsOnly(key.b);
+    case 'and':
+      return key.keys.every(flagsOnly);
+    default:
+      return false;
+  }
+}
+
+/** A flags-only key (see flagsOnly) against one message's flags, \Recent among them when it is recent. */
+export function matchesFlags(key: SearchKey, flags: readonly string[]): boolean {
+  switch (key.type) {
+    case 'all':
+      return true;
+    case 'flag':
+      return hasFlag(flags, key.flag) === key.set;
+    case 'new':
+      return hasFlag(flags, '\\Recent') && !hasFlag(flags, '\\Seen');
+    case 'not':
+      return !matchesFlags(key.key, flags);
+    case 'or':
+      return matchesFlags(key.a, flags) || matchesFlags(key.b, flags);
+    case 'and':
+      return key.keys.every((k) => matchesFlags(k, flags));
+    default:
+      throw new Error(`not a flag key: ${key.type}`);
+  }
+}
+
 function inRaw(set: RawSequenceSet | '$', n: number, max: number, saved: ReadonlySet<number> | undefined, uid: number): boolean {
   if (set === '$') return saved ? saved.has(uid) : false;
   for (const [a, b] of set) {

@@ -11,13 +11,14 @@ import type { MailboxHandle, MailboxRegistry, ChangeEvent } from '../store/regis
 import { FolderExists, FolderLimitReached, InvalidFlag, InvalidFolderName, MailStoreError, NoSuchFolder, type FolderInfo, type MessageSummary } from '../store/mailbox-db.js';
 import type { Logger } from '../util/log.js';
 import { asAString, asNumber, CommandReader, decodeMailboxName, ImapSyntaxError, parseDateTime, parseFetchItems, parseRawSequenceSet, resolveSequenceSet, type Command, type FetchItem, type Token } from './parser.js';
-import { formatEsearch, formatSearch, parseSearch, search as runSearch, SearchError, type SearchCommand, type SearchContext, type SearchKey } from './search.js';
+import { flagsOnly, formatEsearch, formatSearch, matchesFlags, parseSearch, search as runSearch, SearchError, type SearchCommand, type SearchContext, type SearchKey } from './search.js';
 import { createSpecialUse } from './create-special-use.js';
 import { parseSort, parseThread, sortFacts, sortOrThreadResponse, THREAD_ALGORITHMS } from './sort-command.js';
 import { searchView } from './search-view.js';
 import { TimeSlice } from '../util/time-slice.js';
 import { candidateSql, toSql } from './search-sql.js';
 import { FetchChunk } from './fetch-chunk.js';
+import { ChangeDigest, queueIdleUpdate, type IdleListener } from './idle-round.js';
 import { encodeBodyStructure, encodeEnvelope, encodeFlags, encodeInternalDate, encodeMailbox, encodeSequenceSet, applyPartial, literal8Bytes, literalBytes, binarySection, sectionBytes, sectionLabel } from './encode.js';
 
 export interface SessionOptions {
@@ -112,7 +113,7 @@ function flagAtom(tok: Token): string {
   return tok.type === 'nil' ? 'NIL' : (atom(tok) ?? '');
 }
 
-export class ImapSession {
+export class ImapSession implements IdleListener {
   private state: State = 'notauth';
   private reader: CommandReader;
   /** Reading paused: input is queued beyond MAX_QUEUED_INPUT (resumed as the session reads it). */
@@ -130,7 +131,6 @@ export class ImapSession {
   private readonly onChange = (e: ChangeEvent) => this.changed(e);
   private timer: NodeJS.Timeout | null = null;
   private deadlines: SessionDeadlines;
-  private idleUpdateQueued = false;
   /** Where responses go: the socket, or the deflate stream in front of it after COMPRESS. */
   private out: Writable;
   private deflate: zlib.DeflateRaw | null = null;
@@ -1227,6 +1227,34 @@ export class ImapSession {
     return this.searchMatches(parsed.key, { maxSeq: sel.uids.length, maxUid: sel.uids.at(-1) ?? 0 });
   }
 
+  /**
+   * A SEARCH of flags alone (UNSEEN, FLAGGED UNDELETED, ...) from the session's flag table, each
+   * distinct flag string judged once: no query, no row per message. Only when no other session
+   * changed the folder since this one was told (not dirty): the table then holds what the database
+   * does. MODSEQ is not read here (a flags-only key has none; ESEARCH reports it only for MODSEQ keys).
+   */
+  private flagSearch(key: SearchKey): { uid: number; seq: number; modseq: number }[] | null {
+    const sel = this.selected!;
+    if (sel.dirty || !flagsOnly(key)) return null;
+    const split = (flags: string) => (flags === '' ? [] : flags.split(' '));
+    const table = sel.flags;
+    const plain: boolean[] = [];
+    const recent: boolean[] = [];
+    for (let id = 0; id < table.distinct; id++) {
+      const flags = split(table.flagsOf(id));
+      plain.push(matchesFlags(key, flags));
+      if (sel.recent.size > 0) recent.push(matchesFlags(key, [...flags, '\\Recent']));
+    }
+    const ids = table.idView();
+    const uids = table.uidView();
+    const out: { uid: number; seq: number; modseq: number }[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const uid = uids[i]!;
+      if ((sel.recent.size > 0 && sel.recent.has(uid) ? recent : plain)[ids[i]!]) out.push({ uid, seq: i + 1, modseq: sel.modseqs.get(uid) ?? 0 });
+    }
+    return out;
+  }
+
   /** The selected messages matching `key`, in sequence order: in SQL when it can, else per message. */
   private searchMatches(key: SearchKey, ctx: SearchContext): { uid: number; seq: number; modseq: number }[] {
     const sel = this.selected!;
@@ -1252,6 +1280,8 @@ export class ImapSession {
       const r = lookup(kind, value);
       return r && r.unindexed.size === 0 ? [...r.hits] : null;
     };
+    const fromTable = this.flagSearch(key);
+    if (fromTable) return fromTable;
     const exact = toSql(key, ctx, allIndexed);
     if (exact) return inSession(store.queryMessages(sel.name, exact));
     const candidates = candidateSql(key, ctx, allIndexed);
@@ -1283,13 +1313,12 @@ export class ImapSession {
     if (this.selected && (e.folder === null || e.folder === this.selected.name)) this.selected.dirty = true;
     // Idle clients hear of it after the command that made the change has answered, and a burst
     // of changes becomes one update: the change's author never waits for every idler.
-    if (this.idling && !this.idleUpdateQueued) {
-      this.idleUpdateQueued = true;
-      setImmediate(() => {
-        this.idleUpdateQueued = false;
-        if (this.idling && !this.closed) this.sendUpdates('IDLE');
-      });
-    }
+    if (this.idling && this.handle) queueIdleUpdate(this.handle.store, this);
+  }
+
+  /** An idle round (idle-round.ts): the change is read once for all idlers of the mailbox. */
+  idleUpdate(digest: ChangeDigest): void {
+    if (this.idling && !this.closed && this.handle?.store === digest.store) this.sendUpdates('IDLE', digest);
   }
 
   private forget(uid: number): void {
@@ -1334,16 +1363,17 @@ export class ImapSession {
    * what changed (by MODSEQ), not the whole folder. EXPUNGE is not sent while a FETCH, STORE or
    * SEARCH by sequence number runs (RFC 3501 7.4.1): numbers must not shift then.
    */
-  private sendUpdates(command: string): void {
+  private sendUpdates(command: string, digest?: ChangeDigest): void {
     const sel = this.selected;
     if (!sel || !sel.dirty || !this.handle) return;
     const store = this.handle.store;
-    const state = store.folderState(sel.name);
+    const read = digest ?? new ChangeDigest(store);
+    const state = read.folderState(sel.name);
     if (!state) return; // deleted or renamed away by another session; the next SELECT says so
     const mayExpunge = !['FETCH', 'STORE', 'SEARCH', 'SORT', 'THREAD'].includes(command);
     let expungePending = false;
     if (state.highestModseq > sel.expungedModseq) {
-      const gone = store.vanishedSince(sel.name, sel.expungedModseq);
+      const gone = read.vanishedSince(sel.name, sel.expungedModseq);
       if (gone.length > 0 && !mayExpunge) expungePending = gone.some((u) => sel.flags.has(u));
       else {
         if (gone.length > 0) this.reportExpunged(new Set(gone));
@@ -1353,7 +1383,7 @@ export class ImapSession {
     if (state.highestModseq > sel.seenModseq) {
       const last = sel.uids.at(-1) ?? 0;
       const added: number[] = [];
-      for (const m of store.listMessages(sel.name, { changedSince: sel.seenModseq })) {
+      for (const m of read.changedSince(sel.name, sel.seenModseq)) {
         const flags = m.flags.join(' ');
         if (m.uid > last) {
           sel.flags.set(m.uid, flags); // UIDs only grow, so new mail goes at the end (of uids, below)
@@ -1372,8 +1402,7 @@ export class ImapSession {
         // The first session told of new mail has it \Recent (a read-write one takes it for itself)
         const from = store.recentFrom(sel.name, !sel.readOnly);
         for (const u of added) if (u >= from) sel.recent.add(u);
-        this.send(`* ${sel.uids.length} EXISTS`);
-        this.send(`* ${sel.recent.size} RECENT`);
+        this.send(`* ${sel.uids.length} EXISTS\r\n* ${sel.recent.size} RECENT`); // one write, not two: 500 idlers hear of it at once
       }
       sel.seenModseq = state.highestModseq;
     }

@@ -24,6 +24,8 @@ import { prng } from '../helpers/prng.js';
 // The issue's sizes; smaller ones through the environment for a quick look while working on fe.
 const MESSAGES = Number(process.env.FE_BENCH_IMAP_MESSAGES) || 10_000;
 const IDLE_CONNECTIONS = Number(process.env.FE_BENCH_IMAP_CONNECTIONS) || 500;
+// Which parts to measure (login, fetch, search, idle, memory; all when unset), to rerun one part quickly.
+const PARTS = new Set((process.env.FE_BENCH_IMAP_PARTS ?? 'login,fetch,search,idle,memory').split(',').filter(Boolean));
 // Dovecot's mailbox format: maildir (the usual one) unless FE_BENCH_DOVECOT_FORMAT says sdbox or mdbox.
 const DOVECOT_FORMAT = ['maildir', 'sdbox', 'mdbox'].includes(process.env.FE_BENCH_DOVECOT_FORMAT ?? '') ? process.env.FE_BENCH_DOVECOT_FORMAT! : 'maildir';
 const PER_SOURCE_ADDRESS = 25;
@@ -443,7 +445,7 @@ async function startFe(): Promise<Target> {
   const w = workspace(
     `hostname: mail.example.org\ndata_dir: ./data\nlog_level: warn\nloopback_plaintext_auth: true\n` +
       `listen:\n  mx: 127.0.0.1:0\n  imap: 127.0.0.1:0\n  imaps: off\n  pop3: off\n  pop3s: off\n` +
-      `dns:\n  servers: ["${dns.address}"]\nlimits:\n  connections_per_ip: 1000\n  messages_per_ip_per_minute: 1000000\n`,
+      `dns:\n  servers: ["${dns.address}"]\nlimits:\n  connections_per_ip: 1000\n  connections_per_prefix: 1000\n  messages_per_ip_per_minute: 1000000\n`,
   );
   await w.ok(['domain', 'add', 'example.org']);
   await w.ok(['alias', 'add', USER, '--mailbox', '--password-stdin'], { stdin: `${PASSWORD}\n` });
@@ -789,126 +791,132 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
 
   // 1. Log in and open the mailbox: first time after a server start, then again.
   await t.restart();
-  const openOnce = async () => {
-    const t0 = performance.now();
-    const c = await Imap.connect(t.port());
-    const t1 = performance.now();
-    await c.ok(`LOGIN "${t.user}" "${t.password}"`);
-    const t2 = performance.now();
-    const exists = await selectInbox(c);
-    const t3 = performance.now();
-    if (exists !== corpus.messages.length) throw new Error(`${t.name}: SELECT says ${exists} messages, expected ${corpus.messages.length}`);
-    return { c, connect: t1 - t0, login: t2 - t1, select: t3 - t2, total: t3 - t0 };
-  };
-  const cold = await openOnce();
-  cold.c.close();
-  set('open.cold.total', cold.total);
-  set('open.cold.login', cold.login);
-  set('open.cold.select', cold.select);
-  const warm: { connect: number; login: number; select: number; total: number }[] = [];
-  for (let i = 0; i < 5; i++) {
-    const o = await openOnce();
-    await o.c.ok('LOGOUT').catch(() => undefined);
-    o.c.close();
-    warm.push(o);
-    await sleep(100);
-  }
-  set('open.warm.total', median(warm.map((o) => o.total)));
-  set('open.warm.login', median(warm.map((o) => o.login)));
-  set('open.warm.select', median(warm.map((o) => o.select)));
-  log(`${t.name}: login + SELECT done`);
+  if (PARTS.has('login')) {
+    const openOnce = async () => {
+      const t0 = performance.now();
+      const c = await Imap.connect(t.port());
+      const t1 = performance.now();
+      await c.ok(`LOGIN "${t.user}" "${t.password}"`);
+      const t2 = performance.now();
+      const exists = await selectInbox(c);
+      const t3 = performance.now();
+      if (exists !== corpus.messages.length) throw new Error(`${t.name}: SELECT says ${exists} messages, expected ${corpus.messages.length}`);
+      return { c, connect: t1 - t0, login: t2 - t1, select: t3 - t2, total: t3 - t0 };
+    };
+    const cold = await openOnce();
+    cold.c.close();
+    set('open.cold.total', cold.total);
+    set('open.cold.login', cold.login);
+    set('open.cold.select', cold.select);
+    const warm: { connect: number; login: number; select: number; total: number }[] = [];
+    for (let i = 0; i < 5; i++) {
+      const o = await openOnce();
+      await o.c.ok('LOGOUT').catch(() => undefined);
+      o.c.close();
+      warm.push(o);
+      await sleep(100);
+    }
+    set('open.warm.total', median(warm.map((o) => o.total)));
+    set('open.warm.login', median(warm.map((o) => o.login)));
+    set('open.warm.select', median(warm.map((o) => o.select)));
+    log(`${t.name}: login + SELECT done`);
 
-  // 1b. Fifty clients of the mailbox, which one session holds open, send LOGIN at the same moment
-  // (connected and greeted first, 25 per source address as in section 5).
-  {
-    const holder = await login(t);
-    await selectInbox(holder);
-    const clients = await Promise.all(Array.from({ length: LOGIN_BURST }, (_, i) => Imap.connect(t.port(), `127.0.1.${1 + Math.floor(i / PER_SOURCE_ADDRESS)}`)));
-    const times = await Promise.all(
-      clients.map(async (cl) => {
-        const t0 = performance.now();
-        const r = await cl.send(`LOGIN "${t.user}" "${t.password}"`, { timeoutMs: 300_000 });
-        return r.status === 'OK' ? performance.now() - t0 : NaN;
-      }),
-    );
-    for (const cl of clients) cl.close();
-    holder.close();
-    const refused = times.filter((x) => !Number.isFinite(x)).length;
-    if (refused > 0) notes.push(`LOGIN x${LOGIN_BURST}: ${refused} refused`);
-    const ok = times.filter((x) => Number.isFinite(x));
-    set('login50.avg', ok.reduce((a, b) => a + b, 0) / ok.length);
-    set('login50.max', Math.max(...ok));
-    log(`${t.name}: ${LOGIN_BURST} logins at once done`);
+    // 1b. Fifty clients of the mailbox, which one session holds open, send LOGIN at the same moment
+    // (connected and greeted first, 25 per source address as in section 5).
+    {
+      const holder = await login(t);
+      await selectInbox(holder);
+      const clients = await Promise.all(Array.from({ length: LOGIN_BURST }, (_, i) => Imap.connect(t.port(), `127.0.1.${1 + Math.floor(i / PER_SOURCE_ADDRESS)}`)));
+      const times = await Promise.all(
+        clients.map(async (cl) => {
+          const t0 = performance.now();
+          const r = await cl.send(`LOGIN "${t.user}" "${t.password}"`, { timeoutMs: 300_000 });
+          return r.status === 'OK' ? performance.now() - t0 : NaN;
+        }),
+      );
+      for (const cl of clients) cl.close();
+      holder.close();
+      const refused = times.filter((x) => !Number.isFinite(x)).length;
+      if (refused > 0) notes.push(`LOGIN x${LOGIN_BURST}: ${refused} refused`);
+      const ok = times.filter((x) => Number.isFinite(x));
+      set('login50.avg', ok.reduce((a, b) => a + b, 0) / ok.length);
+      set('login50.max', Math.max(...ok));
+      log(`${t.name}: ${LOGIN_BURST} logins at once done`);
+    }
   }
 
   // 2. FETCH 1:* (FLAGS ENVELOPE), and 3. SEARCH, on one selected connection.
   const c = await login(t);
   await selectInbox(c);
-  const fetchRuns: number[] = [];
-  for (let i = 0; i < 4; i++) {
-    const before = c.bytesIn;
-    const t0 = performance.now();
-    let count = 0;
-    c.onUntagged = (l) => void (/^\* \d+ FETCH/.test(l) && count++);
-    await c.ok('FETCH 1:* (FLAGS ENVELOPE)', { timeoutMs: 300_000 });
-    fetchRuns.push(performance.now() - t0);
-    c.onUntagged = null;
-    if (i === 0) {
-      set('fetch.bytes', c.bytesIn - before);
-      if (count !== corpus.messages.length) notes.push(`FETCH returned ${count} responses, not ${corpus.messages.length}`);
+  if (PARTS.has('fetch')) {
+    const fetchRuns: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const before = c.bytesIn;
+      const t0 = performance.now();
+      let count = 0;
+      c.onUntagged = (l) => void (/^\* \d+ FETCH/.test(l) && count++);
+      await c.ok('FETCH 1:* (FLAGS ENVELOPE)', { timeoutMs: 300_000 });
+      fetchRuns.push(performance.now() - t0);
+      c.onUntagged = null;
+      if (i === 0) {
+        set('fetch.bytes', c.bytesIn - before);
+        if (count !== corpus.messages.length) notes.push(`FETCH returned ${count} responses, not ${corpus.messages.length}`);
+      }
     }
-  }
-  set('fetch.first', fetchRuns[0]!);
-  set('fetch.again', median(fetchRuns.slice(1)));
-  // What a syncing client (mbsync, Thunderbird) asks first: UIDs, flags, envelopes and sizes.
-  const uidFetchRuns: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const t0 = performance.now();
-    await c.ok('UID FETCH 1:* (UID FLAGS ENVELOPE RFC822.SIZE)', { timeoutMs: 300_000 });
-    uidFetchRuns.push(performance.now() - t0);
-  }
-  set('uidfetch.again', median(uidFetchRuns));
-  log(`${t.name}: FETCH done`);
-  const searches: [string, string, number][] = [
-    ['subject', `SEARCH SUBJECT "${SUBJECT_WORD}"`, corpus.expect.subject],
-    ['from', `SEARCH FROM "${FROM_WORD}"`, corpus.expect.from],
-    ['body', `SEARCH BODY "${BODY_WORD}"`, corpus.expect.body],
-    ['unseen', 'SEARCH UNSEEN', corpus.expect.unseen],
-    ['text', `SEARCH TEXT "${BODY_WORD}"`, corpus.expect.body],
-    ['since', `SEARCH SINCE ${SINCE}`, corpus.expect.since],
-    ['larger', `SEARCH LARGER ${LARGER_THAN}`, corpus.expect.larger],
-    ['flagged', 'SEARCH FLAGGED UNDELETED', -1],
-  ];
-  for (const [key, command, expected] of searches) {
-    const runs: number[] = [];
-    let hits = 0;
+    set('fetch.first', fetchRuns[0]!);
+    set('fetch.again', median(fetchRuns.slice(1)));
+    // What a syncing client (mbsync, Thunderbird) asks first: UIDs, flags, envelopes and sizes.
+    const uidFetchRuns: number[] = [];
     for (let i = 0; i < 3; i++) {
       const t0 = performance.now();
-      const r = await c.ok(command, { collect: true, timeoutMs: 300_000 });
-      runs.push(performance.now() - t0);
-      hits = r.untagged.filter((l) => l.startsWith('* SEARCH')).reduce((n, l) => n + l.split(' ').length - 2, 0);
+      await c.ok('UID FETCH 1:* (UID FLAGS ENVELOPE RFC822.SIZE)', { timeoutMs: 300_000 });
+      uidFetchRuns.push(performance.now() - t0);
     }
-    set(`search.${key}.first`, runs[0]!);
-    set(`search.${key}.again`, median(runs.slice(1)));
-    set(`search.${key}.hits`, hits);
-    if (expected >= 0 && hits !== expected) notes.push(`${command}: ${hits} hits, the corpus has ${expected}`);
+    set('uidfetch.again', median(uidFetchRuns));
+    log(`${t.name}: FETCH done`);
   }
-  // SORT and THREAD (RFC 5256) of the whole mailbox; the answers are kept to compare the servers'
-  const answers = new Map<string, string>();
-  for (const [key, command] of ORDERINGS) {
-    const runs: number[] = [];
-    for (let i = 0; i < 3; i++) {
-      const t0 = performance.now();
-      const r = await c.ok(command, { collect: true, timeoutMs: 300_000 }).catch((e: Error) => (notes.push(`${command}: ${e.message}`), null));
-      if (!r) break;
-      runs.push(performance.now() - t0);
-      answers.set(key, r.untagged.find((l) => /^\* (SORT|THREAD)\b/.test(l)) ?? '');
+  if (PARTS.has('search')) {
+    const searches: [string, string, number][] = [
+      ['subject', `SEARCH SUBJECT "${SUBJECT_WORD}"`, corpus.expect.subject],
+      ['from', `SEARCH FROM "${FROM_WORD}"`, corpus.expect.from],
+      ['body', `SEARCH BODY "${BODY_WORD}"`, corpus.expect.body],
+      ['unseen', 'SEARCH UNSEEN', corpus.expect.unseen],
+      ['text', `SEARCH TEXT "${BODY_WORD}"`, corpus.expect.body],
+      ['since', `SEARCH SINCE ${SINCE}`, corpus.expect.since],
+      ['larger', `SEARCH LARGER ${LARGER_THAN}`, corpus.expect.larger],
+      ['flagged', 'SEARCH FLAGGED UNDELETED', -1],
+    ];
+    for (const [key, command, expected] of searches) {
+      const runs: number[] = [];
+      let hits = 0;
+      for (let i = 0; i < 3; i++) {
+        const t0 = performance.now();
+        const r = await c.ok(command, { collect: true, timeoutMs: 300_000 });
+        runs.push(performance.now() - t0);
+        hits = r.untagged.filter((l) => l.startsWith('* SEARCH')).reduce((n, l) => n + l.split(' ').length - 2, 0);
+      }
+      set(`search.${key}.first`, runs[0]!);
+      set(`search.${key}.again`, median(runs.slice(1)));
+      set(`search.${key}.hits`, hits);
+      if (expected >= 0 && hits !== expected) notes.push(`${command}: ${hits} hits, the corpus has ${expected}`);
     }
-    if (runs.length === 0) continue;
-    set(`${key}.first`, runs[0]!);
-    set(`${key}.again`, median(runs.slice(1)));
+    // SORT and THREAD (RFC 5256) of the whole mailbox; the answers are kept to compare the servers'
+    const answers = new Map<string, string>();
+    for (const [key, command] of ORDERINGS) {
+      const runs: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const t0 = performance.now();
+        const r = await c.ok(command, { collect: true, timeoutMs: 300_000 }).catch((e: Error) => (notes.push(`${command}: ${e.message}`), null));
+        if (!r) break;
+        runs.push(performance.now() - t0);
+        answers.set(key, r.untagged.find((l) => /^\* (SORT|THREAD)\b/.test(l)) ?? '');
+      }
+      if (runs.length === 0) continue;
+      set(`${key}.first`, runs[0]!);
+      set(`${key}.again`, median(runs.slice(1)));
+    }
+    orderAnswers.set(t.name, answers);
   }
-  orderAnswers.set(t.name, answers);
   // The server with this one mailbox open, fetched and searched, after its garbage is collected.
   const heap = await t.settle();
   set('mem.open', t.memory().rssKiB);
@@ -919,118 +927,122 @@ async function measure(t: Target, corpus: Corpus, log: (s: string) => void): Pro
 
   // 4. IDLE: how soon an idling connection hears of a message another session APPENDs, and of
   // one delivered as new mail.
-  const idler = await login(t);
-  const count = { n: await selectInbox(idler) };
-  const stopIdle = await idler.idle();
   let appender = await login(t);
-  const okToExists: number[] = [];
-  const sentToExists: number[] = [];
-  for (let k = 0; k < 10; k++) {
-    const heard = existsAbove(idler, count);
-    const t0 = performance.now();
-    const r = await appender.append('INBOX', { raw: ping(k), flags: [], internalDate: imapDate(new Date()) });
-    const tOk = performance.now();
-    if (r.status !== 'OK') throw new Error(`${t.name}: APPEND: ${r.status} ${r.text}`);
-    const tExists = await heard;
-    okToExists.push(tExists - tOk);
-    sentToExists.push(tExists - t0);
-    await sleep(100);
-  }
-  const missed = okToExists.filter((x) => !Number.isFinite(x)).length;
-  if (missed > 0) notes.push(`IDLE: ${missed} of 10 APPENDs were not announced within 20 s`);
-  set('idle.append.ok', median(okToExists));
-  set('idle.append.sent', median(sentToExists));
-  if (t.deliver) {
-    const d = await t.deliver.open();
-    const lat: number[] = [];
+  if (PARTS.has('idle')) {
+    const idler = await login(t);
+    const count = { n: await selectInbox(idler) };
+    const stopIdle = await idler.idle();
+    const okToExists: number[] = [];
+    const sentToExists: number[] = [];
     for (let k = 0; k < 10; k++) {
       const heard = existsAbove(idler, count);
-      await d.send(ping(100 + k));
-      const accepted = performance.now();
-      lat.push((await heard) - accepted);
+      const t0 = performance.now();
+      const r = await appender.append('INBOX', { raw: ping(k), flags: [], internalDate: imapDate(new Date()) });
+      const tOk = performance.now();
+      if (r.status !== 'OK') throw new Error(`${t.name}: APPEND: ${r.status} ${r.text}`);
+      const tExists = await heard;
+      okToExists.push(tExists - tOk);
+      sentToExists.push(tExists - t0);
       await sleep(100);
     }
-    d.close();
-    const lost = lat.filter((x) => !Number.isFinite(x)).length;
-    if (lost > 0) notes.push(`IDLE: ${lost} of 10 deliveries were not announced within 20 s`);
-    set('idle.deliver', median(lat));
-    notes.push(`delivery: ${t.deliver.label}`);
+    const missed = okToExists.filter((x) => !Number.isFinite(x)).length;
+    if (missed > 0) notes.push(`IDLE: ${missed} of 10 APPENDs were not announced within 20 s`);
+    set('idle.append.ok', median(okToExists));
+    set('idle.append.sent', median(sentToExists));
+    if (t.deliver) {
+      const d = await t.deliver.open();
+      const lat: number[] = [];
+      for (let k = 0; k < 10; k++) {
+        const heard = existsAbove(idler, count);
+        await d.send(ping(100 + k));
+        const accepted = performance.now();
+        lat.push((await heard) - accepted);
+        await sleep(100);
+      }
+      d.close();
+      const lost = lat.filter((x) => !Number.isFinite(x)).length;
+      if (lost > 0) notes.push(`IDLE: ${lost} of 10 deliveries were not announced within 20 s`);
+      set('idle.deliver', median(lat));
+      notes.push(`delivery: ${t.deliver.label}`);
+    }
+    await stopIdle().catch(() => undefined);
+    idler.close();
+    log(`${t.name}: IDLE done`);
   }
-  await stopIdle().catch(() => undefined);
-  idler.close();
-  log(`${t.name}: IDLE done`);
 
   // 5. Memory per idle connection: 500 connections, each logged in, INBOX selected, in IDLE. The
   // server starts afresh, so memory freed by the FETCH and SEARCH above (which a process keeps for
   // reuse) does not hide what the connections take; the appender stays connected throughout, so
   // the mailbox is open before and after.
   appender.close();
-  await t.restart();
-  appender = await login(t);
-  const probe = await login(t);
-  await t.settle();
-  const before = t.memory();
-  const conns: Imap[] = [];
-  const counts: { n: number }[] = [];
-  let next = 0;
-  const t0 = performance.now();
-  const worker = async () => {
-    while (next < IDLE_CONNECTIONS) {
-      const i = next++;
-      const conn = await login(t, `127.0.0.${2 + Math.floor(i / PER_SOURCE_ADDRESS)}`);
-      conns[i] = conn;
-      counts[i] = { n: await selectInbox(conn) };
-      await conn.idle();
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: 8 }, worker));
-    set('open500', (performance.now() - t0) / 1000);
-    await sleep(1000);
-    const heap500 = await t.settle();
-    const after = t.memory();
-    if (heap500) notes.push(`${IDLE_CONNECTIONS} idle, ${heap500}`);
-    set('mem.rss', (after.rssKiB - before.rssKiB) / IDLE_CONNECTIONS);
-    set('mem.pss', (after.pssKiB - before.pssKiB) / IDLE_CONNECTIONS);
-    notes.push(
-      `memory: ${(before.rssKiB / 1024).toFixed(0)} MiB RSS in ${before.processes} process(es) before, ${(after.rssKiB / 1024).toFixed(0)} MiB in ${after.processes} after ${IDLE_CONNECTIONS} idle connections`,
-    );
-    log(`${t.name}: ${IDLE_CONNECTIONS} idle connections open`);
+  if (PARTS.has('memory')) {
+    await t.restart();
+    appender = await login(t);
+    const probe = await login(t);
+    await t.settle();
+    const before = t.memory();
+    const conns: Imap[] = [];
+    const counts: { n: number }[] = [];
+    let next = 0;
+    const t0 = performance.now();
+    const worker = async () => {
+      while (next < IDLE_CONNECTIONS) {
+        const i = next++;
+        const conn = await login(t, `127.0.0.${2 + Math.floor(i / PER_SOURCE_ADDRESS)}`);
+        conns[i] = conn;
+        counts[i] = { n: await selectInbox(conn) };
+        await conn.idle();
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: 8 }, worker));
+      set('open500', (performance.now() - t0) / 1000);
+      await sleep(1000);
+      const heap500 = await t.settle();
+      const after = t.memory();
+      if (heap500) notes.push(`${IDLE_CONNECTIONS} idle, ${heap500}`);
+      set('mem.rss', (after.rssKiB - before.rssKiB) / IDLE_CONNECTIONS);
+      set('mem.pss', (after.pssKiB - before.pssKiB) / IDLE_CONNECTIONS);
+      notes.push(
+        `memory: ${(before.rssKiB / 1024).toFixed(0)} MiB RSS in ${before.processes} process(es) before, ${(after.rssKiB / 1024).toFixed(0)} MiB in ${after.processes} after ${IDLE_CONNECTIONS} idle connections`,
+      );
+      log(`${t.name}: ${IDLE_CONNECTIONS} idle connections open`);
 
-    // A NOOP on another connection while the 500 only idle (median of 10).
-    const noops: number[] = [];
-    for (let k = 0; k < 10; k++) {
-      const n0 = performance.now();
-      await probe.ok('NOOP');
-      noops.push(performance.now() - n0);
-      await sleep(50);
-    }
-    set('idle500.noop', median(noops));
+      // A NOOP on another connection while the 500 only idle (median of 10).
+      const noops: number[] = [];
+      for (let k = 0; k < 10; k++) {
+        const n0 = performance.now();
+        await probe.ok('NOOP');
+        noops.push(performance.now() - n0);
+        await sleep(50);
+      }
+      set('idle500.noop', median(noops));
 
-    // With all of them idling: how long until the last one hears of an APPEND, how long the
-    // APPEND itself takes, and whether a NOOP on yet another connection is answered meanwhile.
-    const heard = Promise.all(conns.map((conn, i) => existsAbove(conn, counts[i]!, 120_000)));
-    const sent = performance.now();
-    const appended = appender.append('INBOX', { raw: ping(200), flags: [], internalDate: imapDate(new Date()) }).then((r) => {
-      if (r.status !== 'OK') throw new Error(`${t.name}: APPEND: ${r.status} ${r.text}`);
-      return performance.now();
-    });
-    await sleep(5);
-    const noopSent = performance.now();
-    await probe.ok('NOOP', { timeoutMs: 300_000 });
-    set('fanout.noop', performance.now() - noopSent);
-    set('fanout.append', (await appended) - sent);
-    const times = await heard;
-    const missing = times.filter((x) => !Number.isFinite(x)).length;
-    if (missing > 0) notes.push(`IDLE x${IDLE_CONNECTIONS}: ${missing} connections did not hear of the APPEND within 120 s`);
-    set('fanout', Math.max(...times.filter((x) => Number.isFinite(x))) - sent);
-    set('fanout.median', median(times.map((x) => x - sent)));
-  } finally {
-    for (const conn of conns) conn?.close();
-    appender.close();
-    probe.close();
+      // With all of them idling: how long until the last one hears of an APPEND, how long the
+      // APPEND itself takes, and whether a NOOP on yet another connection is answered meanwhile.
+      const heard = Promise.all(conns.map((conn, i) => existsAbove(conn, counts[i]!, 120_000)));
+      const sent = performance.now();
+      const appended = appender.append('INBOX', { raw: ping(200), flags: [], internalDate: imapDate(new Date()) }).then((r) => {
+        if (r.status !== 'OK') throw new Error(`${t.name}: APPEND: ${r.status} ${r.text}`);
+        return performance.now();
+      });
+      await sleep(5);
+      const noopSent = performance.now();
+      await probe.ok('NOOP', { timeoutMs: 300_000 });
+      set('fanout.noop', performance.now() - noopSent);
+      set('fanout.append', (await appended) - sent);
+      const times = await heard;
+      const missing = times.filter((x) => !Number.isFinite(x)).length;
+      if (missing > 0) notes.push(`IDLE x${IDLE_CONNECTIONS}: ${missing} connections did not hear of the APPEND within 120 s`);
+      set('fanout', Math.max(...times.filter((x) => Number.isFinite(x))) - sent);
+      set('fanout.median', median(times.map((x) => x - sent)));
+    } finally {
+      for (const conn of conns) conn?.close();
+      appender.close();
+      probe.close();
+    }
+    log(`${t.name}: memory and fan-out done`);
   }
-  log(`${t.name}: memory and fan-out done`);
   for (const w of t.warnings()) notes.push(`log: ${w}`);
   return { figures, notes };
 }
