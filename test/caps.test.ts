@@ -179,22 +179,31 @@ test('POP3: a /24 gets its share; a client that never logs in is cut at login_ti
   assert.equal(end.text, '-ERR [SYS/TEMP] command line not completed within 2 s\r\n');
 });
 
+/** send(), but a connection the server closes first fails the test with what it said instead of hanging it. */
+async function say(c: RawConn, line: string, until: RegExp): Promise<string> {
+  const closed = c.closed.then(() => {
+    throw new Error(`closed by the server while waiting for ${until}; it said: ${JSON.stringify(c.unread())}`);
+  });
+  closed.catch(() => undefined); // once the reply came, a later close is no failure
+  return Promise.race([c.send(line, until), closed]);
+}
+
 test('IMAP: an IDLE never ended is logged off at imap_idle_timeout_seconds, trickling or not; DONE in time keeps the session', { timeout: 60_000 }, async () => {
   const quiet = await rawConnect(fe.ports.imap!, '127.33.0.1', /^\* OK .*\r\n/m);
-  await quiet.send(`a LOGIN me@example.org "${PASSWORD}"\r\n`, /^a OK .*\r\n/m);
+  await say(quiet, `a LOGIN me@example.org "${PASSWORD}"\r\n`, /^a OK .*\r\n/m);
   // an IDLE ended in time: its deadline goes with it
-  await quiet.send('b IDLE\r\n', /^\+ .*\r\n/m);
-  assert.match(await quiet.send('DONE\r\n', /^b .*\r\n/m), /^b OK IDLE terminated\r\n$/m);
+  await say(quiet, 'b IDLE\r\n', /^\+ .*\r\n/m);
+  assert.match(await say(quiet, 'DONE\r\n', /^b .*\r\n/m), /^b OK IDLE terminated\r\n$/m);
   await new Promise((r) => setTimeout(r, 3500));
-  assert.match(await quiet.send('c NOOP\r\n', /^c .*\r\n/m), /^c OK /m, 'the session outlived the deadline of its finished IDLE');
+  assert.match(await say(quiet, 'c NOOP\r\n', /^c .*\r\n/m), /^c OK /m, 'the session outlived the deadline of its finished IDLE');
   // re-IDLE, and never DONE: RFC 2177 lets the server log the client off
-  await quiet.send('d IDLE\r\n', /^\+ .*\r\n/m);
+  await say(quiet, 'd IDLE\r\n', /^\+ .*\r\n/m);
   const end = await untilClosed(quiet);
   assert.equal(end.text, '* BYE IDLE not renewed within 3 s\r\n');
   // octets that never make a DONE do not extend it
   const busy = await rawConnect(fe.ports.imap!, '127.33.0.2', /^\* OK .*\r\n/m);
-  await busy.send(`a LOGIN me@example.org "${PASSWORD}"\r\n`, /^a OK .*\r\n/m);
-  await busy.send('b IDLE\r\n', /^\+ .*\r\n/m);
+  await say(busy, `a LOGIN me@example.org "${PASSWORD}"\r\n`, /^a OK .*\r\n/m);
+  await say(busy, 'b IDLE\r\n', /^\+ .*\r\n/m);
   trickle(busy, 'x', 200);
   assert.equal((await untilClosed(busy)).text, '* BYE IDLE not renewed within 3 s\r\n');
 });
