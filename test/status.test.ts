@@ -9,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { loadConfig } from '../src/config/file.js';
 import { createResolver } from '../src/dns/resolver.js';
-import { ptr, runStatus, type CheckResult } from '../src/provision/status.js';
+import { ptr, runStatus, updatesCheck, type CheckResult } from '../src/provision/status.js';
 import { handOff, queuePublicKey } from '../src/queue/handoff.js';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { workspace } from './helpers/fe.js';
@@ -173,4 +173,27 @@ test('fe status prints one line per check with the fix under it, and --checks re
   const bad = await w.fe(['status', '--checks', 'swap,nonsense']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /unknown check nonsense/);
+});
+
+test('updates: a CODENAME-security apt source is OK (one-line or deb822); none, a commented one or a disabled stanza FAILs with the fix', () => {
+  const debian = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_CODENAME=bookworm\n';
+  const ubuntu = 'ID=ubuntu\nVERSION_CODENAME=noble\n';
+  const mirrorOnly = { file: '/etc/apt/sources.list', text: 'deb http://mirror.invalid/debian bookworm main\n' };
+  const one = (osRelease: string, sources: { file: string; text: string }[]) => {
+    const r = updatesCheck({ osRelease, sources });
+    assert.equal(r.length, 1);
+    return r[0]!;
+  };
+  const none = one(debian, [mirrorOnly]);
+  assert.equal(none.level, 'FAIL');
+  assert.match(none.detail, /no bookworm-security source/);
+  assert.match(none.fix ?? '', /bookworm-security .*debian-security.*sources\.list\.d/);
+  assert.equal(one(debian, [mirrorOnly, { file: '/etc/apt/sources.list.d/s.list', text: '# deb http://mirror.invalid/debian-security bookworm-security main\n' }]).level, 'FAIL');
+  assert.equal(one(debian, [mirrorOnly, { file: '/etc/apt/sources.list.d/s.list', text: 'deb [signed-by=/k.gpg] http://mirror.invalid/debian-security bookworm-security main\n' }]).level, 'OK');
+  const stanza = 'Types: deb\nURIs: http://mirror.invalid/ubuntu\nSuites: noble noble-updates noble-security\nComponents: main\n';
+  assert.equal(one(ubuntu, [{ file: '/etc/apt/sources.list.d/ubuntu.sources', text: stanza }]).level, 'OK');
+  assert.equal(one(ubuntu, [{ file: '/etc/apt/sources.list.d/ubuntu.sources', text: `${stanza}Enabled: no\n` }]).level, 'FAIL');
+  // Another release's security suite does not count.
+  assert.equal(one(ubuntu, [{ file: '/etc/apt/sources.list.d/ubuntu.sources', text: stanza.replace(/noble/g, 'jammy') }]).level, 'FAIL');
+  assert.equal(one('ID=alpine\n', []).level, 'WARN');
 });

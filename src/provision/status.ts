@@ -2,7 +2,7 @@
 // Every check only reads; none changes the host. Host checks read the live system (systemctl,
 // iptables, sshd -T, /proc); DNS checks go through fe's resolver (dns.servers).
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import path from 'node:path';
@@ -21,14 +21,14 @@ import { protectionChecks } from '../protection/status.js';
 export type Level = 'OK' | 'WARN' | 'FAIL';
 
 export interface CheckResult {
-  check: string; // group: services, ports, firewall, volume, swap, usb-storage, ssh, dns, ptr, outbound, certificate, backup, queue, openpgp, protection
+  check: string; // group: services, ports, firewall, volume, swap, usb-storage, ssh, updates, dns, ptr, outbound, certificate, backup, queue, openpgp, protection
   subject: string;
   level: Level;
   detail: string;
   fix: string | null;
 }
 
-export const CHECK_GROUPS = ['services', 'ports', 'firewall', 'volume', 'swap', 'usb-storage', 'ssh', 'dns', 'ptr', 'outbound', 'certificate', 'backup', 'queue', 'openpgp', 'protection'] as const;
+export const CHECK_GROUPS = ['services', 'ports', 'firewall', 'volume', 'swap', 'usb-storage', 'ssh', 'updates', 'dns', 'ptr', 'outbound', 'certificate', 'backup', 'queue', 'openpgp', 'protection'] as const;
 export type CheckGroup = (typeof CHECK_GROUPS)[number];
 
 export interface StatusContext {
@@ -168,6 +168,53 @@ async function usbStorage(): Promise<CheckResult[]> {
   if (r && /install \/bin\/(true|false)/.test(r.out)) return [ok('usb-storage', 'usb-storage', 'cannot be loaded')];
   const loaded = existsSync('/proc/modules') && /^usb_storage /m.test(readFileSync('/proc/modules', 'utf8'));
   return [fail('usb-storage', 'usb-storage', loaded ? 'loaded' : 'can be loaded', 'fe init blocks it (/etc/modprobe.d/fe-usb-storage.conf)')];
+}
+
+/** The `os-release` fields and the apt source files (path and text) an updates check reads. */
+export interface AptView {
+  osRelease: string;
+  sources: { file: string; text: string }[];
+}
+
+function readAptView(): AptView {
+  const read = (f: string): string => (existsSync(f) ? readFileSync(f, 'utf8') : '');
+  const files = ['/etc/apt/sources.list'];
+  const dir = '/etc/apt/sources.list.d';
+  if (existsSync(dir)) {
+    for (const f of readdirSync(dir).sort()) if (f.endsWith('.list') || f.endsWith('.sources')) files.push(path.join(dir, f));
+  }
+  return { osRelease: read('/etc/os-release'), sources: files.map((file) => ({ file, text: read(file) })) };
+}
+
+/**
+ * Unattended upgrades only bring security fixes when apt has the distribution's security suite
+ * (CODENAME-security, Debian and Ubuntu alike). Enabled entries only: `#` lines and deb822
+ * stanzas with `Enabled: no` do not count.
+ */
+export function updatesCheck(view: AptView): CheckResult[] {
+  const field = (k: string): string => new RegExp(`^${k}=\"?([^"\n]*)\"?$`, 'm').exec(view.osRelease)?.[1] ?? '';
+  const id = field('ID');
+  const codename = field('VERSION_CODENAME');
+  if ((id !== 'debian' && id !== 'ubuntu') || codename === '') return [warn('updates', 'apt', `not Debian or Ubuntu (${id || 'unknown'}): security sources not checked`, null)];
+  const suite = `${codename}-security`;
+  for (const { file, text } of view.sources) {
+    if (file.endsWith('.sources')) {
+      for (const stanza of text.split(/\n\s*\n/)) {
+        const lines = stanza.split('\n').filter((l) => !l.trimStart().startsWith('#'));
+        if (lines.some((l) => /^Enabled:\s*no\b/i.test(l))) continue;
+        const suites = lines.find((l) => /^Suites:/i.test(l));
+        if (suites && suites.split(/\s+/).slice(1).includes(suite)) return [ok('updates', 'apt', `${suite} is configured (${file})`)];
+      }
+    } else {
+      for (const line of text.split('\n')) {
+        // deb [options] URI SUITE COMPONENT...
+        const m = /^\s*deb\s+(?:\[[^\]]*\]\s+)?\S+\s+(\S+)/.exec(line);
+        if (m && m[1] === suite) return [ok('updates', 'apt', `${suite} is configured (${file})`)];
+      }
+    }
+  }
+  const archive = id === 'debian' ? 'the Debian security archive (debian-security)' : "the Ubuntu archive's security pocket";
+  return [fail('updates', 'apt', `no ${suite} source: unattended-upgrades finds no security fixes`, `add ${suite} from ${archive} to /etc/apt/sources.list.d/, then apt update`)];
 }
 
 async function ssh(): Promise<CheckResult[]> {
@@ -460,6 +507,9 @@ export async function runStatus(ctx: StatusContext, groups: readonly CheckGroup[
         break;
       case 'ssh':
         out.push(...(await ssh()));
+        break;
+      case 'updates':
+        out.push(...updatesCheck(readAptView()));
         break;
       case 'dns':
         out.push(...(await dns(ctx)));
