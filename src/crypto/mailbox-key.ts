@@ -266,6 +266,28 @@ export function mailboxKeyVersion(dir: string): 1 | 2 {
 }
 
 /**
+ * Puts `next` in place of the key file only once it is known to open to the same secrets: it is
+ * staged beside the old file, unwrapped again from disk, then renamed over it, so a crash or a bug
+ * cannot lose the key.
+ */
+function replaceKeyFile(dir: string, next: KeyFile, open: (staged: KeyFile) => { masterKey: Buffer; mlkemSeed?: Buffer }, masterKey: Buffer, seed: Buffer): void {
+  const staged = path.join(dir, `${KEY_FILE}.new`);
+  writeFileAtomic(staged, JSON.stringify(next, null, 2) + '\n', 0o600);
+  try {
+    const check = open(readKeyFile(staged));
+    const same = check.masterKey.equals(masterKey) && !!check.mlkemSeed?.equals(seed);
+    check.masterKey.fill(0);
+    check.mlkemSeed?.fill(0);
+    if (!same) throw new KeyFileError('re-wrapped key does not match');
+  } catch (e) {
+    rmSync(staged, { force: true });
+    throw e;
+  }
+  renameSync(staged, keyFilePath(dir));
+  fsyncDir(dir);
+}
+
+/**
  * Writes the same secrets wrapped under `newPassword` (adding an ML-KEM key when the file had
  * none). The new file is written beside the old one and opened before it replaces the old, so a
  * crash or a bug cannot lose the key.
@@ -276,19 +298,7 @@ function rewrap(dir: string, oldPassword: string, newPassword: string): { addedM
   const addedMlkem = !inner.mlkemSeed;
   const seed = inner.mlkemSeed ?? newMlkemSeed();
   const next = wrap(current.address, newPassword, { ...inner, mlkemSeed: seed }, current.created);
-  const staged = path.join(dir, `${KEY_FILE}.new`);
-  writeFileAtomic(staged, JSON.stringify(next, null, 2) + '\n', 0o600);
-  try {
-    const check = unwrapInnerWithPassword(readKeyFile(staged), newPassword);
-    if (!check.masterKey.equals(inner.masterKey) || !check.mlkemSeed?.equals(seed)) throw new KeyFileError('re-wrapped key does not match');
-    check.masterKey.fill(0);
-    check.mlkemSeed.fill(0);
-  } catch (e) {
-    rmSync(staged, { force: true });
-    throw e;
-  }
-  renameSync(staged, keyFilePath(dir));
-  fsyncDir(dir);
+  replaceKeyFile(dir, next, (staged) => unwrapInnerWithPassword(staged, newPassword), inner.masterKey, seed);
   inner.masterKey.fill(0);
   seed.fill(0);
   return { addedMlkem };
@@ -331,21 +341,11 @@ export async function addMlkemAtLogin(dir: string, password: string, opened: { s
   const key = await kekAsync(password, salt, SCRYPT);
   const inner = { masterKey: opened.secrets.masterKey, x25519, mlkemSeed: seed };
   const next = wrapWith(key, salt, current.address, inner, current.created);
-  const staged = path.join(dir, `${KEY_FILE}.new`);
-  writeFileAtomic(staged, JSON.stringify(next, null, 2) + '\n', 0o600);
   try {
-    const check = unwrapInner(readKeyFile(staged), key);
-    if (!check.masterKey.equals(inner.masterKey) || !check.mlkemSeed?.equals(seed)) throw new KeyFileError('re-wrapped key does not match');
-    check.masterKey.fill(0);
-    check.mlkemSeed.fill(0);
-  } catch (e) {
-    rmSync(staged, { force: true });
-    throw e;
+    replaceKeyFile(dir, next, (staged) => unwrapInner(staged, key), inner.masterKey, seed);
   } finally {
     key.fill(0);
   }
-  renameSync(staged, keyFilePath(dir));
-  fsyncDir(dir);
   return { secrets: secretsOf(inner), salt: next.kdf.salt, upgraded: true };
 }
 
