@@ -51,8 +51,17 @@ export function startServe(config: string, args: string[] = [], env: Record<stri
       return exited;
     },
   };
-  return Promise.all(expect.map((name) => waitForLog(new RegExp(`^${name} listening on [^\\s]+:\\d+$`, 'm')))).then(() => {
-    for (const m of log.matchAll(/^(\w+) listening on [^\s]+:(\d+)$/gm)) daemon.ports[m[1]!] = Number(m[2]);
-    return daemon;
-  });
+  // A loaded CI machine can take a while to load the modules; 30 s before calling it a failure.
+  // A start that failed kills the child: a test whose before() threw never stops it itself, and a
+  // live child would keep the test process from ever exiting.
+  return Promise.all(expect.map((name) => waitForLog(new RegExp(`^${name} listening on [^\\s]+:\\d+$`, 'm'), 30_000))).then(
+    () => {
+      for (const m of log.matchAll(/^(\w+) listening on [^\s]+:(\d+)$/gm)) daemon.ports[m[1]!] = Number(m[2]);
+      return daemon;
+    },
+    (e: unknown) => {
+      child.kill('SIGKILL');
+      throw e;
+    },
+  );
 }
