@@ -39,6 +39,24 @@ test('every subcommand has --help with a usage line, a description and its argum
   );
 });
 
+test('each command loads on its own: its help after a global option, fe help NAME, and a misspelling still suggests', async () => {
+  // fe loads only the module of the command named (main.ts); every word must still find its command
+  const words = ['config', 'domain', 'dkim', 'alias', 'key', 'mailbox', 'import', 'serve', 'dev', 'init', 'unlock', 'status', 'cert', 'backup', 'queue', 'export'];
+  await Promise.all(
+    words.map(async (word) => {
+      const r = await runFe(['-c', '/nonexistent/fe.yml', word, '--help']);
+      assert.equal(r.code, 0, `${word}: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`^Usage: fe ${word}\\b`, 'm'), word);
+    }),
+  );
+  const help = await runFe(['help', 'unlock']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: fe unlock/m);
+  const typo = await runFe(['alais', 'list']);
+  assert.equal(typo.code, 2);
+  assert.match(typo.stderr, /Did you mean alias\?/);
+});
+
 test('fe --version prints the package version', async () => {
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
   const r = await runFe(['--version']);
