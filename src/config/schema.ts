@@ -150,6 +150,8 @@ export interface FeConfig {
   hostname: string; // ASCII
   dataDir: string; // absolute
   admin: string | null;
+  /** The legal notice fe init writes to /etc/issue and /etc/issue.net; null: fe init's default. */
+  banner: string | null;
   mtaSts: { mode: MtaStsMode; maxAgeSeconds: number };
   limits: {
     aliasCreationsPerDomainPerDay: number;
@@ -253,7 +255,22 @@ export function parseConfig(text: string, file: string): { config: FeConfig | nu
   return { config: errors.length === 0 ? config : null, doc, problems: v.problems };
 }
 
-const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'acme', 'backup', 'dns', 'outbound', 'submission', 'queue', 'protection', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
+/**
+ * Why `text` cannot be the login banner, or null. getty expands backslash escapes in /etc/issue,
+ * and ansible would evaluate template markers in it; control characters would reach terminals.
+ */
+export function bannerProblem(text: string): string | null {
+  const t = text.trim();
+  if (t === '') return 'is empty (leave it out for the default notice)';
+  if (t.length > 2000) return 'is longer than 2000 characters';
+  if (t.split('\n').length > 20) return 'has more than 20 lines';
+  if (t.includes('\\')) return 'contains a backslash (getty reads it as an escape in /etc/issue)';
+  if (/\{\{|\{%|\{#/.test(t)) return 'contains {{, {% or {# (template markers)';
+  if (/[\x00-\x09\x0b-\x1f\x7f]/.test(t)) return 'contains a tab or a control character';
+  return null;
+}
+
+const TOP_KEYS = ['hostname', 'data_dir', 'admin', 'banner', 'mta_sts', 'limits', 'ports', 'listen', 'tls', 'acme', 'backup', 'dns', 'outbound', 'submission', 'queue', 'protection', 'log_level', 'loopback_plaintext_auth', 'domains', 'keys'] as const;
 const LISTEN_KEYS = ['mx', 'submission', 'submissions', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'] as const;
 const SUBMISSION_KEYS = ['save_sent'] as const;
 const QUEUE_KEYS = ['give_up_after', 'delay_notice_after', 'retention_days', 'tls_reports', 'tls_report_organization'] as const;
@@ -432,6 +449,7 @@ class Validator {
       hostname: '',
       dataDir: DEFAULT_DATA_DIR,
       admin: null,
+      banner: null,
       mtaSts: { mode: 'testing', maxAgeSeconds: 604800 },
       limits: {
         aliasCreationsPerDomainPerDay: 50,
@@ -498,6 +516,15 @@ class Validator {
         case 'admin':
           if (!(isScalar(value) && value.value === null)) config.admin = this.named(value, key, mailboxAddress) ?? null;
           break;
+        case 'banner': {
+          if (isScalar(value) && value.value === null) break;
+          const text = this.string(value, key);
+          if (text === undefined) break;
+          const why = bannerProblem(text);
+          if (why) this.fail(value, key, why);
+          else config.banner = text.trim();
+          break;
+        }
         case 'mta_sts':
           for (const [k, v] of this.entries(value, key, MTA_STS_KEYS)) {
             if (k === 'mode') {

@@ -40,6 +40,8 @@ export interface InitPlan {
   backupDir: string;
   /** An age public key for a new fe.yml's backup.recipients (the owner's, or one fe init made). */
   backupRecipient: string | null;
+  /** fe.yml's `banner:` for /etc/issue and /etc/issue.net; null: the playbook's default notice. */
+  banner?: string | null;
 }
 
 /** Throws UserError unless this is root on a supported system. */
@@ -117,6 +119,7 @@ export function playbookVars(plan: InitPlan, passphraseFile: string | null, node
     fe_filtering: plan.filtering,
     fe_source: PROJECT_ROOT,
     fe_node: node,
+    ...(plan.banner ? { fe_banner: plan.banner } : {}),
   };
 }
 

@@ -56,8 +56,17 @@ export async function unlockVolume(v: VolumeInfo, passphrase: string | null): Pr
     const r = await execa('mount', ['-o', 'nodev,nosuid,noexec', `/dev/mapper/${v.name}`, v.mountpoint], { reject: false });
     if (r.exitCode !== 0) throw new UserError(`could not mount /dev/mapper/${v.name} on ${v.mountpoint}: ${r.stderr.trim()}`);
     did.push(`mounted it on ${v.mountpoint}`);
+    if (await reloadAuditRules()) did.push('loaded the audit rules again (they watch the DKIM keys on the volume)');
   }
   return did;
+}
+
+/** fe init's audit rules name paths on the volume; the kernel resolves a watch when the rules load, so they load again after the mount. */
+const AUDIT_RULES = '/etc/audit/rules.d/50-fe.rules';
+async function reloadAuditRules(): Promise<boolean> {
+  if (!existsSync(AUDIT_RULES)) return false;
+  const r = await execa('augenrules', ['--load'], { reject: false });
+  return r.exitCode === 0;
 }
 
 export async function startServices(): Promise<void> {

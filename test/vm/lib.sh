@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Helpers for fe's VM test (test/vm/run.sh): the Debian mirror this machine's apt uses, a
 # Debian 12 root built with debootstrap, disk images made without loop devices, a QEMU guest
-# (TCG is enough) on a user network that cannot reach anything (restrict=on) with forwarded
-# ports on 127.0.0.1, and ssh into it with a key made for the run.
+# (TCG: this machine's /dev/kvm opens, but a guest kernel stalls in its decompressor) on a user
+# network that cannot reach anything (restrict=on) with forwarded ports on 127.0.0.1, and ssh
+# into it with a key made for the run.
 #
 # No host names and no paths of any particular machine are written here: the mirror comes
 # from apt's configuration at run time, temporary files from mktemp, ports from the kernel.
@@ -21,7 +22,8 @@ VM_FE_SSH_PORT=${VM_FE_SSH_PORT:-22}
 # What fe init's playbook installs with apt is installed here already: the guest has no network,
 # so those apt tasks must find everything present. python3-apt is what ansible's apt module
 # needs; python3-cffi-backend is named because debootstrap does not resolve virtual packages.
-VM_PACKAGES=systemd,systemd-sysv,udev,dbus,openssh-server,cryptsetup,iptables,python3,ansible-core,python3-cffi-backend,python3-apt,linux-image-amd64,initramfs-tools,kmod,iproute2,sudo,procps,e2fsprogs,util-linux,rsync,openssl,ca-certificates,iptables-persistent,netfilter-persistent,unattended-upgrades
+# lynis is not fe's: the test runs it in the guest to measure the hardening (README: Hardening).
+VM_PACKAGES=systemd,systemd-sysv,udev,dbus,openssh-server,cryptsetup,iptables,python3,ansible-core,python3-cffi-backend,python3-apt,linux-image-amd64,initramfs-tools,kmod,iproute2,sudo,procps,e2fsprogs,util-linux,rsync,openssl,ca-certificates,iptables-persistent,netfilter-persistent,unattended-upgrades,auditd,debsums,apt-show-versions,lynis
 
 # Ubuntu (VM_SUITE=jammy or noble) needs VM_MIRROR (an Ubuntu archive URL; this machine's apt
 # has none), its universe component (ansible-core, iptables-persistent) and its kernel package.

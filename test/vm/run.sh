@@ -14,7 +14,9 @@
 # VM_SUITE=jammy or noble builds Ubuntu 22.04 or 24.04 from VM_MIRROR (an Ubuntu archive URL);
 # FE_VM_CACHE=DIR keeps the debootstrap result between runs (optional),
 # FE_VM_KEEP=1 leaves the work directory behind, VM_MEM, VM_CPUS, VM_BOOT_TIMEOUT,
-# FE_VM_IDEMPOTENCE=0 skips the second `fe init` run, VM_FE_SSH_PORT=2222 has fe init move sshd.
+# FE_VM_IDEMPOTENCE=0 skips the second `fe init` run, VM_FE_SSH_PORT=2222 has fe init move sshd,
+# FE_VM_HOLD=1 keeps the guest up at the end (or first failure) to look around, LYNIS_MIN (85)
+# is the lowest Lynis hardening index that passes.
 #
 # Guest-side scripts are single-quoted on purpose: they expand in the guest.
 # shellcheck disable=SC2016
@@ -73,6 +75,7 @@ fail() {
   diagnose
   vm_print_timings
   summary
+  hold
   exit 1
 }
 pass() {
@@ -218,6 +221,28 @@ after_init() {
   mta_sts_check
 }
 
+# What fe init adds for Lynis (README: Hardening): kernel settings, refused modules, SSH policy
+# and file modes, umask, banners, the host name and the audit rules.
+hardening_check() {
+  check_eq 'sysctl: BPF JIT hardened, no SysRq, no ldisc autoload, FIFOs protected' \
+    $'dev.tty.ldisc_autoload = 0\nfs.protected_fifos = 2\nkernel.sysrq = 0\nnet.core.bpf_jit_harden = 2' \
+    'sysctl dev.tty.ldisc_autoload fs.protected_fifos kernel.sysrq net.core.bpf_jit_harden'
+  check_eq 'dccp, sctp, rds, tipc and firewire-core are refused' $'install /bin/true\ninstall /bin/true\ninstall /bin/true\ninstall /bin/true\ninstall /bin/true' \
+    'for m in dccp sctp rds tipc firewire-core; do modprobe -n -v $m | head -n 1; done'
+  check_eq 'sshd: no compression, verbose log, no TCP keepalive, 2 sessions, banner' \
+    $'banner /etc/issue.net\ncompression no\nloglevel VERBOSE\nmaxsessions 2\ntcpkeepalive no' \
+    'sshd -T | grep -E "^(banner|compression|loglevel|maxsessions|tcpkeepalive) " | sort'
+  check_eq 'sshd_config, /home/admin and /etc/sudoers.d are private' $'600\n750\n750' \
+    'stat -c %a /etc/ssh/sshd_config /home/admin /etc/sudoers.d'
+  check_eq 'login umask 027' '027' "awk '\$1 == \"UMASK\" {print \$2}' /etc/login.defs"
+  check 'the login banner says access is monitored' 'Authorized access only' 'cat /etc/issue.net'
+  check_eq 'the host name is the mail host name, and it resolves locally' $'mail.fe-vm.test\n127.0.1.1' \
+    'hostname; getent hosts mail.fe-vm.test | cut -d" " -f1'
+  check 'auditd watches fe.yml, units, SSH and sudo, and privileged commands' \
+    'fe-config.*fe-units.*sshd.*sudoers.*privileged' \
+    'auditctl -l | tr "\n" " "'
+}
+
 mail() {
   local out
   check 'fe alias add me@fe-vm.test --mailbox' 'added me@fe-vm.test' \
@@ -296,6 +321,9 @@ after_reboot() {
 unlock() {
   check 'fe unlock --passphrase-stdin' 'fe is running' "echo -n '$PASSPHRASE' | fe unlock --passphrase-stdin"
   check 'after unlock: volume mounted' '^/dev/mapper/fe-data ext4' 'findmnt -n -o SOURCE,FSTYPE /var/lib/fe'
+  # The DKIM watch names a path on the volume: it holds only once unlock has loaded the rules again.
+  check 'after unlock: a change to the DKIM keys is audited' 'key=.fe-dkim' \
+    'touch /var/lib/fe/dkim/audit-probe && rm /var/lib/fe/dkim/audit-probe && sleep 1 && ausearch -k fe-dkim --raw 2>/dev/null | tail -n 3'
   check_eq 'after unlock: fe-mx, fe-submission, fe-queue, fe-mailstore, fe-web and fe-backup are active' $'active\nactive\nactive\nactive\nactive\nactive' 'systemctl is-active fe-mx fe-submission fe-queue fe-mailstore fe-web fe-backup'
   # fe status on the host it describes: every host check OK (DNS, PTR and the certificate are
   # about the outside world, which this guest has none of).
@@ -340,6 +368,28 @@ idempotence() {
   fi
 }
 
+# Lynis (the host-audit tool, from Debian) after everything fe init did: its hardening index
+# must reach LYNIS_MIN (README: Hardening). Its warnings and suggestions are printed either way,
+# so a run shows what is left.
+LYNIS_MIN=${LYNIS_MIN:-85}
+lynis_check() {
+  local out index
+  out="$(g 'lynis audit system --quick --no-colors >/dev/null 2>&1; grep -E "^(hardening_index|warning\[\]|suggestion\[\])=" /var/log/lynis-report.dat')" || true
+  printf '%s\n' "$out" | grep -E '^(warning|suggestion)' | cut -d'|' -f1-2 | sed 's/^/   lynis: /' >&2
+  index="$(printf '%s\n' "$out" | sed -n 's/^hardening_index=//p')"
+  vm_log "   lynis hardening index: ${index:-none}"
+  check "lynis hardening index ($index) >= $LYNIS_MIN" '^yes$' "[ '${index:-0}' -ge $LYNIS_MIN ] && echo yes || echo no"
+}
+
+# FE_VM_HOLD=1: leave the guest running after the checks or at the first failure (for looking
+# around by hand) until the file the log names is removed.
+hold() {
+  [[ ${FE_VM_HOLD:-0} == 1 ]] || return 0
+  touch "$VM_WORK/hold"
+  vm_log "   holding: ssh -i $VM_KEY -p $VM_SSH_PORT $USER_NOW@127.0.0.1; rm $VM_WORK/hold to go on"
+  while [[ -e $VM_WORK/hold ]]; do sleep 5; done
+}
+
 # ------------------------------------------------------------------ main
 vm_log "fe VM test; work directory $VM_WORK"
 vm_step host-tools vm_host_tools
@@ -348,6 +398,7 @@ vm_step boot boot
 vm_step before-init before_init
 vm_step fe-init fe_init
 vm_step after-init after_init
+vm_step hardening hardening_check
 vm_step mail mail
 vm_step backup backup_check
 vm_step reboot vm_reboot admin 12 || fail 'reboot: no ssh login as admin afterwards'
@@ -357,6 +408,8 @@ vm_step imap imap_check
 if [[ ${FE_VM_IDEMPOTENCE:-1} == 1 ]]; then
   vm_step idempotence idempotence
 fi
+vm_step lynis lynis_check
+hold
 vm_step shutdown vm_stop admin
 vm_print_timings
 summary

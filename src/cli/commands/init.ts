@@ -104,6 +104,7 @@ async function collect(flags: InitFlags, file: string): Promise<InitPlan> {
   let openPlainPop3 = false;
   let web = flags.web;
   let backupDir = DEFAULT_BACKUP_DIR;
+  let banner: string | null = null;
   let backupRecipient = flags.backupRecipient?.trim();
   if (backupRecipient !== undefined && !isRecipient(backupRecipient)) throw new UsageError(`--backup-recipient takes an age public key (age1…), not "${flags.backupRecipient}"`);
   if (prompts && flags.backup && backupRecipient === undefined && !existsSync(file)) {
@@ -119,6 +120,7 @@ async function collect(flags: InitFlags, file: string): Promise<InitPlan> {
     openPlainPop3 = config.listen.pop3 !== null;
     web = config.listen.http !== null || config.listen.https !== null;
     backupDir = config.backup.dir;
+    banner = config.banner;
   }
   return {
     hostname: host,
@@ -141,6 +143,7 @@ async function collect(flags: InitFlags, file: string): Promise<InitPlan> {
     backup: flags.backup,
     backupDir,
     backupRecipient: backupRecipient ?? null,
+    banner,
   };
 }
 
