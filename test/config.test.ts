@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { workspace } from './helpers/fe.js';
+import { loadConfig } from '../src/config/file.js';
 
 const COMMENTED = `# My mail host. Hand-written, please keep my notes.
 hostname: mail.example.org   # the MX name
@@ -70,6 +71,27 @@ test('invalid addresses and domains are reported at their line', async () => {
   assert.match(stdout, /:7:\d+: domains\.example\.org\.aliases\.me\+x: .*"\+"/);
   assert.match(stdout, /:8:\d+: domains\.bad domain: .*not a domain name/);
   assert.match(stdout, /:9:\d+: domains\.EXAMPLE\.org\.: is the same domain as "example\.org"/);
+});
+
+test('banner: a multi-line notice is kept; escapes, template markers, control characters and huge text are refused', async () => {
+  const ok = await check('hostname: mail.example.org\nbanner: |\n  Private mail host.\n  Authorized access only.\n');
+  assert.equal(ok.code, 0, ok.stdout);
+  assert.equal(loadConfig(ok.w.config).banner, 'Private mail host.\nAuthorized access only.');
+  const cases: Array<[string, RegExp]> = [
+    ['banner: "Kernel \\\\r on \\\\m"', /banner: contains a backslash/],
+    ['banner: "Hi {{ ansible_user }}"', /banner: contains \{\{, \{% or \{#/],
+    ['banner: "bell\\a"', /banner: contains a tab or a control character/],
+    ['banner: "tab\\there"', /banner: contains a tab or a control character/],
+    ['banner: "   "', /banner: (is empty|must be a non-empty string)/],
+    [`banner: "${'x'.repeat(2001)}"`, /banner: is longer than 2000 characters/],
+    [`banner: "${Array(21).fill('line').join('\\n')}"`, /banner: has more than 20 lines/],
+  ];
+  for (const [line, want] of cases) {
+    const r = await check(`hostname: mail.example.org\n${line}\n`);
+    assert.equal(r.code, 1, line);
+    assert.match(r.stdout, want, line);
+    assert.match(r.stdout, /fe\.yml:2:\d+: /, 'the problem is shown at its line');
+  }
 });
 
 test('sending settings: send_as only for mailboxes and served domains; save_sent, queue durations and send limits are checked', async () => {

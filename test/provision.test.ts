@@ -121,6 +121,8 @@ test('SSH keys, passphrases and playbook variables', () => {
   assert.equal(vars.fe_ssh_port, 2222);
   assert.equal(vars.fe_luks_passphrase_file, '/run/fe-init-x/passphrase');
   assert.ok(!JSON.stringify(vars).includes(p), 'the passphrase itself is never a variable');
+  assert.equal(vars.fe_banner, undefined, 'no banner in fe.yml: the role default stands');
+  assert.equal(playbookVars({ ...plan, banner: 'Private host of example.org.' }, null).fe_banner, 'Private host of example.org.');
   // every variable the CLI sets is one some role declares in its defaults
   const defaults = readdirSync(path.join(ANSIBLE_DIR, 'roles')).map((r) => {
     try {
@@ -129,7 +131,8 @@ test('SSH keys, passphrases and playbook variables', () => {
       return '';
     }
   }).join('\n');
-  for (const name of Object.keys(vars)) if (!['fe_hostname', 'fe_filtering'].includes(name)) assert.match(defaults, new RegExp(`^${name}:`, 'm'), `${name} has a default in a role`);
+  const varNames = Object.keys(playbookVars({ ...plan, banner: 'x' }, null));
+  for (const name of varNames) if (!['fe_hostname', 'fe_filtering'].includes(name)) assert.match(defaults, new RegExp(`^${name}:`, 'm'), `${name} has a default in a role`);
 });
 
 test('iptables -S INPUT is read for policy and open ports', () => {
