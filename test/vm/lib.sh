@@ -23,7 +23,7 @@ VM_FE_SSH_PORT=${VM_FE_SSH_PORT:-22}
 # so those apt tasks must find everything present. python3-apt is what ansible's apt module
 # needs; python3-cffi-backend is named because debootstrap does not resolve virtual packages.
 # lynis is not fe's: the test runs it in the guest to measure the hardening (README: Hardening).
-VM_PACKAGES=systemd,systemd-sysv,udev,dbus,openssh-server,cryptsetup,iptables,python3,ansible-core,python3-cffi-backend,python3-apt,linux-image-amd64,initramfs-tools,kmod,iproute2,sudo,procps,e2fsprogs,util-linux,rsync,openssl,ca-certificates,iptables-persistent,netfilter-persistent,unattended-upgrades,auditd,debsums,apt-show-versions,usbguard,libpam-pwquality,libpam-tmpdir,apt-listchanges,apparmor,lynis
+VM_PACKAGES=systemd,systemd-sysv,udev,dbus,openssh-server,cryptsetup,iptables,python3,ansible-core,python3-cffi-backend,python3-apt,linux-image-amd64,initramfs-tools,kmod,iproute2,sudo,procps,e2fsprogs,util-linux,rsync,openssl,ca-certificates,iptables-persistent,netfilter-persistent,unattended-upgrades,auditd,debsums,apt-show-versions,libpam-pwquality,libpam-tmpdir,apt-listchanges,apparmor,lynis
 
 # Ubuntu (VM_SUITE=jammy or noble) needs VM_MIRROR (an Ubuntu archive URL; this machine's apt
 # has none), its universe component (ansible-core, iptables-persistent) and its kernel package.
