@@ -328,8 +328,9 @@ unlock() {
   check 'fe unlock --passphrase-stdin' 'fe is running' "echo -n '$PASSPHRASE' | fe unlock --passphrase-stdin"
   check 'after unlock: volume mounted' '^/dev/mapper/fe-data ext4' 'findmnt -n -o SOURCE,FSTYPE /var/lib/fe'
   # The DKIM watch names a path on the volume: it holds only once unlock has loaded the rules again.
-  check 'after unlock: a change to the DKIM keys is audited' 'key=.fe-dkim' \
-    'touch /var/lib/fe/dkim/audit-probe && rm /var/lib/fe/dkim/audit-probe && sleep 1 && ausearch -k fe-dkim --raw 2>/dev/null | tail -n 3'
+  # ausearch without a terminal reads stdin unless told to read the logs.
+  check 'after unlock: a change to the DKIM keys is audited' '^name="/var/lib/fe/dkim/audit-probe"$' \
+    'touch /var/lib/fe/dkim/audit-probe && rm /var/lib/fe/dkim/audit-probe && sleep 1 && ausearch --input-logs -k fe-dkim --raw | grep -o "name=\"/var/lib/fe/dkim/audit-probe\"" | head -n 1'
   check_eq 'after unlock: fe-mx, fe-submission, fe-queue, fe-mailstore, fe-web and fe-backup are active' $'active\nactive\nactive\nactive\nactive\nactive' 'systemctl is-active fe-mx fe-submission fe-queue fe-mailstore fe-web fe-backup'
   # fe status on the host it describes: every host check OK (DNS, PTR and the certificate are
   # about the outside world, which this guest has none of).
