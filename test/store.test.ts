@@ -162,6 +162,25 @@ test('concurrent async spool writes (what the MX does) each land whole, sealed, 
   }
 });
 
+test('async spool writes (on the writer threads): a message that is a view into a larger buffer is stored as exactly its bytes; a failed write rejects with its errno code', async () => {
+  const { dir, secrets, publicKey } = newMailbox();
+  const whole = Buffer.concat([Buffer.from('GARBAGE-BEFORE'), msg('view'), Buffer.from('GARBAGE-AFTER')]);
+  const view = whole.subarray('GARBAGE-BEFORE'.length, whole.length - 'GARBAGE-AFTER'.length);
+  await appendToSpoolAsync(dir, publicKey, view, meta());
+  assert.equal(view.toString(), msg('view').toString(), 'the caller still has its bytes (nothing was transferred away)');
+  const store = MailboxStore.open(dir, secrets);
+  try {
+    store.importSpool();
+    assert.equal(store.getRaw('INBOX', 1)!.toString(), msg('view').toString());
+  } finally {
+    store.close();
+  }
+  // a mailbox "folder" that is a file: the spool folder cannot be made under it
+  const blocked = path.join(tmp(), 'not-a-folder');
+  writeFileSync(blocked, 'x');
+  await assert.rejects(appendToSpoolAsync(blocked, publicKey, msg('x'), meta()), (e: NodeJS.ErrnoException) => e.code === 'ENOTDIR' || e.code === 'EEXIST');
+});
+
 test('import is one transaction and idempotent: a crash after commit but before unlinking imports nothing twice', () => {
   const { dir, secrets, publicKey } = newMailbox();
   const ids = [0, 1, 2].map((i) => appendToSpool(dir, publicKey, msg(`dup${i}`), meta()));

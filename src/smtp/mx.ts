@@ -3,6 +3,7 @@
 // copy is durable on disk or accepted by the next hop: a crash after 250 loses nothing.
 import { createPrivateKey, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { resolveRecipient } from '../config/resolve.js';
 import { answerData, domainOf, readAll, SmtpReply, smtpDaemon } from './daemon.js';
@@ -132,6 +133,11 @@ export function stripOwnAuthResults(message: Buffer, hostname: string): Buffer {
   return Buffer.concat([Buffer.from(kept.join('\r\n'), 'latin1'), message.subarray(end)]);
 }
 
+/** Postfix's delays= for one message: milliseconds in checks (auth, content, forwards) and in storing. */
+function msSince(t0: number, t1: number): string {
+  return `${(t1 - t0).toFixed(1)}/${(performance.now() - t1).toFixed(1)}`;
+}
+
 export function createMx(opts: MxOptions) {
   const { log } = opts;
   const perIp = new Map<string, number>();
@@ -211,6 +217,7 @@ export function createMx(opts: MxOptions) {
     if (countReceived(raw) > MAX_RECEIVED) throw new SmtpReply(554, '5.4.6 Too many Received headers: a mail loop');
     const id = randomBytes(8).toString('hex');
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    const t0 = performance.now();
     let verdict: AuthVerdict;
     try {
       verdict = await checkAuth({ message: raw, ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', mtaHostname: config.hostname, sender, resolver: opts.resolver() });
@@ -246,6 +253,7 @@ export function createMx(opts: MxOptions) {
     }
     for (const f of failed) log.warn('one forward target refused the message', { id, code: f.code, reason: f.message });
 
+    const t1 = performance.now();
     const receivedAt = new Date();
     for (const [dir, address] of targets.mailboxes) {
       try {
@@ -257,7 +265,7 @@ export function createMx(opts: MxOptions) {
         throw new SmtpReply(451, '4.3.0 Temporary local problem storing the message; try again later');
       }
     }
-    log.info('accepted', { id, from: log.addr(sender), rcpts: recipients.length, size: raw.length, stored: targets.mailboxes.size, forwarded: delivered, spf: verdict.spf.result, dkim: verdict.dkim.map((d) => d.result).join(',') || 'none', dmarc: verdict.dmarc.result });
+    log.info('accepted', { id, from: log.addr(sender), rcpts: recipients.length, size: raw.length, stored: targets.mailboxes.size, forwarded: delivered, spf: verdict.spf.result, dkim: verdict.dkim.map((d) => d.result).join(',') || 'none', dmarc: verdict.dmarc.result, ms: msSince(t0, t1) });
     return `2.0.0 Ok: queued as ${id}`;
   }
 

@@ -6,7 +6,8 @@ import { performance } from 'node:perf_hooks';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { open as openSealed, sealParts, type SealOpener, type SealRecipient } from '../crypto/seal.js';
-import { fsyncDir, writeFileAtomic, writeFileAtomicAsync } from '../util/atomic-file.js';
+import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
+import { sealAndWrite } from './spool-writer.js';
 
 /** Which folder an imported message goes to, by special use (RFC 6154); INBOX when absent. */
 export type SpoolFolder = '\\Sent' | '\\Junk';
@@ -84,9 +85,13 @@ function encodeMeta(id: string, meta: SpoolMeta): Buffer {
   return Buffer.concat([len, json]);
 }
 
+function checkMeta(meta: SpoolMeta): void {
+  if (!(meta.receivedAt instanceof Date) || Number.isNaN(meta.receivedAt.getTime())) throw new TypeError('receivedAt must be a valid Date');
+}
+
 /** The sealed file for one message: its id, its final path and its bytes (the spool folder is made here). */
 function sealForSpool(mailboxDir: string, publicKey: SealRecipient, message: Uint8Array, meta: SpoolMeta): { id: string; file: string; sealed: Buffer } {
-  if (!(meta.receivedAt instanceof Date) || Number.isNaN(meta.receivedAt.getTime())) throw new TypeError('receivedAt must be a valid Date');
+  checkMeta(meta);
   const dir = spoolDir(mailboxDir);
   if (!existsSync(dir)) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -105,10 +110,15 @@ export function appendToSpool(mailboxDir: string, publicKey: SealRecipient, mess
   return id;
 }
 
-/** appendToSpool for daemons: the same file and guarantees, the disk work off the event loop (see writeFileAtomicAsync). */
+/**
+ * appendToSpool for daemons: the same file and guarantees, with the sealing and the disk work on
+ * a writer thread (spool-writer.ts), so neither holds up other sessions. The id is made here, on
+ * the caller's thread, so ids keep the order in which messages were handed over.
+ */
 export async function appendToSpoolAsync(mailboxDir: string, publicKey: SealRecipient, message: Uint8Array, meta: SpoolMeta): Promise<string> {
-  const { id, file, sealed } = sealForSpool(mailboxDir, publicKey, message, meta);
-  await writeFileAtomicAsync(file, sealed, 0o600);
+  checkMeta(meta);
+  const id = newSpoolId();
+  await sealAndWrite(path.join(spoolDir(mailboxDir), spoolFileName(id)), publicKey, [encodeMeta(id, meta), message]);
   return id;
 }
 

@@ -1,0 +1,12 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
+import { mkdtempSync } from 'node:fs';
+const { appendToSpoolAsync } = await import('/work/main/dist/src/store/spool.js');
+const x = generateKeyPairSync('x25519'); const k = ml_kem768.keygen();
+const rec = { x25519: x.publicKey, mlkem: k.publicKey };
+const dir = mkdtempSync('/tmp/swb-');
+const msg = Buffer.alloc(10240, 97);
+const meta = () => ({ receivedAt: new Date(), envelopeFrom: 'a@b', envelopeTo: 'c@d' });
+for (let i = 0; i < 50; i++) await appendToSpoolAsync(dir, rec, msg, meta());
+let t = performance.now(); for (let i = 0; i < 300; i++) await appendToSpoolAsync(dir, rec, msg, meta()); console.log('serial', ((performance.now() - t) / 300).toFixed(3), 'ms');
+t = performance.now(); await Promise.all(Array.from({length: 300}, () => appendToSpoolAsync(dir, rec, msg, meta()))); console.log('parallel', ((performance.now() - t) / 300).toFixed(3), 'ms each');
