@@ -179,3 +179,20 @@ test('identical lookups in flight together share one query; a later lookup asks 
   assert.deepEqual(await r.txt('shared.example.org'), ['v=spf1 +all'], 'nothing is cached after the answer');
   assert.equal(asked() - before, 2);
 });
+
+test('no answer is kept: a repeat lookup asks the server again, even within the TTL (c-ares in node caches nothing; README says point dns.servers at a caching resolver)', async () => {
+  const own = await startDnsServer({ 'ttl.example': { TXT: ['v=spf1 -all'], A: ['192.0.2.1'], ttl: 300 } });
+  try {
+    const res = createResolver({ servers: [own.address] });
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(await res.txt('ttl.example'), ['v=spf1 -all']);
+      assert.deepEqual(await res.mailauthResolver('ttl.example', 'TXT'), [['v=spf1 -all']]);
+      assert.deepEqual(await res.a('ttl.example'), ['192.0.2.1']);
+    }
+    const asked = (type: string) => own.queries.filter((q) => q.name === 'ttl.example' && q.type === type).length;
+    assert.equal(asked('TXT'), 6);
+    assert.equal(asked('A'), 3);
+  } finally {
+    await own.close();
+  }
+});

@@ -16,7 +16,8 @@ import type { SubjectMode } from '../pgp/pgp-mime.js';
 import { WkdLookup } from '../pgp/wkd-lookup.js';
 import { mailboxDir, mailboxDiskUsage } from '../store/paths.js';
 import type { Logger } from '../util/log.js';
-import { arcSeal, checkAuth, type AuthVerdict } from './auth-check.js';
+import { arcSeal, type AuthVerdict } from './auth-check.js';
+import { runOnThread } from '../daemon/work-pool.js';
 import { MtaStsCache } from './mta-sts.js';
 import { protectMessage } from '../protection/pipeline.js';
 import { deliverToDomain, type DeliveryResult, type OutboundOptions } from './outbound.js';
@@ -220,7 +221,8 @@ export function createMx(opts: MxOptions) {
     const t0 = performance.now();
     let verdict: AuthVerdict;
     try {
-      verdict = await checkAuth({ message: raw, ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', mtaHostname: config.hostname, sender, resolver: opts.resolver() });
+      // on a work thread: DKIM/ARC body hashing is CPU that grows with the message
+      verdict = await runOnThread('check-auth', { message: raw, ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', mtaHostname: config.hostname, sender, dnsServers: config.dns.servers });
     } catch (e) {
       log.warn('authentication checks failed', { id, reason: (e as Error).message });
       throw new SmtpReply(451, '4.7.0 Temporary failure while checking the message; try again later');

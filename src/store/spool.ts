@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { open as openSealed, sealParts, type SealOpener, type SealRecipient } from '../crypto/seal.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
-import { sealAndWrite } from './spool-writer.js';
+import { runOnThread } from '../daemon/work-pool.js';
 
 /** Which folder an imported message goes to, by special use (RFC 6154); INBOX when absent. */
 export type SpoolFolder = '\\Sent' | '\\Junk';
@@ -89,36 +89,38 @@ function checkMeta(meta: SpoolMeta): void {
   if (!(meta.receivedAt instanceof Date) || Number.isNaN(meta.receivedAt.getTime())) throw new TypeError('receivedAt must be a valid Date');
 }
 
-/** The sealed file for one message: its id, its final path and its bytes (the spool folder is made here). */
-function sealForSpool(mailboxDir: string, publicKey: SealRecipient, message: Uint8Array, meta: SpoolMeta): { id: string; file: string; sealed: Buffer } {
+/**
+ * Seals one message under a given id and makes it durable (the spool folder is made when
+ * missing): temp file (0600 from creation) -> fsync -> rename -> fsync folder, so a crash leaves
+ * either nothing under a final name or the whole file. Blocking; daemons run it on a work thread.
+ */
+export function writeSpoolFile(mailboxDir: string, publicKey: SealRecipient, id: string, message: Uint8Array, meta: SpoolMeta): void {
   checkMeta(meta);
+  if (!isSpoolId(id)) throw new TypeError(`not a spool id: ${id}`);
   const dir = spoolDir(mailboxDir);
   if (!existsSync(dir)) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     fsyncDir(mailboxDir); // the new folder's entry must be durable too
   }
-  const id = newSpoolId();
-  return { id, file: path.join(dir, spoolFileName(id)), sealed: sealParts([encodeMeta(id, meta), message], publicKey) };
+  writeFileAtomic(path.join(dir, spoolFileName(id)), sealParts([encodeMeta(id, meta), message], publicKey), 0o600);
 }
 
 /** Seals one message and makes it durable; returns its id only once a crash can no longer lose it. */
 export function appendToSpool(mailboxDir: string, publicKey: SealRecipient, message: Uint8Array, meta: SpoolMeta): string {
-  const { id, file, sealed } = sealForSpool(mailboxDir, publicKey, message, meta);
-  // temp file (0600 from creation) -> fsync -> rename -> fsync folder: a crash leaves either
-  // nothing under a final name or the whole file.
-  writeFileAtomic(file, sealed, 0o600);
+  const id = newSpoolId();
+  writeSpoolFile(mailboxDir, publicKey, id, message, meta);
   return id;
 }
 
 /**
- * appendToSpool for daemons: the same file and guarantees, with the sealing and the disk work on
- * a writer thread (spool-writer.ts), so neither holds up other sessions. The id is made here, on
- * the caller's thread, so ids keep the order in which messages were handed over.
+ * appendToSpool for daemons: the same file and guarantees, the sealing (ML-KEM is CPU) and the
+ * disk waits on a work thread (src/daemon/work-pool.ts), so neither holds up other sessions. The
+ * id is made here, on the caller's thread, so ids keep the order messages were handed over in.
  */
 export async function appendToSpoolAsync(mailboxDir: string, publicKey: SealRecipient, message: Uint8Array, meta: SpoolMeta): Promise<string> {
   checkMeta(meta);
   const id = newSpoolId();
-  await sealAndWrite(path.join(spoolDir(mailboxDir), spoolFileName(id)), publicKey, [encodeMeta(id, meta), message]);
+  await runOnThread('spool-append', { mailboxDir, publicKey, id, message, meta });
   return id;
 }
 

@@ -227,16 +227,18 @@ export async function benchMxPostfix(): Promise<void> {
     await send(fe.ports.mx!, 10 * 1024, 4, 40);
     await send(postfix.port, 10 * 1024, 4, 40);
     // fe's CPU per message and its share of one core: whether a second core would help at all
-    console.log(['messages'.padEnd(20), 'fe msg/s'.padStart(10), 'postfix msg/s'.padStart(14), 'fe/postfix'.padStart(11), 'fe CPU ms/msg'.padStart(14), 'fe core use'.padStart(12)].join(' '));
+    console.log(['messages'.padEnd(20), 'fe msg/s'.padStart(10), 'postfix msg/s'.padStart(14), 'fe/postfix'.padStart(11), 'fe CPU ms/msg'.padStart(14), 'fe core use'.padStart(12), 'fe peak MiB'.padStart(12)].join(' '));
     for (const size of [10 * 1024, 1024 * 1024]) {
       for (const sessions of [1, 16]) {
         const cpu0 = cpuSeconds(fe.child.pid!);
+        resetPeak(fe.child.pid!);
         const feSeconds = await send(fe.ports.mx!, size, sessions, MESSAGES);
         const feCpu = cpuSeconds(fe.child.pid!) - cpu0;
+        const fePeak = peakRssMiB(fe.child.pid!);
         const feRate = MESSAGES / feSeconds;
         const pfRate = MESSAGES / (await send(postfix.port, size, sessions, MESSAGES));
         const label = `${size > 100_000 ? '1 MB' : '10 KB'} x ${sessions}`;
-        const row = [label.padEnd(20), feRate.toFixed(1).padStart(10), pfRate.toFixed(1).padStart(14), (feRate / pfRate).toFixed(2).padStart(11), ((feCpu / MESSAGES) * 1000).toFixed(1).padStart(14), `${((feCpu / feSeconds) * 100).toFixed(0)}%`.padStart(12)].join(' ');
+        const row = [label.padEnd(20), feRate.toFixed(1).padStart(10), pfRate.toFixed(1).padStart(14), (feRate / pfRate).toFixed(2).padStart(11), ((feCpu / MESSAGES) * 1000).toFixed(1).padStart(14), `${((feCpu / feSeconds) * 100).toFixed(0)}%`.padStart(12), fePeak.toFixed(0).padStart(12)].join(' ');
         console.log(row);
         rows.push(row);
       }

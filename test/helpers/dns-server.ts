@@ -11,6 +11,8 @@ export interface ZoneRecords {
   TXT?: (string | string[])[];
   PTR?: string[];
   CNAME?: string;
+  /** Seconds in every answer for this name (default 0: nothing may keep it, and tests change records between lookups with set()). */
+  ttl?: number;
 }
 
 export type Zone = Record<string, ZoneRecords>;
@@ -183,30 +185,30 @@ function rr(name: string, type: number, rdata: Buffer, ttl = 0): Buffer {
   const head = Buffer.alloc(10);
   head.writeUInt16BE(type, 0);
   head.writeUInt16BE(CLASS_IN, 2);
-  // TTL 0: c-ares caches answers by TTL, and tests change records between lookups with set().
   head.writeUInt32BE(ttl, 4);
   head.writeUInt16BE(rdata.length, 8);
   return Buffer.concat([encodeName(name), head, rdata]);
 }
 
 function recordsOf(name: string, type: number, rec: ZoneRecords): Buffer[] {
+  const ttl = rec.ttl ?? 0;
   switch (type) {
     case TYPE.A:
-      return (rec.A ?? []).map((ip) => rr(name, type, ipv4Bytes(ip)));
+      return (rec.A ?? []).map((ip) => rr(name, type, ipv4Bytes(ip), ttl));
     case TYPE.AAAA:
-      return (rec.AAAA ?? []).map((ip) => rr(name, type, ipv6Bytes(ip)));
+      return (rec.AAAA ?? []).map((ip) => rr(name, type, ipv6Bytes(ip), ttl));
     case TYPE.MX:
       return (rec.MX ?? []).map((mx) => {
         const pref = Buffer.alloc(2);
         pref.writeUInt16BE(mx.priority, 0);
-        return rr(name, type, Buffer.concat([pref, encodeName(mx.exchange)]));
+        return rr(name, type, Buffer.concat([pref, encodeName(mx.exchange)]), ttl);
       });
     case TYPE.TXT:
-      return (rec.TXT ?? []).map((t) => rr(name, type, characterStrings(t)));
+      return (rec.TXT ?? []).map((t) => rr(name, type, characterStrings(t), ttl));
     case TYPE.PTR:
-      return (rec.PTR ?? []).map((p) => rr(name, type, encodeName(p)));
+      return (rec.PTR ?? []).map((p) => rr(name, type, encodeName(p), ttl));
     case TYPE.CNAME:
-      return rec.CNAME ? [rr(name, type, encodeName(rec.CNAME))] : [];
+      return rec.CNAME ? [rr(name, type, encodeName(rec.CNAME), ttl)] : [];
     default:
       return [];
   }
