@@ -1,12 +1,11 @@
-// A work thread of fe's daemons (work-pool.ts starts them): the per-message work that is CPU or
-// waits on the disk, run with plain blocking calls. Blocking is the point: on this thread it
-// holds up no session, and a durable write is nine syscalls here instead of nine round trips
-// through libuv's pool and back to the event loop.
+// A work thread of fe's daemons (work-pool.ts starts them): the per-message work that is CPU,
+// here instead of on the event loop that serves the sessions. What waits on the disk (fsync)
+// goes on to libuv's pool, so the thread computes the next message meanwhile.
 import { parentPort } from 'node:worker_threads';
 import type { SealRecipient } from '../crypto/seal.js';
 import { createResolver, type FeResolver } from '../dns/resolver.js';
 import { checkAuth, type AuthCheckInput, type AuthVerdict } from '../smtp/auth-check.js';
-import { writeSpoolFile, type SpoolMeta } from '../store/spool.js';
+import { writeSpoolFileAsync, type SpoolMeta } from '../store/spool.js';
 
 export interface SpoolAppendTask {
   mailboxDir: string;
@@ -32,7 +31,7 @@ function resolverFor(servers: string[]): FeResolver {
 }
 
 export const TASKS = {
-  'spool-append': (t: SpoolAppendTask): void => writeSpoolFile(t.mailboxDir, t.publicKey, t.id, t.message, t.meta),
+  'spool-append': (t: SpoolAppendTask): Promise<void> => writeSpoolFileAsync(t.mailboxDir, t.publicKey, t.id, t.message, t.meta),
   'check-auth': ({ dnsServers, message, ...rest }: CheckAuthTask): Promise<AuthVerdict> =>
     checkAuth({ ...rest, message: Buffer.from(message.buffer, message.byteOffset, message.byteLength), resolver: resolverFor(dnsServers) }),
 };

@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { open as openSealed, sealParts, type SealOpener, type SealRecipient } from '../crypto/seal.js';
-import { fsyncDir, writeFileAtomic } from '../util/atomic-file.js';
+import { fsyncDir, writeFileAtomic, writeFileAtomicAsync } from '../util/atomic-file.js';
 import { runOnThread } from '../daemon/work-pool.js';
 
 /** Which folder an imported message goes to, by special use (RFC 6154); INBOX when absent. */
@@ -89,12 +89,8 @@ function checkMeta(meta: SpoolMeta): void {
   if (!(meta.receivedAt instanceof Date) || Number.isNaN(meta.receivedAt.getTime())) throw new TypeError('receivedAt must be a valid Date');
 }
 
-/**
- * Seals one message under a given id and makes it durable (the spool folder is made when
- * missing): temp file (0600 from creation) -> fsync -> rename -> fsync folder, so a crash leaves
- * either nothing under a final name or the whole file. Blocking; daemons run it on a work thread.
- */
-export function writeSpoolFile(mailboxDir: string, publicKey: SealRecipient, id: string, message: Uint8Array, meta: SpoolMeta): void {
+/** Checks and makes what a spool file needs: the path it goes to (the spool folder is made when missing). */
+function spoolFilePath(mailboxDir: string, id: string, meta: SpoolMeta): string {
   checkMeta(meta);
   if (!isSpoolId(id)) throw new TypeError(`not a spool id: ${id}`);
   const dir = spoolDir(mailboxDir);
@@ -102,7 +98,27 @@ export function writeSpoolFile(mailboxDir: string, publicKey: SealRecipient, id:
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     fsyncDir(mailboxDir); // the new folder's entry must be durable too
   }
-  writeFileAtomic(path.join(dir, spoolFileName(id)), sealParts([encodeMeta(id, meta), message], publicKey), 0o600);
+  return path.join(dir, spoolFileName(id));
+}
+
+/**
+ * Seals one message under a given id and makes it durable: temp file (0600 from creation) ->
+ * fsync -> rename -> fsync folder, so a crash leaves either nothing under a final name or the
+ * whole file.
+ */
+export function writeSpoolFile(mailboxDir: string, publicKey: SealRecipient, id: string, message: Uint8Array, meta: SpoolMeta): void {
+  const file = spoolFilePath(mailboxDir, id, meta);
+  writeFileAtomic(file, sealParts([encodeMeta(id, meta), message], publicKey), 0o600);
+}
+
+/**
+ * writeSpoolFile for a work thread: the seal is computed here, the disk waits happen on libuv's
+ * pool (so the thread seals or checks the next message meanwhile), and concurrent files in one
+ * spool share the folder fsync.
+ */
+export async function writeSpoolFileAsync(mailboxDir: string, publicKey: SealRecipient, id: string, message: Uint8Array, meta: SpoolMeta): Promise<void> {
+  const file = spoolFilePath(mailboxDir, id, meta);
+  await writeFileAtomicAsync(file, sealParts([encodeMeta(id, meta), message], publicKey), 0o600);
 }
 
 /** Seals one message and makes it durable; returns its id only once a crash can no longer lose it. */

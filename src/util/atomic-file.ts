@@ -2,6 +2,7 @@
 // A reader (or a crash at any instant) sees either the old content or the new, never a mix.
 import { closeSync, fchmodSync, fchownSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { open as openAsync, rename as renameAsync, rm as rmAsync } from 'node:fs/promises';
 import path from 'node:path';
 
 /** fsync a file or folder by path: it flushes the inode whichever descriptor wrote it. */
@@ -52,6 +53,70 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
     throw e;
   }
   fsyncDir(dir);
+}
+
+// Folder fsyncs shared between concurrent writers (group commit): one fsync of a folder makes
+// every rename done in it before the fsync started durable. A caller waits for an fsync that
+// starts after its call; callers arriving while one runs share the next.
+const folderSyncs = new Map<string, { running: Promise<void>; next: Promise<void> | null }>();
+
+async function fsyncPathAsync(p: string): Promise<void> {
+  const h = await openAsync(p, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+export function fsyncDirShared(dir: string): Promise<void> {
+  const current = folderSyncs.get(dir);
+  if (!current) {
+    const entry = { running: fsyncPathAsync(dir), next: null as Promise<void> | null };
+    folderSyncs.set(dir, entry);
+    const done = () => {
+      if (folderSyncs.get(dir) === entry && entry.next === null) folderSyncs.delete(dir);
+    };
+    entry.running.then(done, done);
+    return entry.running;
+  }
+  if (!current.next) {
+    const next = current.running.catch(() => undefined).then(() => {
+      current.next = null;
+      folderSyncs.delete(dir);
+      return fsyncDirShared(dir);
+    });
+    current.next = next;
+  }
+  return current.next;
+}
+
+/**
+ * writeFileAtomic without blocking the calling thread: the write and both fsyncs run on libuv's
+ * threads, so a work thread seals the next message while the disk syncs this one, and
+ * concurrent writers in one folder share its fsync. The same guarantees: when it resolves, the
+ * whole file is durable under its name.
+ */
+export async function writeFileAtomicAsync(file: string, data: Uint8Array, mode = 0o600): Promise<void> {
+  const tmp = tempName(file);
+  const h = await openAsync(tmp, 'wx', mode);
+  try {
+    await h.chmod(mode);
+    await h.writeFile(data);
+    await h.sync();
+  } catch (e) {
+    await h.close();
+    await rmAsync(tmp, { force: true });
+    throw e;
+  }
+  await h.close();
+  try {
+    await renameAsync(tmp, file);
+  } catch (e) {
+    await rmAsync(tmp, { force: true });
+    throw e;
+  }
+  await fsyncDirShared(path.dirname(file));
 }
 
 /** mkdir -p with a private mode for every folder it creates. */
