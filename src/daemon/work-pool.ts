@@ -14,33 +14,60 @@ type Output<K extends keyof Tasks> = Awaited<ReturnType<Tasks[K]>>;
 interface Thread {
   worker: Worker;
   pending: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
+  idle: NodeJS.Timeout | null;
 }
 
 const THREADS = Math.min(2, Math.max(1, availableParallelism()));
 const threads: Thread[] = [];
 let counter = 0;
 
+/** A thread with nothing to do for this long stops, giving its memory (~30 MiB) back; the next message starts one again. */
+let idleStopMs = 60_000;
+
+/** How many work threads are running (for tests and status). */
+export function workThreadsRunning(): number {
+  return threads.length;
+}
+
+/** Changes how long an idle thread lives (tests use a short one). */
+export function setWorkThreadIdleStop(ms: number): void {
+  idleStopMs = ms;
+}
+
 function start(): Thread {
   const worker = new Worker(new URL('./work-thread.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 8 } });
-  const t: Thread = { worker, pending: new Map() };
+  const t: Thread = { worker, pending: new Map(), idle: null };
   worker.unref(); // an idle thread never keeps a stopping daemon alive
   worker.on('message', (r: TaskReply) => {
     const p = t.pending.get(r.n);
     if (!p) return;
     t.pending.delete(r.n);
-    if (t.pending.size === 0) worker.unref();
+    if (t.pending.size === 0) {
+      worker.unref();
+      t.idle = setTimeout(() => {
+        forget(t);
+        void worker.terminate();
+      }, idleStopMs);
+      t.idle.unref();
+    }
     if (r.ok) p.resolve(r.value);
     else p.reject(toError(r));
   });
   const fail = (e: Error) => {
-    const i = threads.indexOf(t);
-    if (i >= 0) threads.splice(i, 1); // the next task starts a new thread
+    forget(t); // the next task starts a new thread
     for (const p of t.pending.values()) p.reject(new Error(`work thread stopped: ${e.message}`));
     t.pending.clear();
   };
   worker.on('error', fail);
   worker.on('exit', (code) => fail(new Error(`exit code ${code}`)));
   return t;
+}
+
+function forget(t: Thread): void {
+  if (t.idle) clearTimeout(t.idle);
+  t.idle = null;
+  const i = threads.indexOf(t);
+  if (i >= 0) threads.splice(i, 1);
 }
 
 function toError(r: Extract<TaskReply, { ok: false }>): Error {
@@ -83,6 +110,8 @@ export function runOnThread<K extends keyof Tasks>(task: K, input: Input<K>): Pr
   const p = prepare(input);
   const req: TaskRequest = { n, task, input: p.input };
   return new Promise<Output<K>>((resolve, reject) => {
+    if (t.idle) clearTimeout(t.idle);
+    t.idle = null;
     t.pending.set(n, { resolve: resolve as (v: unknown) => void, reject });
     t.worker.ref(); // work in flight keeps the process up until it is done
     t.worker.postMessage(req, p.transfer);
