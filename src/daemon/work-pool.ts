@@ -24,7 +24,7 @@ let counter = 0;
 /** A thread with nothing to do for this long stops, giving its memory (~30 MiB) back; the next message starts one again. */
 let idleStopMs = 60_000;
 
-/** How many work threads are running (for tests and status). */
+/** How many work threads are running (tests check that idle ones stop). */
 export function workThreadsRunning(): number {
   return threads.length;
 }
