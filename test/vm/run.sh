@@ -140,13 +140,25 @@ before_init() {
 }
 
 PASSPHRASE=
+# Where CI time goes: ansible-core's junit callback records each task's duration (fe init's own
+# output is untouched: it reads the default callback), and the slowest are printed after each run.
+ANSIBLE_TIMINGS='ANSIBLE_CALLBACKS_ENABLED=junit JUNIT_OUTPUT_DIR=/root/fe-ansible-timings'
+ansible_slowest() {
+  g 'python3 -c "
+import glob, os, xml.etree.ElementTree as ET
+f = max(glob.glob(\"/root/fe-ansible-timings/*.xml\"), key=os.path.getmtime)
+t = sorted(((float(c.get(\"time\", 0)), c.get(\"name\")) for c in ET.parse(f).iter(\"testcase\")), reverse=True)
+print(\"   ansible: %.0f s in %d tasks; the slowest:\" % (sum(x for x, _ in t), len(t)))
+for s, n in t[:12]: print(\"   %7.1f s  %s\" % (s, n))
+"' >&2 || echo '   (no ansible task timings)' >&2
+}
 # fe init as documented; it runs detached in the guest (an ssh hiccup must not kill it) and its
 # output is followed until it ends.
 fe_init() {
   local pub rc="" shown=0 lines
   pub="$(cat "$VM_KEY.pub")"
   g "rm -f /root/fe-init.rc /root/fe-init.log
-     NO_COLOR=1 nohup sh -c 'node /root/fe/bin/fe init --yes --hostname mail.fe-vm.test --domain fe-vm.test --luks-device /dev/vdb --ssh-port $VM_FE_SSH_PORT --ssh-key \"$pub\" --luks-pbkdf-memory 32768 --luks-iter-time 200 >/root/fe-init.log 2>&1; echo \$? >/root/fe-init.rc' </dev/null >/dev/null 2>&1 &"
+     NO_COLOR=1 $ANSIBLE_TIMINGS nohup sh -c 'node /root/fe/bin/fe init --yes --hostname mail.fe-vm.test --domain fe-vm.test --luks-device /dev/vdb --ssh-port $VM_FE_SSH_PORT --ssh-key \"$pub\" --luks-pbkdf-memory 32768 --luks-iter-time 200 >/root/fe-init.log 2>&1; echo \$? >/root/fe-init.rc' </dev/null >/dev/null 2>&1 &"
   # Follow its output every few seconds until it writes its exit status (30 min at most).
   for _ in $(seq 360); do
     sleep 5
@@ -180,6 +192,7 @@ fe_init() {
   [[ $BACKUP_KEY =~ ^AGE-SECRET-KEY-1[0-9A-Z]{58}$ ]] || fail "no backup key in fe init's output"
   pass 'fe init printed the backup key'
   grep -E '^changed [0-9]+ task' "$INIT_LOG" >&2 || true
+  ansible_slowest
 }
 
 after_init() {
@@ -365,8 +378,9 @@ imap_check() {
 idempotence() {
   local pub out rc=0
   pub="$(cat "$VM_KEY.pub")"
-  out="$(g "NO_COLOR=1 fe init --yes --hostname mail.fe-vm.test --domain fe-vm.test --luks-device /dev/vdb --ssh-port $VM_FE_SSH_PORT --ssh-key '$pub' --luks-pbkdf-memory 32768 --luks-iter-time 200 2>&1")" || rc=$?
+  out="$(g "NO_COLOR=1 $ANSIBLE_TIMINGS fe init --yes --hostname mail.fe-vm.test --domain fe-vm.test --luks-device /dev/vdb --ssh-port $VM_FE_SSH_PORT --ssh-key '$pub' --luks-pbkdf-memory 32768 --luks-iter-time 200 2>&1")" || rc=$?
   printf '%s\n' "$out" >>"$INIT_LOG"
+  ansible_slowest
   if [[ $rc == 0 ]] && printf '%s\n' "$out" | grep -Eq '^changed 0 task'; then
     pass 'a second fe init changes nothing'
   else
@@ -384,6 +398,23 @@ LYNIS_MIN=${LYNIS_MIN:-85}
 lynis_start() {
   g 'rm -f /root/lynis.rc; nohup sh -c "lynis audit system --quick --no-colors >/root/lynis.out 2>&1; echo \$? >/root/lynis.rc" </dev/null >/dev/null 2>&1 &'
 }
+# The Lynis tests that took longest (from the time stamps in its log), to see where its time goes.
+lynis_slowest() {
+  g 'python3 -c "
+import re, datetime
+d, cur, t0, last = {}, None, None, None
+for line in open(\"/var/log/lynis.log\", errors=\"replace\"):
+    m = re.match(r\"(\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d) (.*)\", line)
+    if not m: continue
+    last = datetime.datetime.strptime(m.group(1), \"%Y-%m-%d %H:%M:%S\")
+    t = re.match(r\"Performing test ID (\\S+)\", m.group(2))
+    if t:
+        if cur: d[cur] = d.get(cur, 0) + (last - t0).total_seconds()
+        cur, t0 = t.group(1), last
+if cur: d[cur] = d.get(cur, 0) + (last - t0).total_seconds()
+for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:10]: print(\"   lynis: %5.0f s  %s\" % (v, k))
+"' >&2 || true
+}
 lynis_check() {
   local out index rc=""
   for _ in $(seq 160); do
@@ -395,6 +426,7 @@ lynis_check() {
   out="$(g 'grep -E "^(hardening_index|warning\[\]|suggestion\[\])=" /var/log/lynis-report.dat')" || true
   printf '%s\n' "$out" | grep -E '^(warning|suggestion)' | cut -d'|' -f1-2 | sed 's/^/   lynis: /' >&2
   index="$(printf '%s\n' "$out" | sed -n 's/^hardening_index=//p')"
+  lynis_slowest
   vm_log "   lynis hardening index: ${index:-none}"
   check "lynis hardening index ($index) >= $LYNIS_MIN" '^yes$' "[ '${index:-0}' -ge $LYNIS_MIN ] && echo yes || echo no"
 }
