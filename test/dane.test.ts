@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
-import { isLoopback, parseServer } from '../src/dns/dnssec.js';
+import { isLoopback, parseServer } from '../src/dns/wire.js';
 import { handOff, queuePublicKey } from '../src/queue/handoff.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
 import { startValidatingDns, type ValidatingDns } from './helpers/dnssec-dns.js';

@@ -2,6 +2,7 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
+import { DnsCache } from '../src/dns/cache.js';
 import { createResolver, DnsLookupError, isDnsNotFound, isDnsTemporary, reverseName, type FeResolver } from '../src/dns/resolver.js';
 
 const LONG_TXT = `v=DKIM1; k=rsa; p=${'A'.repeat(1400)}`; // forces TC + TCP retry
@@ -180,18 +181,103 @@ test('identical lookups in flight together share one query; a later lookup asks 
   assert.equal(asked() - before, 2);
 });
 
-test('no answer is kept: a repeat lookup asks the server again, even within the TTL (c-ares in node caches nothing; README says point dns.servers at a caching resolver)', async () => {
+test('answers are kept for their TTL and asked again after it; TXT for SPF and for mailauth share one answer', async () => {
   const own = await startDnsServer({ 'ttl.example': { TXT: ['v=spf1 -all'], A: ['192.0.2.1'], ttl: 300 } });
+  let clock = 1_000_000;
   try {
-    const res = createResolver({ servers: [own.address] });
+    const res = createResolver({ servers: [own.address], cache: new DnsCache({ now: () => clock }) });
+    const asked = (type: string) => own.queries.filter((q) => q.name === 'ttl.example' && q.type === type).length;
     for (let i = 0; i < 3; i++) {
       assert.deepEqual(await res.txt('ttl.example'), ['v=spf1 -all']);
-      assert.deepEqual(await res.mailauthResolver('ttl.example', 'TXT'), [['v=spf1 -all']]);
+      assert.deepEqual(await res.mailauthResolver('TTL.example.', 'TXT'), [['v=spf1 -all']]);
       assert.deepEqual(await res.a('ttl.example'), ['192.0.2.1']);
     }
-    const asked = (type: string) => own.queries.filter((q) => q.name === 'ttl.example' && q.type === type).length;
-    assert.equal(asked('TXT'), 6);
-    assert.equal(asked('A'), 3);
+    assert.equal(asked('TXT'), 1);
+    assert.equal(asked('A'), 1);
+    clock += 299_000;
+    await res.txt('ttl.example');
+    assert.equal(asked('TXT'), 1, 'still within the 300 s');
+    own.set('ttl.example', { TXT: ['v=spf1 ip4:192.0.2.0/24 -all'], ttl: 300 });
+    clock += 2_000;
+    assert.deepEqual(await res.txt('ttl.example'), ['v=spf1 ip4:192.0.2.0/24 -all'], 'after the TTL the new record is seen');
+    assert.equal(asked('TXT'), 2);
+  } finally {
+    await own.close();
+  }
+});
+
+test('TTL 0 is never kept; a TTL over an hour is kept for an hour; a caller changing its list changes nothing kept', async () => {
+  const own = await startDnsServer({ 'zero.example': { TXT: ['a'] }, 'day.example': { MX: [{ priority: 10, exchange: 'mx.day.example' }, { priority: 5, exchange: 'mx0.day.example' }], ttl: 86400 } });
+  let clock = 1_000_000;
+  try {
+    const res = createResolver({ servers: [own.address], cache: new DnsCache({ now: () => clock }) });
+    const asked = (name: string) => own.queries.filter((q) => q.name === name).length;
+    await res.txt('zero.example');
+    own.set('zero.example', { TXT: ['b'] });
+    assert.deepEqual(await res.txt('zero.example'), ['b']);
+    assert.equal(asked('zero.example'), 2);
+    const first = await res.mx('day.example');
+    assert.deepEqual(first.map((m) => m.exchange), ['mx0.day.example', 'mx.day.example']);
+    first.length = 0;
+    assert.equal((await res.mx('day.example')).length, 2);
+    clock += 3_599_000;
+    await res.mx('day.example');
+    assert.equal(asked('day.example'), 1);
+    clock += 2_000;
+    await res.mx('day.example');
+    assert.equal(asked('day.example'), 2, 'kept no longer than an hour');
+  } finally {
+    await own.close();
+  }
+});
+
+test('no such name / record is kept for the SOA negative TTL, not at all without an SOA; SERVFAIL and timeouts never', async () => {
+  const zone = { 'onlya.example': { A: ['192.0.2.7'] }, 'broken.example': { TXT: ['x'] } };
+  const withSoa = await startDnsServer(zone, { negativeTtl: 60, servfail: ['broken.example'] });
+  const noSoa = await startDnsServer(zone);
+  let clock = 1_000_000;
+  try {
+    const res = createResolver({ servers: [withSoa.address], cache: new DnsCache({ now: () => clock }) });
+    const asked = (s: DnsServer, name: string) => s.queries.filter((q) => q.name === name).length;
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(res.txt('missing.example'), (e: DnsLookupError) => e.code === 'ENOTFOUND');
+      await assert.rejects(res.mailauthResolver('onlya.example', 'TXT'), (e: DnsLookupError) => e.code === 'ENODATA');
+      await assert.rejects(res.txt('broken.example'), (e: DnsLookupError) => e.code === 'ESERVFAIL' && e.temporary);
+    }
+    assert.equal(asked(withSoa, 'missing.example'), 1);
+    assert.equal(asked(withSoa, 'onlya.example'), 1);
+    assert.equal(asked(withSoa, 'broken.example'), 2, 'a failure is asked again');
+    clock += 61_000;
+    await assert.rejects(res.txt('missing.example'), (e: DnsLookupError) => e.code === 'ENOTFOUND');
+    assert.equal(asked(withSoa, 'missing.example'), 2, 'asked again after the negative TTL');
+    const bare = createResolver({ servers: [noSoa.address] });
+    for (let i = 0; i < 2; i++) await assert.rejects(bare.txt('missing.example'), (e: DnsLookupError) => e.code === 'ENOTFOUND');
+    assert.equal(asked(noSoa, 'missing.example'), 2, 'without an SOA there is no negative TTL');
+  } finally {
+    await withSoa.close();
+    await noSoa.close();
+  }
+});
+
+test('DnsCache: the least recently used answer goes first when full; a TTL of 0 keeps nothing', () => {
+  const c = new DnsCache({ maxEntries: 2 });
+  c.set('a', { records: [1], missing: null }, 60);
+  c.set('b', { records: [2], missing: null }, 60);
+  assert.ok(c.get('a'));
+  c.set('c', { records: [3], missing: null }, 60);
+  assert.equal(c.get('b'), undefined, 'b was the least recently used');
+  assert.ok(c.get('a') && c.get('c'));
+  c.set('z', { records: [], missing: 'ENOTFOUND' }, 0);
+  assert.equal(c.get('z'), undefined);
+  assert.equal(c.size, 2);
+});
+
+test('a name outside ASCII is asked as its A-label, as node asks it', async () => {
+  const own = await startDnsServer({ 'xn--bcher-kva.example': { TXT: ['v=spf1 -all'] } });
+  try {
+    const res = createResolver({ servers: [own.address] });
+    assert.deepEqual(await res.txt('bücher.example'), ['v=spf1 -all']);
+    assert.deepEqual(await res.mailauthResolver('bücher.example', 'TXT'), [['v=spf1 -all']]);
   } finally {
     await own.close();
   }

@@ -2,7 +2,9 @@
 // checks) goes through an FeResolver, so tests can point it at a loopback server.
 import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { lookupValidated, parseServer, type DnssecTypes, type Validated } from './dnssec.js';
+import { DnsCache, type Cached } from './cache.js';
+import { lookupValidated, type DnssecTypes, type Validated } from './dnssec.js';
+import { lookupWire, parseServer, type AnswerType, type WireRecords } from './wire.js';
 
 /**
  * nxdomain/nodata/badname are answers ("there is no such record"): SMTP may say 5xx.
@@ -90,6 +92,8 @@ export interface ResolverOptions {
   servers?: string[];
   /** Upper bound for one lookup, retries included. */
   timeoutMs?: number;
+  /** Where answers are kept for their TTL (default: a cache of this resolver's own; false: none). */
+  cache?: DnsCache | false;
 }
 
 const DEFAULT_TIMEOUT_MS = 5000;
@@ -118,14 +122,17 @@ export function reverseName(ip: string): string {
 
 export function createResolver(opts: ResolverOptions = {}): FeResolver {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  // c-ares doubles the timeout on the retry, so the first try gets a third of the budget. Its
-  // timeouts are coarse in node (observed: 100 ms became ~280 ms), hence the deadline in run().
-  const resolver = new Resolver({ timeout: Math.max(50, Math.ceil(timeoutMs / 3)), tries: TRIES });
-  if (opts.servers && opts.servers.length > 0) resolver.setServers(opts.servers);
+  // node's resolver only parses and checks the server list (and reads the system's when fe.yml
+  // names none); the questions go out through src/dns/wire.ts, which sees the TTLs.
+  const system = new Resolver();
+  if (opts.servers && opts.servers.length > 0) system.setServers(opts.servers);
+  const servers = system.getServers().map(parseServer);
+  const cache = opts.cache === false ? null : (opts.cache ?? new DnsCache());
+  // Two tries per server; the first gets a third of the budget, and the deadline in ask() bounds the whole.
+  const tryMs = Math.max(50, Math.ceil(timeoutMs / 3));
 
   // Identical lookups in flight at once share one query (16 sessions checking the same sender
-  // ask the same SPF, DKIM and DMARC names together). Nothing is kept after the answer: no cache,
-  // so no answer is ever older than the query that produced it.
+  // ask the same SPF, DKIM and DMARC names together).
   const inflight = new Map<string, Promise<unknown>>();
   function run<T>(hostname: string, rrtype: string, fn: () => Promise<T>, kind = 'plain'): Promise<T> {
     const key = `${kind} ${rrtype} ${hostname.toLowerCase()}`;
@@ -156,16 +163,27 @@ export function createResolver(opts: ResolverOptions = {}): FeResolver {
 
   const host = (name: string): string => name.replace(/\.$/, '');
 
+  /** Records of `type` at `name` from the cache or the resolver; ENOTFOUND / ENODATA thrown as node throws them. */
+  async function lookup<K extends AnswerType>(name: string, type: K): Promise<WireRecords[K][]> {
+    const key = `${type} ${host(name).toLowerCase()}`;
+    let answer = cache?.get<WireRecords[K]>(key);
+    answer ??= await run(name, type, async () => {
+      const a = await lookupWire(servers, host(name), type, { tryMs, tries: TRIES });
+      const value: Cached<WireRecords[K]> = a.missing ? { records: [], missing: a.missing } : { records: a.records, missing: null };
+      cache?.set(key, value, a.ttl);
+      return value;
+    });
+    if (answer.missing) throw new DnsLookupError(answer.missing, name, type);
+    // A copy: what a caller does with its list never changes what the next one is given.
+    return answer.records.slice();
+  }
+
   const api = {
-    mx: async (name: string) => {
-      const list = await run(name, 'MX', () => resolver.resolveMx(host(name)));
-      return list.map((r) => ({ exchange: r.exchange, priority: r.priority })).sort((x, y) => x.priority - y.priority);
-    },
-    txt: async (name: string) => (await run(name, 'TXT', () => resolver.resolveTxt(host(name)))).map((chunks) => chunks.join('')),
-    a: (name: string) => run(name, 'A', () => resolver.resolve4(host(name))),
-    aaaa: (name: string) => run(name, 'AAAA', () => resolver.resolve6(host(name))),
-    // resolvePtr, not reverse(): reverse() may answer from /etc/hosts instead of DNS.
-    ptr: (ip: string) => run(ip, 'PTR', () => resolver.resolvePtr(reverseName(ip))),
+    mx: async (name: string) => (await lookup(name, 'MX')).sort((x, y) => x.priority - y.priority),
+    txt: async (name: string) => (await lookup(name, 'TXT')).map((chunks) => chunks.join('')),
+    a: (name: string) => lookup(name, 'A'),
+    aaaa: (name: string) => lookup(name, 'AAAA'),
+    ptr: async (ip: string) => lookup(reverseName(ip), 'PTR'),
   };
 
   const mailauthResolver: MailauthResolver = async (name, rrtype) => {
@@ -174,18 +192,18 @@ export function createResolver(opts: ResolverOptions = {}): FeResolver {
       switch (type) {
         case 'TXT':
           // mailauth joins the character-strings itself.
-          return await run(name, type, () => resolver.resolveTxt(host(name)));
+          return await lookup(name, 'TXT');
         case 'MX':
           return await api.mx(name);
         case 'A':
-          return await api.a(name);
         case 'AAAA':
-          return await api.aaaa(name);
+        case 'CNAME':
+          return await lookup(name, type);
         case 'PTR':
           // mailauth passes the arpa name already.
-          return await run(name, type, () => resolver.resolvePtr(host(name)));
+          return await lookup(name, 'PTR');
         default:
-          return await run(name, type, () => resolver.resolve(host(name), type as 'CNAME'));
+          return await run(name, type, () => system.resolve(host(name), type as 'NS'));
       }
     } catch (err) {
       // A name that cannot even be asked has no records; to mailauth that is ENOTFOUND,
@@ -197,7 +215,8 @@ export function createResolver(opts: ResolverOptions = {}): FeResolver {
     }
   };
 
-  const validated = <K extends keyof DnssecTypes>(name: string, type: K) => run(name, type, () => lookupValidated(resolver.getServers().map(parseServer), host(name), type, Math.max(100, Math.ceil(timeoutMs / 2))), 'dnssec');
+  const validated = <K extends keyof DnssecTypes>(name: string, type: K) =>
+    run(name, type, () => lookupValidated(servers, host(name), type, Math.max(100, Math.ceil(timeoutMs / 2))), 'dnssec');
 
   return { ...api, mailauthResolver, validated };
 }

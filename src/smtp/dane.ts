@@ -12,7 +12,7 @@
 // the larger part, and the matching is short, so fe does both here.
 import { createHash, X509Certificate } from 'node:crypto';
 import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from 'node:tls';
-import type { TlsaRecord } from '../dns/dnssec.js';
+import type { TlsaRecord } from '../dns/wire.js';
 import type { FeResolver } from '../dns/resolver.js';
 
 /** What DANE says about one MX host. */

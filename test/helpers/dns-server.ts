@@ -24,6 +24,8 @@ export interface DnsServerOptions {
   drop?: string[];
   /** Port for both UDP and TCP on 127.0.0.1 (default: one the kernel picks). */
   port?: number;
+  /** With it, NXDOMAIN and NODATA answers carry an SOA whose TTL and MINIMUM are these seconds (RFC 2308); without, no SOA. */
+  negativeTtl?: number;
 }
 
 export interface QueryLogEntry {
@@ -214,6 +216,13 @@ function recordsOf(name: string, type: number, rec: ZoneRecords): Buffer[] {
   }
 }
 
+/** An SOA whose TTL and MINIMUM are both `ttl` (the negative-caching time of RFC 2308). */
+function soaRecord(name: string, ttl: number): Buffer {
+  const numbers = Buffer.alloc(20);
+  [1, 3600, 600, 86400, ttl].forEach((n, i) => numbers.writeUInt32BE(n, i * 4)); // serial refresh retry expire minimum
+  return rr(name, TYPE.SOA, Buffer.concat([encodeName(`ns.${name}`), encodeName(`hostmaster.${name}`), numbers]), ttl);
+}
+
 function header(id: number, queryFlags: number, rcode: number, tc: boolean, counts: [number, number, number, number]): Buffer {
   const h = Buffer.alloc(12);
   h.writeUInt16BE(id, 0);
@@ -259,8 +268,8 @@ export async function startDnsServer(zone: Zone, opts: DnsServerOptions = {}): P
     if (drop.has(name)) return null;
 
     const opt = q.ednsSize > 0 ? [optRecord(4096)] : [];
-    const reply = (rcode: number, answers: Buffer[], tc = false): Buffer =>
-      Buffer.concat([header(q.id, q.flags, rcode, tc, [1, answers.length, 0, opt.length]), q.questionBytes, ...answers, ...opt]);
+    const reply = (rcode: number, answers: Buffer[], tc = false, authority: Buffer[] = []): Buffer =>
+      Buffer.concat([header(q.id, q.flags, rcode, tc, [1, answers.length, authority.length, opt.length]), q.questionBytes, ...answers, ...authority, ...opt]);
 
     if (((q.flags >> 11) & 0xf) !== 0) return reply(RCODE.NOTIMP, []);
     if (q.qclass !== CLASS_IN) return reply(RCODE.NOTIMP, []);
@@ -285,7 +294,8 @@ export async function startDnsServer(zone: Zone, opts: DnsServerOptions = {}): P
       break;
     }
 
-    const full = reply(rcode, answers);
+    const negative = opts.negativeTtl !== undefined && (rcode === RCODE.NXDOMAIN || answers.length === 0);
+    const full = reply(rcode, answers, false, negative ? [soaRecord(name, opts.negativeTtl!)] : []);
     const limit = transport === 'tcp' ? MAX_TCP_MESSAGE : q.ednsSize > 0 ? Math.min(q.ednsSize, 4096) : 512;
     if (full.length <= limit) return full;
     // Too big for this transport: send the question back with TC set so the client retries over TCP.
