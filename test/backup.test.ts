@@ -8,6 +8,9 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readd
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { listBackups, runBackup } from '../src/backup/archive.js';
+import { loadConfig } from '../src/config/file.js';
+import { createLogger } from '../src/util/log.js';
 import { captureGroup, CaptureBusy, DEFAULT_CAPTURE, planCapture, releaseCapture } from '../src/backup/collect.js';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { startServe, type Daemon } from './helpers/daemon.js';
@@ -254,6 +257,21 @@ test('backup.keep: the oldest are removed only after a new one verified; fe back
   const table = await w.ok(['backup', 'list']);
   for (const n of names) assert.ok(table.includes(n));
   assert.equal(readdirSync(backupDir).filter((n) => n.endsWith('.sha256')).length, 3, 'each with its sidecar');
+});
+
+test('two backups within one second are both kept: the second is named -2, listed after the first, and verifies', async () => {
+  await new Promise((r) => setTimeout(r, 1100)); // a second of its own: the test before made one in this second
+  const config = loadConfig(w.config);
+  const at = new Date();
+  const first = await runBackup(config, createLogger('error', 'backup'), at);
+  const second = await runBackup(config, createLogger('error', 'backup'), at);
+  assert.notEqual(first.file, second.file);
+  assert.match(path.basename(second.file), /^fe-mail\.example\.org-\d{8}T\d{6}Z-2\.tar\.age$/);
+  assert.equal(path.basename(second.file), path.basename(first.file).replace('.tar.age', '-2.tar.age'));
+  const listed = listBackups(backupDir).map((b) => b.file);
+  assert.deepEqual(listed.slice(-2), [first.file, second.file], 'oldest first: the -2 one is the newer');
+  assert.equal(listed.length, 3, 'keep: 3');
+  await w.ok(['backup', 'verify', second.file, '--identity', keyFile]);
 });
 
 test('a full disk: the backup fails with a clear error, leaves no partial file, keeps the older backups, and fe status says so', async (t) => {

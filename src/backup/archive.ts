@@ -17,7 +17,8 @@ import { endOfArchive, entryHeader, padding, readTar } from './tar.js';
 
 export const FORMAT = 1;
 export const BACKUP_SUFFIX = '.tar.age';
-const NAME_RE = /^fe-[a-z0-9.-]+-(\d{8}T\d{6}Z)\.tar\.age$/;
+// A second backup within the same second gets -2 (then -3 ...) after the time.
+const NAME_RE = /^fe-[a-z0-9.-]+-(\d{8}T\d{6}Z)(?:-(\d+))?\.tar\.age$/;
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
 
 export class BackupError extends Error {}
@@ -61,9 +62,9 @@ function stamp(d: Date): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
-export function backupName(hostname: string, at: Date): string {
+export function backupName(hostname: string, at: Date, seq = 1): string {
   const host = hostname.toLowerCase().replace(/[^a-z0-9.-]/g, '-') || 'host';
-  return `fe-${host}-${stamp(at)}${BACKUP_SUFFIX}`;
+  return `fe-${host}-${stamp(at)}${seq > 1 ? `-${seq}` : ''}${BACKUP_SUFFIX}`;
 }
 
 /** The archive's top folder: what `tar x` creates. */
@@ -278,12 +279,14 @@ export async function runBackup(config: FeConfig, log: Logger, now = new Date())
   const release = takeLock(dir);
   removeLeftovers(dir, config.dataDir);
   const stagingDir = path.join(config.dataDir, `.backup-staging-${process.pid}`);
-  const name = backupName(config.hostname || osHostname(), now);
+  // Under the lock, so no other run takes the same name meanwhile.
+  let seq = 1;
+  while (existsSync(path.join(dir, backupName(config.hostname || osHostname(), now, seq)))) seq++;
+  const name = backupName(config.hostname || osHostname(), now, seq);
   const final = path.join(dir, name);
   const tmp = path.join(dir, `.${name}.${randomBytes(4).toString('hex')}.partial`);
   const { stream: encrypt, fileKey } = createEncryptStream(config.backup.recipients);
   try {
-    if (existsSync(final)) throw new BackupError(`${final} already exists`);
     // A rough early refusal beats filling the disk: the archive is about as big as the data.
     // One walk of the data directory serves the estimate and the archive.
     const plan = planCapture(config.dataDir);
@@ -336,6 +339,8 @@ export interface BackupFile {
   file: string;
   name: string;
   created: Date;
+  /** 1, or 2, 3 ... for later backups made within the same second. */
+  seq: number;
   bytes: number;
   /** The sidecar's hash, or null when it is missing. */
   sha256: string | null;
@@ -363,9 +368,9 @@ export function listBackups(dir: string): BackupFile[] {
     } catch {
       // no sidecar: listed, but it cannot be checked without the key
     }
-    out.push({ file, name, created, bytes: statSync(file).size, sha256 });
+    out.push({ file, name, created, seq: Number(m[2] ?? 1), bytes: statSync(file).size, sha256 });
   }
-  return out.sort((a, b) => a.created.getTime() - b.created.getTime() || a.name.localeCompare(b.name));
+  return out.sort((a, b) => a.created.getTime() - b.created.getTime() || a.seq - b.seq || a.name.localeCompare(b.name));
 }
 
 function prune(dir: string, keep: number, newest: string): string[] {
