@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Helpers for fe's VM test (test/vm/run.sh): the Debian mirror this machine's apt uses, a
 # Debian 12 root built with debootstrap, disk images made without loop devices, a QEMU guest
-# (TCG: this machine's /dev/kvm opens, but a guest kernel stalls in its decompressor) on a user
+# (TCG: this machine's /dev/kvm opens, but a guest kernel stalls in its decompressor; a USB
+# controller with a tablet, as a VPS has for its console) on a user
 # network that cannot reach anything (restrict=on) with forwarded ports on 127.0.0.1, and ssh
 # into it with a key made for the run.
 #
@@ -23,7 +24,7 @@ VM_FE_SSH_PORT=${VM_FE_SSH_PORT:-22}
 # so those apt tasks must find everything present. python3-apt is what ansible's apt module
 # needs; python3-cffi-backend is named because debootstrap does not resolve virtual packages.
 # lynis is not fe's: the test runs it in the guest to measure the hardening (README: Hardening).
-VM_PACKAGES=systemd,systemd-sysv,udev,dbus,openssh-server,cryptsetup,iptables,python3,ansible-core,python3-cffi-backend,python3-apt,linux-image-amd64,initramfs-tools,kmod,iproute2,sudo,procps,e2fsprogs,util-linux,rsync,openssl,ca-certificates,iptables-persistent,netfilter-persistent,unattended-upgrades,auditd,debsums,apt-show-versions,libpam-pwquality,libpam-tmpdir,apt-listchanges,apparmor,lynis
+VM_PACKAGES=systemd,systemd-sysv,udev,dbus,openssh-server,cryptsetup,iptables,python3,ansible-core,python3-cffi-backend,python3-apt,linux-image-amd64,initramfs-tools,kmod,iproute2,sudo,procps,e2fsprogs,util-linux,rsync,openssl,ca-certificates,iptables-persistent,netfilter-persistent,unattended-upgrades,auditd,debsums,apt-show-versions,libpam-pwquality,libpam-tmpdir,apt-listchanges,apparmor,usbguard,lynis
 
 # Ubuntu (VM_SUITE=jammy or noble) needs VM_MIRROR (an Ubuntu archive URL; this machine's apt
 # has none), its universe component (ansible-core, iptables-persistent) and its kernel package.
@@ -265,6 +266,7 @@ vm_start() {
     -drive "file=$VM_WORK/data.img,if=virtio,format=raw,cache=unsafe" \
     -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$VM_SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$VM_SMTP_PORT-:25,hostfwd=tcp:127.0.0.1:$VM_IMAPS_PORT-:993,hostfwd=tcp:127.0.0.1:$VM_HTTPS_PORT-:443$fwd_ssh" \
     -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
+    -device qemu-xhci,id=xhci -device usb-tablet,bus=xhci.0 \
     -display none -serial "file:$VM_WORK/console.log" \
     -monitor "unix:$VM_WORK/monitor.sock,server,nowait" \
     -pidfile "$VM_WORK/qemu.pid" -daemonize
@@ -319,6 +321,9 @@ vm_reboot() {
   after="$(vm_ssh_as "$user" cat /proc/sys/kernel/random/boot_id)"
   [[ $before != "$after" ]] || { echo "boot_id unchanged: the VM did not reboot" >&2; return 1; }
 }
+
+# vm_monitor COMMAND: one command to QEMU's monitor (device_add, quit ...).
+vm_monitor() { echo "$1" | socat - "UNIX-CONNECT:$VM_WORK/monitor.sock" >/dev/null 2>&1; }
 
 # vm_stop USER: power off (through sudo when USER is not root); QEMU's monitor, then kill, if it hangs.
 vm_stop() {
