@@ -152,8 +152,14 @@ function describe_serve(): void {
   });
 
   test('fe serve: mail before and after `fe mailbox upgrade-seal` (X25519, then hybrid on disk) is read over IMAP at the first login', async () => {
+    // fe mailbox status imports the old spool file and says the seal is X25519 alone.
+    const status = await w.ok(['mailbox', 'status', 'old@example.org', '--password-stdin'], { stdin: `${V1_PASSWORD}\n` });
+    assert.match(status, /1 new message\(s\) imported/);
+    assert.match(status, /sealed with X25519 alone; fe mailbox upgrade-seal old@example\.org --password-stdin adds ML-KEM-768/);
+    assert.equal(JSON.parse(await w.ok(['mailbox', 'status', 'old@example.org', '--password-stdin', '--json'], { stdin: `${V1_PASSWORD}\n` })).seal, 'x25519');
+    assert.equal(readFileSync(path.join(mailbox(), 'key.json'), 'utf8'), V1_KEY_JSON, 'status changes no key');
     await deliver('before upgrade');
-    assert.deepEqual(spoolVersions(), [1, 1]);
+    assert.deepEqual(spoolVersions(), [1]);
 
     const wrong = await w.fe(['mailbox', 'upgrade-seal', 'old@example.org', '--password-stdin'], { stdin: 'wrong\n' });
     assert.notEqual(wrong.code, 0);
@@ -161,9 +167,9 @@ function describe_serve(): void {
     assert.equal(readFileSync(path.join(mailbox(), 'key.json'), 'utf8'), V1_KEY_JSON);
 
     const up = await w.ok(['mailbox', 'upgrade-seal', 'old@example.org', '--password-stdin', '--json'], { stdin: `${V1_PASSWORD}\n` });
-    assert.deepEqual(JSON.parse(up), { address: 'old@example.org', upgraded: true, seal: 'x25519+ml-kem-768', x25519OnlyInSpool: 2 });
+    assert.deepEqual(JSON.parse(up), { address: 'old@example.org', upgraded: true, seal: 'x25519+ml-kem-768', x25519OnlyInSpool: 1 });
     await deliver('after upgrade');
-    assert.deepEqual(spoolVersions(), [1, 1, 2], 'the MX seals hybrid from the upgrade on');
+    assert.deepEqual(spoolVersions(), [1, 2], 'the MX seals hybrid from the upgrade on');
     assert.match(await w.ok(['mailbox', 'upgrade-seal', 'old@example.org', '--password-stdin'], { stdin: `${V1_PASSWORD}\n` }), /already has the X25519 \+ ML-KEM-768 seal; nothing was changed/);
 
     const file = path.join(w.dir, 'client.py');
@@ -191,5 +197,8 @@ m.logout()
     assert.match(bodies[2]!, /Subject: after upgrade\r\n[^]*after upgrade body/);
     assert.deepEqual(spoolVersions(), [], 'all imported');
     assert.deepEqual(readdirSync(spoolDir(mailbox())).filter((n) => n !== '.' && !n.startsWith('.')), [], 'none moved to failed/');
+    const statusAfter = await w.ok(['mailbox', 'status', 'old@example.org', '--password-stdin', '--json'], { stdin: `${V1_PASSWORD}\n` });
+    assert.equal(JSON.parse(statusAfter).seal, 'x25519+ml-kem-768');
+    assert.doesNotMatch(await w.ok(['mailbox', 'status', 'old@example.org', '--password-stdin'], { stdin: `${V1_PASSWORD}\n` }), /X25519 alone/);
   });
 }

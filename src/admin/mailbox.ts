@@ -10,6 +10,8 @@ import { parseName, servedDomain } from './lookup.js';
 
 export interface OpenedMailbox {
   address: string;
+  /** The mailbox's directory under data_dir (key.json, spool/). */
+  dir: string;
   store: MailboxStore;
   imported: ImportResult;
 }
@@ -31,7 +33,7 @@ export function openMailbox(config: FeConfig, input: string, password: string): 
   const store = MailboxStore.open(dir, secrets);
   secrets.masterKey.fill(0);
   try {
-    return { address: canonical, store, imported: store.importSpool() };
+    return { address: canonical, dir, store, imported: store.importSpool() };
   } catch (e) {
     store.close();
     throw e;

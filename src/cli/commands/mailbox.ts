@@ -39,7 +39,7 @@ export function registerMailbox(program: Command): void {
 
   mailbox
     .command('status')
-    .description('open a mailbox, import mail waiting in its spool, and list its folders')
+    .description('open a mailbox, import mail waiting in its spool, and list its folders (and say when its seal predates ML-KEM-768)')
     .argument('<address>', 'a mailbox alias')
     .requiredOption('--password-stdin', "read the mailbox's password from the first line of standard input")
     .option('--json', JSON_HELP)
@@ -50,12 +50,15 @@ export function registerMailbox(program: Command): void {
       try {
         const folders = opened.store.listFolders();
         const { imported, failed } = opened.imported;
+        const hybrid = mailboxKeyVersion(opened.dir) === 2;
         if (opts.json) {
-          return printJson({ address: opened.address, imported, failed: failed.length, folders: folders.map((f) => ({ name: f.name, specialUse: f.specialUse, messages: f.messages, unseen: f.unseen })) });
+          return printJson({ address: opened.address, seal: hybrid ? 'x25519+ml-kem-768' : 'x25519', imported, failed: failed.length, folders: folders.map((f) => ({ name: f.name, specialUse: f.specialUse, messages: f.messages, unseen: f.unseen })) });
         }
         print(`${opened.address}: ${imported} new message(s) imported from the spool`);
         if (failed.length > 0) print(`${failed.length} spool file(s) could not be opened and were moved to spool/failed/`);
         printTable(['FOLDER', 'MESSAGES', 'UNSEEN'], folders.map((f) => [f.name, String(f.messages), String(f.unseen)]));
+        // Made before the post-quantum seal and not logged in to since: say how to move it on.
+        if (!hybrid) print(`new mail to ${opened.address} is sealed with X25519 alone; fe mailbox upgrade-seal ${opened.address} --password-stdin adds ML-KEM-768 (so does its owner's next IMAP, POP3 or submission login)`);
       } finally {
         opened.store.close();
       }
