@@ -341,6 +341,20 @@ test('local recipients are delivered on this host (forwards followed), remote on
   assert.deepEqual(remote.to, ['friend@remote.example']);
 });
 
+test('quoted local parts (RFC 5321 4.1.2): "john doe"@ leaves quoted for the remote, "other"@ is delivered here, a stray quote is 501', async () => {
+  const before = peer.messages.length;
+  const otherBefore = spoolCount('other');
+  const auth = ['--tls', '--auth', 'PLAIN', '--auth-user', 'me@example.org', '--auth-password', PASSWORD, '--from', 'me@example.org'];
+  const out = await swaks(fe.ports.submission!, [...auth, '--to', '"john doe"@remote.example,"other"@example.org', '--header', 'Subject: quoted local parts']);
+  assert.match(out, /RCPT TO:<"john doe"@remote\.example>\r?\n<~ +250 /);
+  assert.match(out, /<~ +250 2\.0\.0 Ok/);
+  const remote = await waitFor('the remote to receive it', () => peer.messages.slice(before).find((m) => m.raw.includes('quoted local parts')));
+  assert.deepEqual(remote.to, ['"john doe"@remote.example']);
+  assert.equal(spoolCount('other'), otherBefore + 1, 'the quoted form of a local alias is that alias');
+  const stray = await swaks(fe.ports.submission!, [...auth, '--to', 'jo"hn@remote.example', '--quit-after', 'RCPT']);
+  assert.match(stray, /RCPT TO:<jo"hn@remote\.example>\r?\n<~\* +501 /);
+});
+
 test('a 451 is retried and then delivered; the queue keeps only a record once it is done', async () => {
   const before = peer.messages.length;
   const out = await swaks(fe.ports.submission!, ['--tls', '--auth', 'PLAIN', '--auth-user', 'me@example.org', '--auth-password', PASSWORD, '--from', 'me@example.org', '--to', 'oncebusy@remote.example', '--header', 'Subject: retried message']);

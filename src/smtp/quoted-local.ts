@@ -7,7 +7,8 @@
 // quoted local part is swapped for a plain stand-in, smtp-server parses the rest (source route,
 // domain, parameters) as usual, and the quoted form is put back into what it returns. The
 // resolver then matches it in its unquoted form. Nothing in node_modules is patched.
-import type { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import type { SMTPServer } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
 // Up to the "<" (and a source route RFC 5321 says to accept and ignore), the quoted local part,
 // then "@domain>" and any parameters. Quoted-string: qtextSMTP (%d32-33, %d35-91, %d93-126,
@@ -34,5 +35,20 @@ export function acceptQuotedLocalParts(connection: SMTPConnection): void {
     // RFC 5321 4.5.3.1.3, as smtp-server counts it for other addresses
     if (address.length > 253) return false;
     return { ...parsed, address };
+  };
+}
+
+/**
+ * For a server without pregreet (submission): constructs each connection as SMTPServer.connect()
+ * does, with the parser wrapped before it reads anything.
+ */
+export function acceptQuotedLocalPartsOn(server: SMTPServer): void {
+  server.connect = (socket, socketOptions) => {
+    const connection = new SMTPConnection(server, socket, socketOptions);
+    acceptQuotedLocalParts(connection);
+    server.connections.add(connection);
+    connection.on('error', (err: Error) => server._onError(err));
+    connection.on('connect', (data) => server._onClientConnect(data));
+    connection.init();
   };
 }

@@ -24,6 +24,7 @@ import type { Logger } from '../util/log.js';
 import { fromAddresses, prepareOutgoing, splitHeader } from './headers.js';
 import { maySendAs, SendLimits, sendLimitsFor } from './policy.js';
 import { smtpSessionLimits } from '../smtp/session-limits.js';
+import { acceptQuotedLocalPartsOn } from '../smtp/quoted-local.js';
 
 export interface SubmissionOptions {
   config: () => FeConfig;
@@ -255,6 +256,8 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     },
   });
 
+  // RCPT TO:<"john doe"@example.com> is valid (RFC 5321 4.1.2); smtp-server alone answers 501
+  acceptQuotedLocalPartsOn(server);
   return smtpDaemon(server, inTransaction, log, opts.tls);
 }
 

@@ -2,6 +2,7 @@
 // part starts with "defer" get 451, with "refuse" get 550, with "once" 451 the first time and 250
 // after, so tests can drive fe's error paths.
 import { SMTPServer } from 'smtp-server';
+import { acceptQuotedLocalPartsOn } from '../../src/smtp/quoted-local.js';
 
 export interface Received {
   from: string;
@@ -53,6 +54,8 @@ export async function startPeerMx(tls?: { key: Buffer; cert: Buffer }, opts: { d
   // A client killed mid-transaction (the queue's kill -9 test) resets its connection; smtp-server
   // reports that as an 'error' event, which unheard would crash the test process. A real MX goes on.
   server.on('error', () => {});
+  // A real MX takes <"john doe"@remote.example> (RFC 5321 4.1.2), as fe's own MX does.
+  acceptQuotedLocalPartsOn(server);
   // Several peers can share a port on different loopback addresses: one MX port for all in fe's config.
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);
