@@ -351,6 +351,9 @@ test('quoted local parts (RFC 5321 4.1.2): "john doe"@ leaves quoted for the rem
   const remote = await waitFor('the remote to receive it', () => peer.messages.slice(before).find((m) => m.raw.includes('quoted local parts')));
   assert.deepEqual(remote.to, ['"john doe"@remote.example']);
   assert.equal(spoolCount('other'), otherBefore + 1, 'the quoted form of a local alias is that alias');
+  // the quoted form of the mailbox's own address is its own address, in MAIL FROM and From
+  const own = await swaks(fe.ports.submission!, [...auth.slice(0, -2), '--from', '"me"@example.org', '--to', 'friend@remote.example', '--header', 'Subject: sent as quoted me']);
+  assert.match(own, /<~ +250 2\.0\.0 Ok/);
   const stray = await swaks(fe.ports.submission!, [...auth, '--to', 'jo"hn@remote.example', '--quit-after', 'RCPT']);
   assert.match(stray, /RCPT TO:<jo"hn@remote\.example>\r?\n<~\* +501 /);
 });

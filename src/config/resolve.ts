@@ -16,7 +16,7 @@ export interface Resolution {
 export type ResolveResult = { ok: true; resolution: Resolution } | { ok: false; reason: 'invalid' | 'foreign-domain' | 'no-such-user'; message: string };
 
 /** RFC 5321 4.1.2: a quoted-string local part, with its quoted-pairs undone; others as they are. */
-function unquoteLocal(local: string): string {
+export function unquoteLocal(local: string): string {
   const m = /^"((?:[^"\\]|\\.)*)"$/s.exec(local);
   return m ? m[1]!.replace(/\\(.)/gs, '$1') : local;
 }

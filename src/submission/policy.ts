@@ -1,11 +1,12 @@
 // Who may send as whom, and how much: the rules submission applies to a logged-in mailbox.
 import { asciiDomain, NameError, splitAddress } from '../config/names.js';
 import type { AliasConfig, FeConfig } from '../config/schema.js';
+import { unquoteLocal } from '../config/resolve.js';
 
 function canonical(address: string): string | null {
   try {
     const { local, domain } = splitAddress(address.trim());
-    return `${local.normalize('NFC').toLowerCase()}@${asciiDomain(domain)}`;
+    return `${unquoteLocal(local).normalize('NFC').toLowerCase()}@${asciiDomain(domain)}`; // "me"@ is me@
   } catch (e) {
     if (e instanceof NameError) return null;
     throw e;
