@@ -2,7 +2,7 @@
 // argument parsing, the facts read from the store for the matching messages, and the response.
 import type { MailboxStore } from '../store/mailbox-db.js';
 import type { Envelope } from '../store/message-parse.js';
-import { headerFields } from './search-view.js';
+import { headerFields } from '../store/message-text.js';
 import { ImapSyntaxError, type Token } from './parser.js';
 import { parseSearch, SearchError, type SearchCommand } from './search.js';
 import { orderedSequenceSet, parseSortCriteria, sortMessages, type SortCriterion } from './sort.js';

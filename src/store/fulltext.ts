@@ -12,7 +12,7 @@
 // table (or its content table, a page of text per row) decrypts ~10,000 pages per folder.
 import type { SqliteDb } from './sqlite.js';
 import type { BodyPart } from './message-parse.js';
-import { bodyText } from '../imap/search-view.js';
+import { bodyText } from './message-text.js';
 
 /** Case-insensitive comparison form of SEARCH (RFC 3501: case-insensitive substring match). */
 export function fold(s: string): string {
