@@ -11,6 +11,8 @@ import { isHybrid, SealError, SealKeyMissing } from '../crypto/seal.js';
 import { createFileOnce, createPrivateFile, ensurePrivateDir, fsyncDir } from '../util/atomic-file.js';
 import { parseMessage, type BodyPart, type Envelope } from './message-parse.js';
 import { fold, FULLTEXT_SCHEMA, FullText, type FullTextHits } from './fulltext.js';
+// The IMAP wire form of each envelope is kept beside the body (body_wire), so FETCH ENVELOPE copies
+// bytes instead of encoding per message: the one place the store knows an IMAP format.
 import { encodeEnvelope } from '../imap/encode.js';
 import { FAILED_DIR, SpoolFormatError, type SpoolFolder, decodeSpoolFile, listSpool, removeStaleSpoolTemps, spoolDir, spoolFileName } from './spool.js';
 
