@@ -245,6 +245,7 @@ vm_free_port() {
 VM_SSH_PORT=
 VM_SMTP_PORT=
 VM_IMAPS_PORT=
+VM_SUBMISSION_PORT=
 VM_HTTPS_PORT=
 VM_SSH_PORT_AFTER=
 vm_start() {
@@ -257,6 +258,7 @@ vm_start() {
   fi
   VM_SMTP_PORT=$(vm_free_port)
   VM_IMAPS_PORT=$(vm_free_port)
+  VM_SUBMISSION_PORT=$(vm_free_port)
   VM_HTTPS_PORT=$(vm_free_port)
   qemu-system-x86_64 \
     -M q35 -accel tcg,thread=multi -cpu max -smp "$VM_CPUS" -m "$VM_MEM" \
@@ -264,13 +266,13 @@ vm_start() {
     -append "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 loglevel=4" \
     -drive "file=$VM_WORK/root.img,if=virtio,format=raw,cache=unsafe" \
     -drive "file=$VM_WORK/data.img,if=virtio,format=raw,cache=unsafe" \
-    -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$VM_SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$VM_SMTP_PORT-:25,hostfwd=tcp:127.0.0.1:$VM_IMAPS_PORT-:993,hostfwd=tcp:127.0.0.1:$VM_HTTPS_PORT-:443$fwd_ssh" \
+    -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$VM_SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$VM_SMTP_PORT-:25,hostfwd=tcp:127.0.0.1:$VM_IMAPS_PORT-:993,hostfwd=tcp:127.0.0.1:$VM_SUBMISSION_PORT-:587,hostfwd=tcp:127.0.0.1:$VM_HTTPS_PORT-:443$fwd_ssh" \
     -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
     -device qemu-xhci,id=xhci -device usb-tablet,bus=xhci.0 \
     -display none -serial "file:$VM_WORK/console.log" \
     -monitor "unix:$VM_WORK/monitor.sock,server,nowait" \
     -pidfile "$VM_WORK/qemu.pid" -daemonize
-  vm_log "   qemu pid $(cat "$VM_WORK/qemu.pid"); 127.0.0.1: ssh $VM_SSH_PORT (after fe init $VM_SSH_PORT_AFTER), smtp $VM_SMTP_PORT, imaps $VM_IMAPS_PORT, https $VM_HTTPS_PORT"
+  vm_log "   qemu pid $(cat "$VM_WORK/qemu.pid"); 127.0.0.1: ssh $VM_SSH_PORT (after fe init $VM_SSH_PORT_AFTER), smtp $VM_SMTP_PORT, imaps $VM_IMAPS_PORT, submission $VM_SUBMISSION_PORT, https $VM_HTTPS_PORT"
 }
 
 vm_running() { [[ -f "$VM_WORK/qemu.pid" ]] && kill -0 "$(cat "$VM_WORK/qemu.pid")" 2>/dev/null; }

@@ -362,27 +362,56 @@ unlock() {
     'fe status --json --checks services,ports,firewall,volume,swap,usb-storage,ssh | python3 -c "import json,sys; r=json.load(sys.stdin); bad=[x for x in r if x[\"level\"]!=\"OK\"]; print(\"OK\" if r and not bad else bad)"'
 }
 
-# The message sent before the reboot, read over IMAPS from the host (imapflow from the project's
-# devDependencies), through the forwarded port 993.
-imap_check() {
-  local out
-  out="$(cd "$PROJECT" && MAILBOX_PW="$MAILBOX_PW" PORT="$VM_IMAPS_PORT" node --input-type=module -e '
+# FOLDER's message count and subjects over IMAPS from the host (imapflow from the project's
+# devDependencies), through the forwarded port 993: "FOLDER N subject|subject".
+imap_subjects() (
+  cd "$PROJECT" && FOLDER="$1" MAILBOX_PW="$MAILBOX_PW" PORT="$VM_IMAPS_PORT" node --input-type=module -e '
     import { ImapFlow } from "imapflow";
     const c = new ImapFlow({ host: "127.0.0.1", port: Number(process.env.PORT), secure: true,
       tls: { rejectUnauthorized: false }, auth: { user: "me@fe-vm.test", pass: process.env.MAILBOX_PW }, logger: false });
     await c.connect();
-    const box = await c.mailboxOpen("INBOX");
+    const box = await c.mailboxOpen(process.env.FOLDER);
     let subjects = [];
     if (box.exists > 0) for await (const m of c.fetch("1:*", { envelope: true })) subjects.push(m.envelope.subject);
-    console.log(`INBOX ${box.exists} ${subjects.join("|")}`);
+    console.log(`${process.env.FOLDER} ${box.exists} ${subjects.join("|")}`);
     await c.logout();
-  ' 2>&1)" || true
+  ' 2>&1
+)
+
+# The message sent before the reboot, read over IMAPS.
+imap_check() {
+  local out
+  out="$(imap_subjects INBOX)" || true
   if [[ $out == *'INBOX 1 fe vm test'* ]]; then
     pass "the message from before the reboot is in INBOX over IMAPS ($out)"
   else
     printf '%s\n' "---- imap:" "$out" >&2
     g 'journalctl -u fe-mailstore --no-pager -n 30' >&2 || true
     fail 'the message from before the reboot is in INBOX'
+  fi
+}
+
+# Sending: swaks from the host to guest:587 (STARTTLS, AUTH PLAIN as the mailbox) to the
+# mailbox's own address, which fe-submission delivers on the host; its copy goes to Sent.
+send_check() {
+  local out
+  out="$(swaks --server "127.0.0.1:$VM_SUBMISSION_PORT" --tls --auth PLAIN --auth-user me@fe-vm.test \
+    --auth-password "$MAILBOX_PW" --from me@fe-vm.test --to me@fe-vm.test \
+    --header 'Subject: fe vm submission' --body 'sent through 587' --timeout 120 2>&1)" || true
+  if printf '%s\n' "$out" | grep -Eq '^<~ +250 2\.0\.0 Ok'; then
+    pass 'submission: swaks to guest:587 with STARTTLS and AUTH as the mailbox (250)'
+  else
+    printf '%s\n' "---- swaks:" "$out" >&2
+    g 'journalctl -u fe-submission --no-pager -n 30' >&2 || true
+    fail 'submission: swaks to guest:587 with STARTTLS and AUTH as the mailbox'
+  fi
+  out="$(imap_subjects INBOX; imap_subjects Sent)" || true
+  if [[ $out == *'INBOX 2 fe vm test|fe vm submission'* && $out == *'Sent 1 fe vm submission'* ]]; then
+    pass "submission: the message is in INBOX and its copy in Sent, over IMAPS ($(printf '%s' "$out" | tr '\n' ';'))"
+  else
+    printf '%s\n' "---- imap:" "$out" >&2
+    g 'journalctl -u fe-submission -u fe-mailstore --no-pager -n 30' >&2 || true
+    fail 'submission: the message is in INBOX and its copy in Sent'
   fi
 }
 
@@ -470,6 +499,7 @@ vm_step reboot vm_reboot admin 12 || fail 'reboot: no ssh login as admin afterwa
 vm_step after-reboot after_reboot
 vm_step unlock unlock
 vm_step imap imap_check
+vm_step send send_check
 vm_step lynis-start lynis_start
 if [[ ${FE_VM_IDEMPOTENCE:-1} == 1 ]]; then
   vm_step idempotence idempotence
