@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
@@ -325,6 +325,27 @@ print(json.dumps(out))
   assert.deepEqual(toOf('tight 2'), ['t3@remote.example']);
   assert.deepEqual(toOf('tight 3'), [], 'the refused message never left');
   assert.deepEqual(toOf('wide 1'), [1, 2, 3, 4, 5, 6, 7, 8].map((i) => `w${i}@remote.example`).sort());
+});
+
+test('the sending counts are one for 587 and 465 and outlive a restart; their file names no mailbox', async () => {
+  // tight@ used its 2 messages of the hour on 587 in the test before
+  const tight = (port: number, tls: string) => swaks(port, [tls, '--auth', 'PLAIN', '--auth-user', 'tight@example.org', '--auth-password', OTHER_PASSWORD, '--from', 'tight@example.org', '--to', 'x@remote.example', '--quit-after', 'RCPT']);
+  const refused = /MAIL FROM:<tight@example\.org>\r?\n<~\* +451 4\.7\.1 tight@example\.org has sent 2 messages in the last hour/;
+  assert.match(await tight(fe.ports.submissions!, '--tls-on-connect'), refused, 'port 465 knows what was sent on 587');
+  const file = path.join(w.dataDir, 'submission', 'send-counts.json');
+  await fe.stop();
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  const saved = readFileSync(file, 'utf8');
+  assert.doesNotMatch(saved, /tight|example\.org/, 'mailboxes appear only as HMACs');
+  assert.equal(Object.keys((JSON.parse(saved) as { messages: object }).messages).length, 4, 'me@, other@, tight@ and wide@ sent within the hour');
+  fe = await startServe(w.config, [], { FE_TEST_QUEUE_RETRY_MS: '300' }, ['mx', 'submission', 'submissions', 'imaps']);
+  assert.match(await tight(fe.ports.submission!, '--tls'), refused, 'a restart does not give a fresh allowance');
+  // a damaged file: a warning, and counting starts again
+  await fe.stop();
+  writeFileSync(file, '{not json');
+  fe = await startServe(w.config, [], { FE_TEST_QUEUE_RETRY_MS: '300' }, ['mx', 'submission', 'submissions', 'imaps']);
+  assert.match(fe.log(), /the sending counts in \S+ are damaged \([^)]*\); counting from zero/);
+  assert.match(await tight(fe.ports.submission!, '--tls'), /<~ +250 /);
 });
 
 test('local recipients are delivered on this host (forwards followed), remote ones through the queue', async () => {

@@ -18,6 +18,8 @@ import { RenewalSchedule } from '../acme/renewal.js';
 import { BackupSchedule } from '../backup/schedule.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { serverSecret } from './secrets.js';
+import { SendLimits } from '../submission/send-limits.js';
+import path from 'node:path';
 
 import { DAEMONS, type ServiceName } from './services.js';
 export { DAEMONS, SERVICES, type ServiceName } from './services.js';
@@ -72,11 +74,15 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
   const queue = !opts.only || opts.only.includes('queue') ? new QueueRunner({ config: () => config, resolver: () => resolver, log: log.child('queue'), ...(testing.queueRetryMs ? { backoffMs: () => testing.queueRetryMs! } : {}), ...(testing.tlsReportOffsetMs ? { tlsReportClock: () => Date.now() + testing.tlsReportOffsetMs! } : {}) }) : null;
   // Correspondents' OpenPGP keys (encrypt_outbound: wkd), one cache for both submission ports.
   const wkd = new WkdLookup({ resolver: () => resolver, port: () => config.outbound.wkdPort });
+  // What each mailbox sent in the last hour and day, for both submission ports, kept across restarts.
+  const sendLimits = wanted.some((n) => n === 'submission' || n === 'submissions')
+    ? new SendLimits(Date.now, { file: path.join(config.dataDir, 'submission', 'send-counts.json'), key: serverSecret(config.dataDir, 'send-counts'), onError: (message) => log.child('submission').warn(message) })
+    : null;
   const make = (name: DaemonName): Daemon => {
     switch (name) {
       case 'submission':
       case 'submissions':
-        return createSubmissionServer({ config: () => config, log: log.child(name), throttle, openMailboxes: registry, tls, implicitTls: name === 'submissions', allowPlaintextAuth, onQueued: () => queue?.kick(), wkd });
+        return createSubmissionServer({ config: () => config, log: log.child(name), throttle, openMailboxes: registry, tls, implicitTls: name === 'submissions', allowPlaintextAuth, onQueued: () => queue?.kick(), wkd, ...(sendLimits ? { sendLimits } : {}) });
       case 'mx':
         return createMx({ config: () => config, resolver: () => resolver, log: log.child('mx'), srsSecret: serverSecret(config.dataDir, 'srs'), tls });
       case 'imap':
@@ -148,6 +154,7 @@ export async function serve(configFile: string, opts: { only?: ServiceName[]; lo
       clearTimeout(timer);
       if (outcome === 'late') log.warn('stop deadline passed; exiting with work still open', { drain_seconds: drainMs / 1000 });
       registry.closeAll();
+      sendLimits?.flush();
       log.info('stopped');
     },
   };

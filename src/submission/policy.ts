@@ -51,35 +51,3 @@ export function sendLimitsFor(config: FeConfig, user: string): { messagesPerHour
     own: Object.keys(own).length > 0,
   };
 }
-
-/** Sliding-window counters per mailbox (in memory: a restart forgets them, it never blocks longer). */
-export class SendLimits {
-  private messages = new Map<string, number[]>();
-  private recipients = new Map<string, { t: number; n: number }[]>();
-
-  constructor(private now: () => number = Date.now) {}
-
-  /** null when the mailbox may start another message, else the reason to give. */
-  checkMessage(user: string, perHour: number): string | null {
-    const t = this.now();
-    const list = (this.messages.get(user) ?? []).filter((x) => t - x < 3600_000);
-    this.messages.set(user, list);
-    return list.length >= perHour ? `4.7.1 ${user} has sent ${perHour} messages in the last hour (send_messages_per_hour); try again later` : null;
-  }
-
-  /** null when `count` more recipients fit today's allowance. */
-  checkRecipients(user: string, count: number, perDay: number): string | null {
-    const t = this.now();
-    const list = (this.recipients.get(user) ?? []).filter((x) => t - x.t < 86400_000);
-    this.recipients.set(user, list);
-    const used = list.reduce((s, x) => s + x.n, 0);
-    return used + count > perDay ? `4.5.3 ${user} has sent to ${used} recipients in the last 24 hours (send_recipients_per_day is ${perDay}); try again later` : null;
-  }
-
-  /** Counts a message once it was accepted. */
-  record(user: string, recipients: number): void {
-    const t = this.now();
-    this.messages.set(user, [...(this.messages.get(user) ?? []), t]);
-    this.recipients.set(user, [...(this.recipients.get(user) ?? []), { t, n: recipients }]);
-  }
-}

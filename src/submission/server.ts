@@ -22,7 +22,8 @@ import type { TlsSource } from '../tls/source.js';
 import { tlsServerOptions } from '../tls/policy.js';
 import type { Logger } from '../util/log.js';
 import { fromAddresses, prepareOutgoing, splitHeader } from './headers.js';
-import { maySendAs, SendLimits, sendLimitsFor } from './policy.js';
+import { maySendAs, sendLimitsFor } from './policy.js';
+import { SendLimits } from './send-limits.js';
 import { smtpSessionLimits } from '../smtp/session-limits.js';
 import { acceptQuotedLocalPartsOn } from '../smtp/quoted-local.js';
 
@@ -40,6 +41,8 @@ export interface SubmissionOptions {
   onQueued?: () => void;
   /** Correspondents' keys for mailboxes with `encrypt_outbound: wkd` (absent: nothing is looked up). */
   wkd?: WkdLookup;
+  /** Sending counts shared with the other submission port (absent: this server's own, in memory). */
+  sendLimits?: SendLimits;
 }
 
 const MAX_LOCAL_HOPS = 5;
@@ -84,7 +87,7 @@ function ownKeyResolver(domain: string, signers: DkimSigner[]): MailauthResolver
 
 export function createSubmissionServer(opts: SubmissionOptions) {
   const { log } = opts;
-  const limits = new SendLimits();
+  const limits = opts.sendLimits ?? new SendLimits();
   const inTransaction = new Set<string>();
 
   async function onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession): Promise<string> {
