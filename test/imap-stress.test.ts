@@ -72,13 +72,24 @@ class View {
           const [lo, hi = lo] = part.split(':').map(Number) as [number, number?];
           for (let u = Math.min(lo, hi!); u <= Math.max(lo, hi!); u++) gone.add(u);
         }
-        const known = this.msgs.filter((x): x is Msg => x !== null);
-        const top = Math.max(0, ...known.map((x) => x.uid));
         const before = this.msgs.length;
+        const knownUids = new Set(this.msgs.flatMap((x) => (x ? [x.uid] : [])));
         this.msgs = this.msgs.filter((x) => x === null || !gone.has(x.uid));
-        // a UID above every fetched one is among those told by EXISTS and not fetched yet (the
-        // unfetched are the last ones, so dropping any of them leaves the same picture)
-        for (const u of gone) if (u > top && this.msgs.at(-1) === null) this.msgs.pop();
+        // A UID it never fetched is one of the unfetched slots between the fetched UIDs just
+        // below and just above it (UIDs ascend with sequence numbers); any null of that run will
+        // do, they are alike. Unfetched slots are not only the last ones: a flag FETCH the
+        // server volunteers can fill one in the middle.
+        for (const u of gone) {
+          if (knownUids.has(u)) continue;
+          let lo = -1;
+          let hi = this.msgs.length;
+          this.msgs.forEach((x, i) => {
+            if (x && x.uid < u) lo = i;
+            if (x && x.uid > u && hi === this.msgs.length) hi = i;
+          });
+          const slot = this.msgs.findIndex((x, i) => x === null && i > lo && i < hi);
+          if (slot >= 0) this.msgs.splice(slot, 1);
+        }
         assert.ok(before - this.msgs.length > 0, `${this.name}: VANISHED ${m[1]} names no message it has (seed ${SEED})`);
         this.told.EXPUNGE++;
         continue;
@@ -95,7 +106,7 @@ class View {
         if (!known) {
           assert.ok(uid, `${this.name}: FETCH without UID for unfetched ${seq}: ${l}`);
           this.msgs[seq - 1] = { uid: Number(uid[1]), flags: '', modseq: 0 };
-        } else if (uid) assert.equal(Number(uid[1]), known.uid, `${this.name}: sequence ${seq} is UID ${known.uid} here, the server says ${uid[1]} (seed ${SEED})`);
+        } else if (uid) assert.equal(Number(uid[1]), known.uid, `${this.name}: sequence ${seq} is UID ${known.uid} here, the server says ${uid[1]} (seed ${SEED}); it was told:\n${this.log.slice(-25).join('\n')}`);
         const msg = this.msgs[seq - 1]!;
         if (flags) msg.flags = normalise(flags[1]!);
         if (modseq) msg.modseq = Math.max(msg.modseq, Number(modseq[1]));
