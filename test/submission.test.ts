@@ -312,9 +312,9 @@ print(json.dumps(out))
   assert.deepEqual(out.t1, { refused: {} }, 'two recipients fit tight@\'s day of 3');
   assert.deepEqual(Object.keys(out.t2!.refused!), ['t4@remote.example'], 'the fourth recipient of the day is refused, the third accepted');
   assert.equal(out.t2!.refused!['t4@remote.example']![0], 452);
-  assert.match(out.t2!.refused!['t4@remote.example']![1], /^4\.5\.3 tight@example\.org has sent to 2 recipients in the last 24 hours \(send_recipients_per_day is 3\)/);
+  assert.match(out.t2!.refused!['t4@remote.example']![1], /^4\.5\.3 tight@example\.org has sent to 2 recipients in the last 24 hours, and 1 more is under way \(send_recipients_per_day is 3\)/);
   assert.equal(out.t3!.sender?.[0], 451, 'a third message in the hour is refused at MAIL FROM');
-  assert.match(out.t3!.sender![1], /^4\.7\.1 tight@example\.org has sent 2 messages in the last hour \(send_messages_per_hour\)/);
+  assert.match(out.t3!.sender![1], /^4\.7\.1 tight@example\.org has sent 2 messages in the last hour \(send_messages_per_hour is 2\)/);
   // the global limit is 5 recipients a message; wide@'s own is 8
   assert.deepEqual(Object.keys(out.w!.refused!), ['w9@remote.example'], 'eight recipients accepted, the ninth refused');
   assert.equal(out.w!.refused!['w9@remote.example']![0], 452);
@@ -346,6 +346,50 @@ test('the sending counts are one for 587 and 465 and outlive a restart; their fi
   fe = await startServe(w.config, [], { FE_TEST_QUEUE_RETRY_MS: '300' }, ['mx', 'submission', 'submissions', 'imaps']);
   assert.match(fe.log(), /the sending counts in \S+ are damaged \(.+\); counting from zero$/m);
   assert.match(await tight(fe.ports.submission!, '--tls'), /<~ +250 /);
+});
+
+test('transactions under way count against the allowance: parallel sessions cannot each pass the check before any is recorded', async () => {
+  // the counts started from zero in the test before: tight@ has 2 messages this hour, 3 recipients today
+  const script = `
+import smtplib, ssl, sys, json
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+def login():
+    s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]))
+    s.starttls(context=ctx)
+    s.login('tight@example.org', sys.argv[2])
+    return s
+a, b, c = login(), login(), login()
+out = {}
+out['a'] = a.mail('tight@example.org')[0]
+out['b'] = b.mail('tight@example.org')[0]
+code, text = c.mail('tight@example.org')
+out['c'] = [code, text.decode()]
+out['a_rcpt'] = [a.rcpt('r1@remote.example')[0], a.rcpt('r2@remote.example')[0]]
+code, text = b.rcpt('r3@remote.example')
+out['b_rcpt1'] = code
+code, text = b.rcpt('r4@remote.example')
+out['b_rcpt2'] = [code, text.decode()]
+a.rset()
+out['c_after_rset'] = c.mail('tight@example.org')[0]
+for s in (a, b, c): s.quit()
+d = login()
+out['d_after_quit'] = d.mail('tight@example.org')[0]
+out['d_rcpt'] = [d.rcpt('r%d@remote.example' % i)[0] for i in (5, 6, 7, 8)]
+d.quit()
+print(json.dumps(out))
+`;
+  const out = JSON.parse(await python(script, '', [String(fe.ports.submission), OTHER_PASSWORD])) as Record<string, unknown>;
+  assert.equal(out.a, 250);
+  assert.equal(out.b, 250);
+  assert.equal((out.c as [number, string])[0], 451, 'a third transaction while two are open is over the 2 an hour');
+  assert.match((out.c as [number, string])[1], /^4\.7\.1 tight@example\.org has sent 0 messages in the last hour, and 2 more are under way \(send_messages_per_hour is 2\)/);
+  assert.deepEqual(out.a_rcpt, [250, 250]);
+  assert.equal(out.b_rcpt1, 250, 'the third recipient of the day fits');
+  assert.equal((out.b_rcpt2 as [number, string])[0], 452, 'a fourth, while the others are still held, does not');
+  assert.match((out.b_rcpt2 as [number, string])[1], /^4\.5\.3 tight@example\.org has sent to 0 recipients in the last 24 hours, and 3 more are under way/);
+  assert.equal(out.c_after_rset, 250, 'RSET gives the held message back');
+  assert.equal(out.d_after_quit, 250, 'closed sessions hold nothing');
+  assert.deepEqual(out.d_rcpt, [250, 250, 250, 452], 'nothing was sent, so 3 recipients remain for today');
 });
 
 test('local recipients are delivered on this host (forwards followed), remote ones through the queue', async () => {

@@ -31,6 +31,10 @@ interface Saved {
 export class SendLimits {
   private messages = new Map<string, number[]>();
   private recipients = new Map<string, { t: number; n: number }[]>();
+  // Transactions under way (MAIL FROM given, DATA not finished): they count against the
+  // allowance too, or parallel sessions would each pass the check before any had been recorded.
+  private heldMessages = new Map<string, number>();
+  private heldRecipients = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -46,17 +50,38 @@ export class SendLimits {
     const k = this.key(user);
     const list = (this.messages.get(k) ?? []).filter((x) => t - x < HOUR_MS);
     this.messages.set(k, list);
-    return list.length >= perHour ? `4.7.1 ${user} has sent ${perHour} messages in the last hour (send_messages_per_hour); try again later` : null;
+    const held = this.heldMessages.get(k) ?? 0;
+    if (list.length + held < perHour) return null;
+    return `4.7.1 ${user} has sent ${list.length} messages in the last hour${underWay(held, 'is', 'are')} (send_messages_per_hour is ${perHour}); try again later`;
   }
 
-  /** null when `count` more recipients fit today's allowance. */
+  /** null when `count` more recipients (beyond those held) fit today's allowance. */
   checkRecipients(user: string, count: number, perDay: number): string | null {
     const t = this.now();
     const k = this.key(user);
     const list = (this.recipients.get(k) ?? []).filter((x) => t - x.t < DAY_MS);
     this.recipients.set(k, list);
     const used = list.reduce((s, x) => s + x.n, 0);
-    return used + count > perDay ? `4.5.3 ${user} has sent to ${used} recipients in the last 24 hours (send_recipients_per_day is ${perDay}); try again later` : null;
+    const held = this.heldRecipients.get(k) ?? 0;
+    if (used + held + count <= perDay) return null;
+    return `4.5.3 ${user} has sent to ${used} recipients in the last 24 hours${underWay(held, 'is', 'are')} (send_recipients_per_day is ${perDay}); try again later`;
+  }
+
+  /** A transaction starts (after checkMessage passed): it counts until release(). */
+  hold(user: string): void {
+    add(this.heldMessages, this.key(user), 1);
+  }
+
+  /** A recipient of a held transaction was accepted (after checkRecipients passed). */
+  holdRecipient(user: string): void {
+    add(this.heldRecipients, this.key(user), 1);
+  }
+
+  /** The transaction ended (message accepted or not, RSET, connection gone): its hold goes. */
+  release(user: string, recipients: number): void {
+    const k = this.key(user);
+    add(this.heldMessages, k, -1);
+    add(this.heldRecipients, k, -recipients);
   }
 
   /** Counts a message once it was accepted. */
@@ -128,4 +153,14 @@ export class SendLimits {
       store.onError(`the sending counts in ${store.file} are damaged (${(e as Error).message}); counting from zero`);
     }
   }
+}
+
+function add(map: Map<string, number>, k: string, n: number): void {
+  const v = (map.get(k) ?? 0) + n;
+  if (v > 0) map.set(k, v);
+  else map.delete(k);
+}
+
+function underWay(n: number, one: string, more: string): string {
+  return n === 0 ? '' : `, and ${n} more ${n === 1 ? one : more} under way`;
 }

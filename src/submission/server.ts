@@ -89,6 +89,19 @@ export function createSubmissionServer(opts: SubmissionOptions) {
   const { log } = opts;
   const limits = opts.sendLimits ?? new SendLimits();
   const inTransaction = new Set<string>();
+  // Each session's transaction holds its share of the sending allowance until it ends: DATA
+  // done, connection closed, or its envelope reset (RSET, EHLO, STARTTLS give the session a new
+  // envelope object; smtp-server has no hook for them, so stale holds are dropped before a check).
+  const holds = new Map<string, { user: string; recipients: number; session: SMTPServerSession; envelope: object }>();
+  const releaseHold = (id: string): void => {
+    const h = holds.get(id);
+    if (!h) return;
+    holds.delete(id);
+    limits.release(h.user, h.recipients);
+  };
+  const dropStaleHolds = (): void => {
+    for (const [id, h] of holds) if (h.session.envelope !== h.envelope) releaseHold(id);
+  };
 
   async function onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession): Promise<string> {
     if (!session.secure && !opts.allowPlaintextAuth(session.remoteAddress)) throw new SmtpReply(538, '5.7.11 Encryption required: use STARTTLS first (or port 465)');
@@ -177,6 +190,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
       if (code === 'ENOSPC' || code === 'EDQUOT') throw new SmtpReply(452, '4.3.1 Insufficient system storage; try again later');
       throw new SmtpReply(451, '4.3.0 Temporary local problem storing the message; try again later');
     }
+    releaseHold(session.id); // before record(), so the message is not counted twice for a moment
     limits.record(user, session.envelope.rcptTo.length);
     if (plan.remote.size > 0) opts.onQueued?.();
     log.info('submitted', { user: log.addr(user), rcpts: session.envelope.rcptTo.length, local: plan.mailboxes.size, queued: plan.remote.size, size: signed.length, dkim: signers.map((s) => s.selector).join(',') || 'none' });
@@ -222,6 +236,7 @@ export function createSubmissionServer(opts: SubmissionOptions) {
     onClose(session) {
       guard.closed(session);
       inTransaction.delete(session.id);
+      releaseHold(session.id);
     },
 
     onMailFrom(address, session, callback) {
@@ -229,8 +244,11 @@ export function createSubmissionServer(opts: SubmissionOptions) {
       const user = String(session.user);
       if (address.address === '') return callback(new SmtpReply(550, '5.7.1 The null sender <> is for bounces; submit with your own address'));
       if (!maySendAs(config, user, address.address)) return callback(new SmtpReply(550, `5.7.1 ${user} may not send as ${address.address} (MAIL FROM); see send_as in fe.yml`));
+      dropStaleHolds();
       const busy = limits.checkMessage(user, sendLimitsFor(config, user).messagesPerHour);
       if (busy) return callback(new SmtpReply(451, busy));
+      limits.hold(user);
+      holds.set(session.id, { user, recipients: 0, session, envelope: session.envelope });
       inTransaction.add(session.id);
       callback();
     },
@@ -241,7 +259,8 @@ export function createSubmissionServer(opts: SubmissionOptions) {
       const count = session.envelope.rcptTo.length + 1;
       const allowed = sendLimitsFor(config, user);
       if (count > allowed.recipientsPerMessage) return callback(new SmtpReply(452, `4.5.3 Too many recipients (at most ${allowed.recipientsPerMessage} a message; send_recipients_per_message)`));
-      const daily = limits.checkRecipients(user, count, allowed.recipientsPerDay);
+      dropStaleHolds();
+      const daily = limits.checkRecipients(user, 1, allowed.recipientsPerDay); // this session's earlier ones are held
       if (daily) return callback(new SmtpReply(452, daily));
       const r = resolveRecipient(config, address.address);
       if (!r.ok && r.reason === 'invalid') return callback(new SmtpReply(553, '5.1.3 Bad recipient address syntax'));
@@ -250,12 +269,22 @@ export function createSubmissionServer(opts: SubmissionOptions) {
         const dir = mailboxDir(config.dataDir, r.resolution.domain.name, r.resolution.local);
         if (mailboxDiskUsage(dir) > config.limits.mailboxQuota) return callback(new SmtpReply(452, `4.2.2 Mailbox ${address.address} is full; try again later`));
       }
+      const h = holds.get(session.id);
+      if (h) {
+        h.recipients++;
+        limits.holdRecipient(h.user);
+      }
       callback();
     },
 
     onData(stream, session, callback) {
       guard.dataStarted(session, stream);
-      answerData(onData(stream, session).finally(() => inTransaction.delete(session.id)), callback, log, 'a submitted message');
+      answerData(
+        onData(stream, session).finally(() => {
+          inTransaction.delete(session.id);
+          releaseHold(session.id);
+        }),
+        callback, log, 'a submitted message');
     },
   });
 
