@@ -20,7 +20,7 @@
 // Key and nonce both come from HKDF; the ephemeral secrets are fresh per message, so the nonce
 // never repeats under one key. The header is the AEAD's associated data: no byte of it can change.
 import { createCipheriv, createDecipheriv, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, KeyObject, randomBytes } from 'node:crypto';
-import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
+import { mlkemDecapsulate, mlkemEncapsulate, mlkemKeygen } from './mlkem.js';
 
 const MAGIC = Buffer.from('feSL', 'latin1');
 export const SEAL_V1 = 1;
@@ -64,7 +64,7 @@ export function isHybrid<T extends SealRecipient | SealOpener>(key: T): key is E
 /** The ML-KEM-768 key pair a 64-byte seed (d | z of FIPS 203) stands for. */
 export function mlkemFromSeed(seed: Uint8Array): { publicKey: Uint8Array; secretKey: Uint8Array } {
   if (seed.length !== MLKEM_SEED_LEN) throw new SealError(`ML-KEM seed must be ${MLKEM_SEED_LEN} bytes, got ${seed.length}`);
-  return ml_kem768.keygen(seed);
+  return mlkemKeygen(seed);
 }
 
 export function newMlkemSeed(): Buffer {
@@ -135,7 +135,7 @@ export function sealParts(parts: readonly Uint8Array[], recipient: SealRecipient
   if (recipient.mlkem.length !== MLKEM_PUBLIC_LEN) throw new SealError(`ML-KEM-768 public key must be ${MLKEM_PUBLIC_LEN} bytes, got ${recipient.mlkem.length}`);
   let kem: { cipherText: Uint8Array; sharedSecret: Uint8Array };
   try {
-    kem = ml_kem768.encapsulate(recipient.mlkem);
+    kem = mlkemEncapsulate(recipient.mlkem);
   } catch (e) {
     throw new SealError(`invalid ML-KEM-768 public key: ${(e as Error).message}`);
   }
@@ -177,7 +177,7 @@ export function open(sealed: Uint8Array, recipientPrivate: SealOpener): Buffer {
     const ssX = x25519Shared(x, x25519Public(ephPub));
     let ssM: Uint8Array;
     try {
-      ssM = ml_kem768.decapsulate(ct, recipientPrivate.mlkemSecret);
+      ssM = mlkemDecapsulate(ct, recipientPrivate.mlkemSecret);
     } catch (e) {
       ssX.fill(0);
       throw new SealError(`cannot open sealed message: ${(e as Error).message}`);

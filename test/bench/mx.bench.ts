@@ -172,11 +172,13 @@ export async function benchMxPostfix(): Promise<void> {
   }
   const key = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pub = key.publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+  // FE_BENCH_DNS_TTL (default 0): the records' TTL; 0 makes fe ask the DNS server for every message
+  const ttl = Number(process.env.FE_BENCH_DNS_TTL ?? 0);
   const dns = await startDnsServer({
-    'sender.example': { TXT: ['v=spf1 ip4:127.0.0.1 -all'] },
-    'bench._domainkey.sender.example': { TXT: [`v=DKIM1; k=rsa; p=${pub}`] },
-    '_dmarc.sender.example': { TXT: ['v=DMARC1; p=reject'] },
-    'mail.sender.example': { A: ['127.0.0.1'], TXT: ['v=spf1 ip4:127.0.0.1 -all'] },
+    'sender.example': { TXT: ['v=spf1 ip4:127.0.0.1 -all'], ttl },
+    'bench._domainkey.sender.example': { TXT: [`v=DKIM1; k=rsa; p=${pub}`], ttl },
+    '_dmarc.sender.example': { TXT: ['v=DMARC1; p=reject'], ttl },
+    'mail.sender.example': { A: ['127.0.0.1'], TXT: ['v=spf1 ip4:127.0.0.1 -all'], ttl },
   });
   const files = new Map<number, string>();
   const tmp = path.join(tmpdir(), `fe-bench-mx-${process.pid}`);
@@ -194,7 +196,9 @@ export async function benchMxPostfix(): Promise<void> {
   await w.ok(['domain', 'add', 'example.org']);
   await w.ok(['alias', 'add', 'me@example.org', '--mailbox', '--password-stdin'], { stdin: 'correct horse battery staple\n' });
   // FE_BENCH_CPU_PROF=DIR: fe serve writes a V8 CPU profile there when it stops (node --cpu-prof).
+  // FE_BENCH_MX_ROWS="10 KB x 1,1 MB x 16": only those rows (to profile one of them).
   const prof = process.env.FE_BENCH_CPU_PROF;
+  const onlyRows = (process.env.FE_BENCH_MX_ROWS ?? '').split(',').map((r) => r.trim()).filter(Boolean);
   const fe = await startServe(w.config, ['--only', 'mx'], {}, ['mx'], prof ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(prof)}`] : []);
   const layout = postfixLayout();
   const mail = path.join(layout.dir, 'mail');
@@ -230,6 +234,8 @@ export async function benchMxPostfix(): Promise<void> {
     console.log(['messages'.padEnd(20), 'fe msg/s'.padStart(10), 'postfix msg/s'.padStart(14), 'fe/postfix'.padStart(11), 'fe CPU ms/msg'.padStart(14), 'fe core use'.padStart(12), 'fe peak MiB'.padStart(12)].join(' '));
     for (const size of [10 * 1024, 1024 * 1024]) {
       for (const sessions of [1, 16]) {
+        const label = `${size > 100_000 ? '1 MB' : '10 KB'} x ${sessions}`;
+        if (onlyRows.length > 0 && !onlyRows.includes(label)) continue;
         const cpu0 = cpuSeconds(fe.child.pid!);
         resetPeak(fe.child.pid!);
         const feSeconds = await send(fe.ports.mx!, size, sessions, MESSAGES);
@@ -237,7 +243,6 @@ export async function benchMxPostfix(): Promise<void> {
         const fePeak = peakRssMiB(fe.child.pid!);
         const feRate = MESSAGES / feSeconds;
         const pfRate = MESSAGES / (await send(postfix.port, size, sessions, MESSAGES));
-        const label = `${size > 100_000 ? '1 MB' : '10 KB'} x ${sessions}`;
         const row = [label.padEnd(20), feRate.toFixed(1).padStart(10), pfRate.toFixed(1).padStart(14), (feRate / pfRate).toFixed(2).padStart(11), ((feCpu / MESSAGES) * 1000).toFixed(1).padStart(14), `${((feCpu / feSeconds) * 100).toFixed(0)}%`.padStart(12), fePeak.toFixed(0).padStart(12)].join(' ');
         console.log(row);
         rows.push(row);
