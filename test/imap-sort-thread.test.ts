@@ -513,6 +513,39 @@ test('ESORT: RETURN (MIN MAX COUNT ALL) and PARTIAL follow the sort order', asyn
 
 const msg = (subject: string) => Buffer.from(`From: m@example.org\r\nTo: multi@example.org\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}@t.example>\r\n\r\nbody of ${subject}\r\n`);
 
+test('SORT keeps up with changes: appended and expunged messages, and a folder renamed and made anew under its old name', async () => {
+  const c = await login('uses');
+  const other = await login('uses');
+  const append = async (folder: string, subject: string) => assert.equal((await other.command(Buffer.concat([Buffer.from(`APPEND ${folder} {${msg(subject).length}+}\r\n`), msg(subject)]))).status, 'OK');
+  assert.equal((await c.command('CREATE Sorted')).status, 'OK');
+  for (const s of ['delta', 'alpha', 'charlie']) await append('Sorted', s);
+  await c.command('SELECT Sorted');
+  const sorted = async (criteria: string) => numbers((await c.command(`UID SORT (${criteria}) UTF-8 ALL`)).untagged.find((l) => l.startsWith('* SORT')), '* SORT');
+  assert.deepEqual(await sorted('SUBJECT'), [2, 3, 1]);
+  assert.deepEqual(await sorted('SUBJECT'), [2, 3, 1], 'the same answer the second time');
+  const threads = async (algorithm: string) => (await c.command(`UID THREAD ${algorithm} UTF-8 ALL`)).untagged.find((l) => l.startsWith('* THREAD'));
+  assert.equal(await threads('REFERENCES'), '* THREAD (1)(2)(3)');
+  // another session adds "bravo" and deletes "alpha": the next SORT has the one and not the other
+  await append('Sorted', 'bravo');
+  await other.command('SELECT Sorted');
+  assert.equal((await other.command('UID STORE 2 +FLAGS.SILENT (\\Deleted)')).status, 'OK');
+  assert.equal((await other.command('EXPUNGE')).status, 'OK');
+  await c.command('NOOP');
+  assert.deepEqual(await sorted('SUBJECT'), [4, 3, 1]);
+  assert.deepEqual(await sorted('REVERSE SUBJECT'), [1, 3, 4]);
+  assert.equal(await threads('REFERENCES'), '* THREAD (1)(3)(4)');
+  assert.equal(await threads('ORDEREDSUBJECT'), '* THREAD (1)(3)(4)');
+  // Sorted becomes Old; a new Sorted gets UIDs from 1 again, for other subjects
+  await c.command('UNSELECT');
+  assert.equal((await c.command('RENAME Sorted Old')).status, 'OK');
+  assert.equal((await c.command('CREATE Sorted')).status, 'OK');
+  for (const s of ['zulu', 'yankee', 'xray']) await append('Sorted', s);
+  await c.command('SELECT Sorted');
+  assert.deepEqual(await sorted('SUBJECT'), [3, 2, 1], 'UIDs 1 to 3 of the new folder sort by their own subjects');
+  await c.command('SELECT Old');
+  assert.deepEqual(await sorted('SUBJECT'), [4, 3, 1]);
+});
+
 test('MULTIAPPEND (raw protocol): several messages in one APPEND, APPENDUID with a uid-set, all or nothing', async () => {
   const c = await login('multi');
   assert.equal((await c.command('CREATE Batch')).status, 'OK');

@@ -5,7 +5,7 @@ import type { Envelope } from '../store/message-parse.js';
 import { headerFields } from '../store/message-text.js';
 import { ImapSyntaxError, type Token } from './parser.js';
 import { parseSearch, SearchError, type SearchCommand } from './search.js';
-import { orderedSequenceSet, parseSortCriteria, sortMessages, type SortCriterion } from './sort.js';
+import { orderedSequenceSet, parseSortCriteria, sortKey, sortMessages, type SortCriterion, type SortFacts, type SortKeyName } from './sort.js';
 import { formatThreads, messageIds, threadOrderedSubject, threadReferences, type ThreadFacts } from './thread.js';
 
 export type SortReturn = { kind: 'MIN' | 'MAX' | 'ALL' | 'COUNT' } | { kind: 'PARTIAL'; low: number; high: number };
@@ -76,24 +76,70 @@ function referencesOf(header: Buffer | null): string[] {
 const EMPTY_ENVELOPE: Envelope = { date: null, subject: null, from: null, sender: null, replyTo: null, to: null, cc: null, bcc: null, inReplyTo: null, messageId: null };
 const DATE_ONLY = new Set(['ARRIVAL', 'DATE', 'SIZE']);
 
+// SORT keys and THREAD facts by UID, per open mailbox and folder (name and UIDVALIDITY: a UID
+// names one message for good there, RFC 3501 2.3.1.1, and its envelope, dates and header never
+// change). Reading and parsing every envelope was most of a SORT (SUBJECT) of 10,000 messages,
+// ~130 ms each time; a repeated SORT or THREAD, by the same client or another session of the
+// mailbox, reads nothing. Entries of expunged
+// messages stay until the mailbox closes; a folder past CACHE_LIMIT messages is not kept.
+interface CachedFacts {
+  size: number;
+  internalDate: number;
+  sentDate: number;
+  keys: Map<SortKeyName, string | number>;
+  /** The envelope fields THREAD compares (the rest of the envelope is not kept). */
+  thread?: Pick<Envelope, 'subject' | 'messageId' | 'inReplyTo'>;
+  /** Message ids of the References header (THREAD=REFERENCES). */
+  references?: string[];
+}
+interface Needs {
+  keys: readonly SortKeyName[];
+  thread: boolean;
+  references: boolean;
+}
+const CACHE_LIMIT = 200_000;
+const sortCache = new WeakMap<MailboxStore, Map<string, Map<number, CachedFacts>>>();
+
+function folderCache(store: MailboxStore, folder: string): Map<number, CachedFacts> | null {
+  const state = store.folderState(folder);
+  if (!state) return null;
+  let byFolder = sortCache.get(store);
+  if (!byFolder) sortCache.set(store, (byFolder = new Map()));
+  const id = `${state.uidValidity} ${state.name}`;
+  let entries = byFolder.get(id);
+  if (!entries) byFolder.set(id, (entries = new Map()));
+  return entries;
+}
+
 /** What the keys compare, for the matching messages (`found`: sequence number and UID). */
 export function sortFacts(store: MailboxStore, folder: string, found: readonly { seq: number; uid: number }[], cmd: SortOrThread): ThreadFacts[] {
-  const withEnvelope = cmd.type === 'thread' || cmd.criteria.some((c) => !DATE_ONLY.has(c.key));
-  const withReferences = cmd.type === 'thread' && cmd.algorithm === 'REFERENCES';
-  const rows = store.sortRows(folder, { envelope: withEnvelope, header: withReferences });
+  // THREAD compares subjects and message ids, REFERENCES also the References header
+  const needs: Needs = cmd.type === 'sort' ? { keys: [...new Set(cmd.criteria.map((c) => c.key))], thread: false, references: false } : { keys: [], thread: true, references: cmd.algorithm === 'REFERENCES' };
+  const complete = (e: CachedFacts | undefined): e is CachedFacts =>
+    e !== undefined && needs.keys.every((k) => e.keys.has(k)) && (!needs.thread || e.thread !== undefined) && (!needs.references || e.references !== undefined);
+  const kept = folderCache(store, folder);
+  let cache = kept ?? new Map<number, CachedFacts>();
+  if (!found.every((f) => complete(cache.get(f.uid)))) {
+    const rows = store.sortRows(folder, { envelope: needs.thread || needs.keys.some((k) => !DATE_ONLY.has(k)), header: needs.references });
+    if (rows.size > CACHE_LIMIT) {
+      kept?.clear();
+      cache = new Map(); // this command's only
+    }
+    for (const [uid, d] of rows) {
+      let entry = cache.get(uid);
+      if (complete(entry)) continue;
+      const facts: SortFacts = { seq: 0, uid, size: d.size, internalDate: d.internalDate, sentDate: d.sentAt ?? d.internalDate, envelope: d.envelope === null ? EMPTY_ENVELOPE : (JSON.parse(d.envelope) as Envelope) };
+      if (!entry) cache.set(uid, (entry = { size: facts.size, internalDate: facts.internalDate, sentDate: facts.sentDate, keys: new Map() }));
+      for (const k of needs.keys) if (!entry.keys.has(k)) entry.keys.set(k, sortKey(facts, k));
+      if (needs.thread) entry.thread = { subject: facts.envelope.subject, messageId: facts.envelope.messageId, inReplyTo: facts.envelope.inReplyTo };
+      if (needs.references) entry.references = referencesOf(d.header);
+    }
+  }
   const out: ThreadFacts[] = [];
   for (const { seq, uid } of found) {
-    const d = rows.get(uid);
-    if (!d) continue; // expunged by another session meanwhile
-    out.push({
-      seq,
-      uid,
-      size: d.size,
-      internalDate: d.internalDate,
-      sentDate: d.sentAt ?? d.internalDate,
-      envelope: d.envelope === null ? EMPTY_ENVELOPE : (JSON.parse(d.envelope) as Envelope),
-      references: referencesOf(d.header),
-    });
+    const e = cache.get(uid);
+    if (!complete(e)) continue; // expunged by another session meanwhile
+    out.push({ seq, uid, size: e.size, internalDate: e.internalDate, sentDate: e.sentDate, envelope: e.thread ? { ...EMPTY_ENVELOPE, ...e.thread } : EMPTY_ENVELOPE, references: e.references ?? [], keys: e.keys });
   }
   return out;
 }

@@ -41,6 +41,8 @@ export interface SortFacts {
   /** Date: header in ms, or the internal date when it is missing or does not parse (RFC 5256 2.2). */
   sentDate: number;
   envelope: Envelope;
+  /** Keys computed before (sort-command.ts keeps them per open mailbox); the envelope is not read for these. */
+  keys?: ReadonlyMap<SortKeyName, string | number>;
 }
 
 function firstAddress(list: Address[] | null): Address | null {
@@ -65,7 +67,10 @@ function asciiUpper(s: string): string {
   return s.replace(/[a-z]+/g, (m) => m.toUpperCase());
 }
 
-function keyOf(m: SortFacts, key: SortKeyName): string | number {
+/** What criterion `key` compares for this message. */
+export function sortKey(m: SortFacts, key: SortKeyName): string | number {
+  const known = m.keys?.get(key);
+  if (known !== undefined) return known;
   switch (key) {
     case 'ARRIVAL':
       return m.internalDate;
@@ -95,7 +100,7 @@ function compare(a: string | number, b: string | number): number {
 /** The messages in the order the criteria give (a new array). */
 export function sortMessages<T extends SortFacts>(messages: readonly T[], criteria: readonly SortCriterion[]): T[] {
   // keys computed once per message, not once per comparison
-  const keyed = messages.map((m) => ({ m, k: criteria.map((c) => keyOf(m, c.key)) }));
+  const keyed = messages.map((m) => ({ m, k: criteria.map((c) => sortKey(m, c.key)) }));
   keyed.sort((x, y) => {
     for (let i = 0; i < criteria.length; i++) {
       const c = compare(x.k[i]!, y.k[i]!);
