@@ -83,3 +83,26 @@ test('login throttle: a /24 or /64 with many failures is refused, except address
   assert.deepEqual(t.check('198.51.100.1'), { allowed: true, delayMs: 0 }, 'a known-good address keeps its lane');
   assert.deepEqual(t.check('198.51.101.1'), { allowed: true, delayMs: 0 }, 'the next /24 is not affected');
 });
+
+test('login throttle: attempts in flight count against a stranger, not against an address that logged in before', async () => {
+  const t = new LoginThrottle({ blockAfter: 10, concurrency: 2, delayStepMs: 1, maxDelayMs: 5 });
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const slow = async () => {
+    await gate;
+    return 'user';
+  };
+  t.success('198.51.100.1');
+  const good = Array.from({ length: 16 }, () => t.login('198.51.100.1', () => true, slow));
+  const strangers = Array.from({ length: 16 }, () => t.login('203.0.113.1', () => true, slow));
+  assert.deepEqual(t.check('198.51.100.1'), { allowed: true, delayMs: 0 }, 'sixteen in flight do not slow a known-good address');
+  assert.equal(t.check('203.0.113.1').allowed, false, 'a stranger with ten or more in flight is told to wait');
+  open();
+  assert.deepEqual((await Promise.all(good)).map((r) => r.kind), Array<string>(16).fill('ok'));
+  const kinds = (await Promise.all(strangers)).map((r) => r.kind);
+  assert.equal(kinds.filter((k) => k === 'ok').length, 10, kinds.join(' '));
+  assert.equal(kinds.filter((k) => k === 'busy').length, 6);
+  // failures of a known-good address still block it
+  for (let i = 0; i < 10; i++) t.failure('198.51.100.1');
+  assert.equal(t.check('198.51.100.1').allowed, false);
+});

@@ -117,8 +117,11 @@ export class LoginThrottle {
     const prefix = prefixOf(ip);
     const blockedMs = Math.max(this.blockedFor(ip), this.isKnownGood(ip) || !prefix ? 0 : this.blockedFor(prefix));
     if (blockedMs > 0) return { allowed: false, retryAfterMs: blockedMs, busy: false };
-    // Attempts in flight count as failures until they end: fifty at once see each other.
-    const inflight = this.inflight.get(ip) ?? 0;
+    // Attempts in flight count as failures until they end: fifty at once see each other. Not for
+    // an address that logged in before: a client opening many connections at once (a mail app's
+    // parallel sessions, a NAT of users) would be slowed and refused for its own logins. Its
+    // failures still count once they end, so guesses from it are blocked as from any other.
+    const inflight = this.isKnownGood(ip) ? 0 : (this.inflight.get(ip) ?? 0);
     const n = this.recent(ip).length + inflight;
     if (inflight > 0 && n >= this.o.blockAfter) return { allowed: false, retryAfterMs: 1000, busy: true };
     return { allowed: true, delayMs: n < this.o.delayAfter ? 0 : Math.min(this.o.maxDelayMs, (n - this.o.delayAfter + 1) * this.o.delayStepMs) };
