@@ -15,7 +15,9 @@ export class FlagTable {
 
   /** From (uid, flags) pairs; UIDs in any order. */
   static from(entries: Iterable<readonly [number, string]>): FlagTable {
-    const list = [...entries].sort((a, b) => a[0] - b[0]);
+    let list = Array.isArray(entries) ? (entries as (readonly [number, string])[]) : [...entries];
+    // the store gives UIDs ascending: sort (a copy) only when they are not
+    if (list.some((e, i) => i > 0 && e[0] < list[i - 1]![0])) list = [...list].sort((a, b) => a[0] - b[0]);
     const t = new FlagTable();
     // Room for a little new mail: else the first message to arrive copies the whole table, in
     // every session idling on the folder at once.

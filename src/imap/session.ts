@@ -804,17 +804,21 @@ export class ImapSession implements IdleListener {
     const f = this.handle!.store.getFolder(name);
     if (!f) throw new NoSuchFolder(name);
     const store = this.handle!.store;
-    const messages = store.listMessages(f.name);
+    const rows = store.folderFlagText(f.name);
     // EXAMINE sees recent mail without taking \Recent away from the next session that selects
     const recentFrom = store.recentFrom(f.name, !readOnly);
-    const recent = new Set(messages.filter((m) => m.uid >= recentFrom).map((m) => m.uid));
-    const known = FlagTable.from(messages.map((m) => [m.uid, m.flags.join(' ')] as const));
+    const recent = new Set<number>();
+    let firstUnseen = -1;
+    rows.forEach(([uid, flags], i) => {
+      if (uid >= recentFrom) recent.add(uid);
+      if (firstUnseen < 0 && !flags.split(' ').includes('\\Seen')) firstUnseen = i; // until the first unseen only
+    });
+    const known = FlagTable.from(rows);
     this.selected = { name: f.name, readOnly, uids: known.uidView(), flags: known, uidValidity: f.uidValidity, dirty: false, seenModseq: f.highestModseq, expungedModseq: f.highestModseq, recent, keywords: new Map(), modseqs: new Map() };
     this.state = 'selected';
-    const firstUnseen = messages.findIndex((m) => !m.flags.includes('\\Seen'));
     for (const k of store.folderKeywords(f.name)) this.selected.keywords.set(k.toLowerCase(), k);
     this.sendFlagsLines();
-    this.send(`* ${messages.length} EXISTS`);
+    this.send(`* ${rows.length} EXISTS`);
     this.send(`* ${recent.size} RECENT`);
     if (firstUnseen >= 0) this.send(`* OK [UNSEEN ${firstUnseen + 1}] first unseen`);
     this.send(`* OK [UIDVALIDITY ${f.uidValidity}] UIDs valid`);
@@ -825,9 +829,10 @@ export class ImapSession implements IdleListener {
       const known = resync.knownUids;
       const gone = store.vanishedSince(f.name, resync.modseq).filter((u) => !known || known.some(([lo, hi]) => u >= lo && u <= hi));
       if (gone.length > 0) this.send(`* VANISHED (EARLIER) ${encodeSequenceSet(gone)}`);
-      messages.forEach((m, i) => {
-        if (m.modseq > resync!.modseq) this.send(`* ${i + 1} FETCH (UID ${m.uid} FLAGS ${encodeFlags(m.flags)} MODSEQ (${m.modseq}))`);
-      });
+      for (const m of store.listMessages(f.name, { changedSince: resync.modseq })) {
+        const seq = seqOfUid(this.selected.uids, m.uid);
+        if (seq > 0) this.send(`* ${seq} FETCH (UID ${m.uid} FLAGS ${encodeFlags(m.flags)} MODSEQ (${m.modseq}))`);
+      }
     }
     return `[READ-${readOnly ? 'ONLY' : 'WRITE'}] ${readOnly ? 'EXAMINE' : 'SELECT'} completed`;
   }

@@ -1008,6 +1008,22 @@ export class MailboxStore {
     return rows.map((r) => this.summary(r));
   }
 
+  /**
+   * SELECT's read of a folder, lean: each message's UID and its flags as one space-separated
+   * string, UIDs ascending. Equal flag sets share one string (a folder has few distinct ones).
+   */
+  folderFlagText(folder: string): (readonly [number, string])[] {
+    const f = this.folder(folder);
+    const rows = this.stmt('SELECT uid, system_flags, keywords FROM messages WHERE folder_id = ? ORDER BY uid').raw(true).all(f.id) as [number, number, string][];
+    const text = new Map<string, string>();
+    return rows.map(([uid, bits, keywords]) => {
+      const key = `${bits} ${keywords}`;
+      let t = text.get(key);
+      if (t === undefined) text.set(key, (t = flagList(bits, keywords).join(' ')));
+      return [uid, t] as const;
+    });
+  }
+
   getMessage(folder: string, uid: number): MessageDetails | null {
     return this.getMessages(folder, [uid]).get(uid) ?? null;
   }
