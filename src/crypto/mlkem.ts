@@ -1,7 +1,7 @@
 // ML-KEM-768 (FIPS 203) encapsulation and decapsulation for the sealed spool and queue.
 //
-// Node's own implementation (OpenSSL 3.5: Node 24 has it, Node 20 not) where the running Node has it,
-// else @noble/post-quantum. Both are the standard algorithm on the same raw key formats, so each
+// Node's own implementation (OpenSSL 3.5: Node 24 has it, Node 20 not) where the running Node
+// has it, else @noble/post-quantum. Both are the standard algorithm on the same raw key formats, so each
 // opens what the other sealed (test/mlkem.test.ts checks it both ways). Measured here: encapsulate
 // 0.03 ms native against 0.53 ms in JavaScript, decapsulate 0.04 against 0.57; the MX pays one
 // encapsulation for every message it seals and a login one decapsulation per spooled message.
@@ -11,7 +11,7 @@
 import crypto, { type KeyObject } from 'node:crypto';
 import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
 
-const PUBLIC_LEN = 1184;
+export const MLKEM_PUBLIC_LEN = 1184;
 const SECRET_LEN = 2400;
 // SEQUENCE { SEQUENCE { OID 2.16.840.1.101.3.4.4.2 (id-alg-ml-kem-768) }, BIT STRING (1184 bytes) }
 const SPKI_PREFIX = Buffer.from('308204b2300b0609608648016503040402038204a100', 'hex');
@@ -48,7 +48,7 @@ const secretKeys = new WeakMap<Uint8Array, KeyObject>();
 function publicKeyObject(publicKey: Uint8Array): KeyObject {
   let k = publicKeys.get(publicKey);
   if (!k) {
-    if (publicKey.length !== PUBLIC_LEN) throw new Error(`an ML-KEM-768 public key is ${PUBLIC_LEN} bytes, not ${publicKey.length}`);
+    if (publicKey.length !== MLKEM_PUBLIC_LEN) throw new Error(`an ML-KEM-768 public key is ${MLKEM_PUBLIC_LEN} bytes, not ${publicKey.length}`);
     k = crypto.createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' });
     publicKeys.set(publicKey, k);
   }

@@ -20,14 +20,14 @@
 // Key and nonce both come from HKDF; the ephemeral secrets are fresh per message, so the nonce
 // never repeats under one key. The header is the AEAD's associated data: no byte of it can change.
 import { createCipheriv, createDecipheriv, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, KeyObject, randomBytes } from 'node:crypto';
-import { mlkemDecapsulate, mlkemEncapsulate, mlkemKeygen } from './mlkem.js';
+import { MLKEM_PUBLIC_LEN, mlkemDecapsulate, mlkemEncapsulate, mlkemKeygen } from './mlkem.js';
 
 const MAGIC = Buffer.from('feSL', 'latin1');
 export const SEAL_V1 = 1;
 export const SEAL_V2 = 2;
 const X_LEN = 32;
 const TAG_LEN = 16;
-export const MLKEM_PUBLIC_LEN = 1184;
+export { MLKEM_PUBLIC_LEN };
 export const MLKEM_CIPHERTEXT_LEN = 1088;
 export const MLKEM_SEED_LEN = 64;
 const HEADER_V1 = MAGIC.length + 1 + X_LEN;

@@ -1,8 +1,9 @@
 // Two work threads for the daemons' per-message work (work-thread.ts): checking a message
 // (mailauth's DKIM/ARC body hashing runs byte by byte in JavaScript: ~8 ms for 1 MB) and sealing
 // and writing spool files (ML-KEM is ~0.6 ms a message where Node lacks its own, see
-// crypto/mlkem.ts; the fsyncs go on to libuv's pool). The event loop keeps a core for the protocols; two threads, because messages
-// arrive together and one long check (a large message) should not hold up the next seal.
+// crypto/mlkem.ts; the fsyncs go on to libuv's pool). The event loop keeps a core for the
+// protocols; two threads, because messages arrive together and one long check (a large
+// message) should not hold up the next seal.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { SealError } from '../crypto/seal.js';

@@ -80,8 +80,8 @@ const DATE_ONLY = new Set(['ARRIVAL', 'DATE', 'SIZE']);
 // names one message for good there, RFC 3501 2.3.1.1, and its envelope, dates and header never
 // change). Reading and parsing every envelope was most of a SORT (SUBJECT) of 10,000 messages,
 // ~130 ms each time; a repeated SORT or THREAD, by the same client or another session of the
-// mailbox, reads nothing. Entries of expunged
-// messages stay until the mailbox closes; a folder past CACHE_LIMIT messages is not kept.
+// mailbox, reads nothing. Entries of expunged messages stay until the mailbox closes; a folder
+// past CACHE_LIMIT messages is not kept.
 interface CachedFacts {
   size: number;
   internalDate: number;

@@ -284,7 +284,10 @@ export function createSubmissionServer(opts: SubmissionOptions) {
           inTransaction.delete(session.id);
           releaseHold(session.id);
         }),
-        callback, log, 'a submitted message');
+        callback,
+        log,
+        'a submitted message',
+      );
     },
   });
 
